@@ -1,0 +1,49 @@
+/**
+ * The results bucket layout (DESIGN.md "Results bucket layout"). Every key the
+ * project reads or writes is built here, so nothing the ingest writes can land
+ * under an ingest prefix by accident.
+ */
+export const ATHENA_RESULTS_PREFIX = "athena-results/";
+export const REPROCESS_PREFIX = "reprocess/";
+export const RUNS_PREFIX = "runs/";
+export const REPORTS_PREFIX = "reports/";
+export const REJECTS_PREFIX = "rejects/";
+export const STATE_PREFIX = "state/";
+
+export const DEFAULT_INGEST_PREFIXES = [ATHENA_RESULTS_PREFIX, REPROCESS_PREFIX] as const;
+
+export const WATERMARK_KEY = `${STATE_PREFIX}watermark.json`;
+
+/** `runs/<QueryExecutionId>.json`: written by startQuery, read by the ingest. */
+export function runManifestKey(queryExecutionId: string): string {
+  return `${RUNS_PREFIX}${queryExecutionId}.json`;
+}
+
+/** `reports/<source key>.json`: one run report per ingested object. */
+export function reportKey(sourceKey: string): string {
+  return `${REPORTS_PREFIX}${sourceKey}.json`;
+}
+
+/** `rejects/<source key>`: the rows that were not synced, re-droppable into `reprocess/`. */
+export function rejectsKey(sourceKey: string): string {
+  return `${REJECTS_PREFIX}${sourceKey}`;
+}
+
+// Athena names a result `<QueryExecutionId>.csv`; the id is a UUID.
+const QUERY_RESULT_FILE =
+  /(?:^|\/)([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.csv$/i;
+
+/** The QueryExecutionId an Athena result key names, or undefined for any other key. */
+export function queryExecutionIdFromKey(key: string): string | undefined {
+  return QUERY_RESULT_FILE.exec(key)?.[1];
+}
+
+/** Parses `INGEST_PREFIXES` (comma-separated); each prefix ends with `/`. */
+export function parseIngestPrefixes(raw: string | undefined): string[] {
+  if (!raw) return [...DEFAULT_INGEST_PREFIXES];
+  return raw
+    .split(",")
+    .map((prefix) => prefix.trim())
+    .filter((prefix) => prefix.length > 0)
+    .map((prefix) => (prefix.endsWith("/") ? prefix : `${prefix}/`));
+}

@@ -1,0 +1,47 @@
+import type { DateRange, SyncRequest } from "./sync-request";
+
+/**
+ * `runs/<QueryExecutionId>.json`, written by startQuery when it starts a query and
+ * read by the ingest when that query's result lands. A manual drop into
+ * `reprocess/` has none, which is normal.
+ */
+export interface RunManifest {
+  version: 1;
+  queryExecutionId: string;
+  /** The validated request as received (scheduled runs: `{}`). */
+  request: SyncRequest;
+  dateRange: DateRange;
+  publicationCode?: string;
+  dryRun: boolean;
+  /** 1 for the first start, 2 and 3 for restarts after a FAILED query. */
+  attempt: number;
+  trigger: RunTrigger;
+  /** The QueryExecutionId this run restarts, when `trigger` is `retry`. */
+  previousQueryExecutionId?: string;
+  /** ISO timestamp of the StartQueryExecution call. */
+  startedAt: string;
+}
+
+export interface RunTrigger {
+  kind: "schedule" | "manual" | "retry";
+  /** The scheduled event's id, the manual invoke's request id, or the failed query's id. */
+  id: string;
+}
+
+/** Narrows parsed JSON to a RunManifest, or explains why it is not one. */
+export function parseRunManifest(value: unknown): RunManifest {
+  if (typeof value !== "object" || value === null) throw new Error("run manifest is not an object");
+  const manifest = value as Partial<RunManifest>;
+  if (manifest.version !== 1)
+    throw new Error(`unsupported run manifest version ${manifest.version}`);
+  if (typeof manifest.queryExecutionId !== "string")
+    throw new Error("run manifest has no queryExecutionId");
+  if (typeof manifest.dryRun !== "boolean") throw new Error("run manifest has no dryRun flag");
+  if (
+    typeof manifest.dateRange?.start !== "string" ||
+    typeof manifest.dateRange?.end !== "string"
+  ) {
+    throw new Error("run manifest has no dateRange");
+  }
+  return manifest as RunManifest;
+}
