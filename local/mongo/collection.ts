@@ -1,0 +1,278 @@
+import { randomUUID } from "node:crypto";
+import { Query } from "mingo";
+import type { Document } from "mongodb";
+import { CommandError } from "./errors.js";
+import { encodeKey, formatKeyValue, isPlainObject, type StoredDocument } from "./values.js";
+
+export interface IndexSpec {
+  name: string;
+  key: Record<string, unknown>;
+  unique: boolean;
+  /** Every other option the client gave (sparse, expireAfterSeconds...), echoed by listIndexes. */
+  options: Document;
+}
+
+/** Values of the indexed fields, plus whether an array sits on one of the paths (multikey). */
+interface KeyExtraction {
+  values: unknown[];
+  keyValue: Document;
+  touchesArray: boolean;
+  allMissing: boolean;
+}
+
+function extractKey(doc: StoredDocument, fields: readonly string[]): KeyExtraction {
+  const values: unknown[] = [];
+  const keyValue: Document = {};
+  let touchesArray = false;
+  let allMissing = true;
+  for (const field of fields) {
+    let current: unknown = doc;
+    for (const part of field.split(".")) {
+      if (Array.isArray(current)) {
+        touchesArray = true;
+        current = undefined;
+        break;
+      }
+      current =
+        current !== null && typeof current === "object"
+          ? (current as Record<string, unknown>)[part]
+          : undefined;
+    }
+    if (Array.isArray(current)) touchesArray = true;
+    if (current !== undefined) allMissing = false;
+    values.push(current ?? null);
+    keyValue[field] = current ?? null;
+  }
+  return { values, keyValue, touchesArray, allMissing };
+}
+
+/**
+ * A unique index: a hash map from the canonical encoding of the key values to the _id key
+ * of the document holding them, so enforcement and equality lookups are O(1).
+ */
+class UniqueIndex {
+  readonly fields: string[];
+  readonly entries = new Map<string, string>();
+  /** Documents whose key crosses an array: lookups would miss multikey matches, so scan. */
+  multikeyDocs = 0;
+  private readonly sparse: boolean;
+  private readonly partial?: Query;
+
+  constructor(readonly spec: IndexSpec) {
+    this.fields = Object.keys(spec.key);
+    this.sparse = spec.options.sparse === true;
+    const partialFilter = spec.options.partialFilterExpression;
+    if (isPlainObject(partialFilter)) this.partial = new Query(partialFilter);
+  }
+
+  /** The entry key for a document, or undefined when the index does not cover it. */
+  keyOf(doc: StoredDocument): { key: string; extraction: KeyExtraction } | undefined {
+    const extraction = extractKey(doc, this.fields);
+    if (this.sparse && extraction.allMissing) return undefined;
+    if (this.partial && !this.partial.test(doc)) return undefined;
+    return { key: encodeKey(extraction.values), extraction };
+  }
+
+  get usableForLookup(): boolean {
+    return this.multikeyDocs === 0 && !this.sparse && this.partial === undefined;
+  }
+}
+
+export function idKeyOf(id: unknown): string {
+  return encodeKey([id]);
+}
+
+/** Equality values a filter pins down, from top-level fields and `$and` members. */
+function collectEqualities(filter: Document, into: Map<string, unknown>): void {
+  for (const [field, condition] of Object.entries(filter)) {
+    if (field === "$and" && Array.isArray(condition)) {
+      for (const member of condition) if (isPlainObject(member)) collectEqualities(member, into);
+      continue;
+    }
+    if (field.startsWith("$")) continue;
+    const value = equalityValue(condition);
+    if (value.ok) into.set(field, value.value);
+  }
+}
+
+function equalityValue(condition: unknown): { ok: true; value: unknown } | { ok: false } {
+  if (condition instanceof RegExp || Array.isArray(condition)) return { ok: false };
+  if (isPlainObject(condition)) {
+    const keys = Object.keys(condition);
+    if (keys.length === 0 || !keys.some((key) => key.startsWith("$"))) {
+      return { ok: true, value: condition };
+    }
+    if (keys.length === 1 && keys[0] === "$eq") return equalityValue(condition.$eq);
+    return { ok: false };
+  }
+  return { ok: true, value: condition };
+}
+
+export class Collection {
+  readonly uuid = randomUUID();
+  /** Documents by the canonical key of their _id; Map order is insertion (natural) order. */
+  readonly documents = new Map<string, StoredDocument>();
+  private readonly indexSpecs: IndexSpec[] = [
+    { name: "_id_", key: { _id: 1 }, unique: true, options: {} },
+  ];
+  private readonly uniqueIndexes: UniqueIndex[] = [];
+
+  constructor(
+    readonly dbName: string,
+    readonly name: string,
+  ) {}
+
+  get namespace(): string {
+    return `${this.dbName}.${this.name}`;
+  }
+
+  get indexes(): readonly IndexSpec[] {
+    return this.indexSpecs;
+  }
+
+  private duplicateKeyError(spec: IndexSpec, keyValue: Document, messagePrefix = ""): CommandError {
+    return new CommandError(
+      11000,
+      `${messagePrefix}E11000 duplicate key error collection: ${this.namespace} index: ${spec.name} dup key: ${formatKeyValue(keyValue)}`,
+      { keyPattern: { ...spec.key }, keyValue },
+    );
+  }
+
+  /** Adds a document; throws 11000 (touching nothing) when a unique key is taken. */
+  insert(doc: StoredDocument): void {
+    const idKey = idKeyOf(doc._id);
+    if (this.documents.has(idKey)) {
+      throw this.duplicateKeyError(this.indexSpecs[0] as IndexSpec, { _id: doc._id });
+    }
+    const keys = this.uniqueKeysFor(doc, undefined);
+    this.documents.set(idKey, doc);
+    this.addIndexEntries(keys, idKey);
+  }
+
+  /** Replaces the stored document with the same _id; throws 11000 (touching nothing). */
+  replace(previous: StoredDocument, next: StoredDocument): void {
+    const idKey = idKeyOf(previous._id);
+    const keys = this.uniqueKeysFor(next, idKey);
+    this.removeIndexEntries(previous, idKey);
+    this.documents.set(idKey, next);
+    this.addIndexEntries(keys, idKey);
+  }
+
+  remove(doc: StoredDocument): void {
+    const idKey = idKeyOf(doc._id);
+    if (!this.documents.delete(idKey)) return;
+    this.removeIndexEntries(doc, idKey);
+  }
+
+  /** Checks every unique index for `doc` (owned by `ownIdKey` when it is an update). */
+  private uniqueKeysFor(
+    doc: StoredDocument,
+    ownIdKey: string | undefined,
+  ): Array<{ index: UniqueIndex; key: string; multikey: boolean } | undefined> {
+    return this.uniqueIndexes.map((index) => {
+      const entry = index.keyOf(doc);
+      if (!entry) return undefined;
+      const holder = index.entries.get(entry.key);
+      if (holder !== undefined && holder !== ownIdKey) {
+        throw this.duplicateKeyError(index.spec, entry.extraction.keyValue);
+      }
+      return { index, key: entry.key, multikey: entry.extraction.touchesArray };
+    });
+  }
+
+  private addIndexEntries(
+    keys: Array<{ index: UniqueIndex; key: string; multikey: boolean } | undefined>,
+    idKey: string,
+  ): void {
+    for (const entry of keys) {
+      if (!entry) continue;
+      entry.index.entries.set(entry.key, idKey);
+      if (entry.multikey) entry.index.multikeyDocs++;
+    }
+  }
+
+  private removeIndexEntries(doc: StoredDocument, idKey: string): void {
+    for (const index of this.uniqueIndexes) {
+      const entry = index.keyOf(doc);
+      if (!entry || index.entries.get(entry.key) !== idKey) continue;
+      index.entries.delete(entry.key);
+      if (entry.extraction.touchesArray) index.multikeyDocs--;
+    }
+  }
+
+  /**
+   * Documents that can match `filter`, found through the _id or a unique index when the
+   * filter pins all of its fields by equality; undefined means "scan the collection".
+   * Callers still test each candidate against the full filter.
+   */
+  candidatesFor(filter: Document): StoredDocument[] | undefined {
+    const idCondition = filter._id;
+    const idEquality = equalityValue(idCondition);
+    if (idCondition !== undefined && idEquality.ok) {
+      const doc = this.documents.get(idKeyOf(idEquality.value));
+      return doc ? [doc] : [];
+    }
+    if (isPlainObject(idCondition) && Object.keys(idCondition).length === 1) {
+      const list = idCondition.$in;
+      if (Array.isArray(list) && list.every((value) => equalityValue(value).ok)) {
+        const found = new Map<string, StoredDocument>();
+        for (const value of list) {
+          const key = idKeyOf(value);
+          const doc = this.documents.get(key);
+          if (doc) found.set(key, doc);
+        }
+        return [...found.values()];
+      }
+    }
+    if (this.uniqueIndexes.length === 0) return undefined;
+    const equalities = new Map<string, unknown>();
+    collectEqualities(filter, equalities);
+    for (const index of this.uniqueIndexes) {
+      if (!index.usableForLookup) continue;
+      if (!index.fields.every((field) => equalities.has(field))) continue;
+      const key = encodeKey(index.fields.map((field) => equalities.get(field) ?? null));
+      const idKey = index.entries.get(key);
+      const doc = idKey === undefined ? undefined : this.documents.get(idKey);
+      return doc ? [doc] : [];
+    }
+    return undefined;
+  }
+
+  findIndexByName(name: string): IndexSpec | undefined {
+    return this.indexSpecs.find((spec) => spec.name === name);
+  }
+
+  findIndexByKey(key: Document): IndexSpec | undefined {
+    const wanted = JSON.stringify(key);
+    return this.indexSpecs.find((spec) => JSON.stringify(spec.key) === wanted);
+  }
+
+  /** Builds a new index over existing documents; an existing duplicate fails with 11000. */
+  createIndex(spec: IndexSpec): void {
+    if (spec.unique) {
+      const index = new UniqueIndex(spec);
+      for (const [idKey, doc] of this.documents) {
+        const entry = index.keyOf(doc);
+        if (!entry) continue;
+        if (index.entries.has(entry.key)) {
+          throw this.duplicateKeyError(
+            spec,
+            entry.extraction.keyValue,
+            `Index build failed: ${this.uuid}: Collection ${this.namespace} ( ${this.uuid} ) :: caused by :: `,
+          );
+        }
+        index.entries.set(entry.key, idKey);
+        if (entry.extraction.touchesArray) index.multikeyDocs++;
+      }
+      this.uniqueIndexes.push(index);
+    }
+    this.indexSpecs.push(spec);
+  }
+
+  dropIndex(name: string): void {
+    const position = this.indexSpecs.findIndex((spec) => spec.name === name);
+    if (position > 0) this.indexSpecs.splice(position, 1);
+    const uniquePosition = this.uniqueIndexes.findIndex((index) => index.spec.name === name);
+    if (uniquePosition >= 0) this.uniqueIndexes.splice(uniquePosition, 1);
+  }
+}

@@ -1,0 +1,726 @@
+import { Aggregator, Query } from "mingo";
+import { type Document, Long } from "mongodb";
+import { Collection, type IndexSpec } from "./collection.js";
+import { CursorRegistry } from "./cursors.js";
+import { badValue, CommandError, failedToParse, toCommandError, typeMismatch } from "./errors.js";
+import {
+  applyUpdate,
+  bindNow,
+  type ParsedUpdate,
+  parseUpdate,
+  sameDocument,
+  upsertSeed,
+  withIdFirst,
+} from "./update.js";
+import { encodeKey, getPath, isPlainObject, type StoredDocument, toNumber } from "./values.js";
+import { MAX_BSON_OBJECT_SIZE, MAX_MESSAGE_SIZE } from "./wire.js";
+
+export const MAX_WIRE_VERSION = 21;
+export const MAX_WRITE_BATCH_SIZE = 100_000;
+const REPLICA_SET_NAME = "tracking-sync";
+
+/** What a handler needs to know about the connection a command arrived on. */
+export interface CommandContext {
+  connectionId: number;
+}
+
+type Handler = (command: Document, db: string, context: CommandContext) => Document;
+
+/**
+ * The command layer: storage (databases of {@link Collection}s), cursors and one handler
+ * per supported command. Query, update and aggregation semantics come from mingo.
+ */
+export class MongoEngine {
+  private readonly databases = new Map<string, Map<string, Collection>>();
+  readonly cursors = new CursorRegistry();
+  private readonly handlers: Record<string, Handler>;
+
+  constructor(private readonly hostAndPort: () => string) {
+    const hello: Handler = (command, _db, context) => this.hello(command, context);
+    this.handlers = {
+      hello,
+      isMaster: hello,
+      ismaster: hello,
+      ping: () => ({ ok: 1 }),
+      buildInfo: () => this.buildInfo(),
+      buildinfo: () => this.buildInfo(),
+      endSessions: () => ({ ok: 1 }),
+      killCursors: (command) => this.killCursors(command),
+      insert: (command, db) => this.insert(command, db),
+      update: (command, db) => this.update(command, db),
+      delete: (command, db) => this.delete(command, db),
+      find: (command, db) => this.find(command, db),
+      getMore: (command, db) => this.getMore(command, db),
+      aggregate: (command, db) => this.aggregate(command, db),
+      count: (command, db) => this.count(command, db),
+      distinct: (command, db) => this.distinct(command, db),
+      create: (command, db) => this.create(command, db),
+      createIndexes: (command, db) => this.createIndexes(command, db),
+      listIndexes: (command, db) => this.listIndexes(command, db),
+      dropIndexes: (command, db) => this.dropIndexes(command, db),
+      listCollections: (command, db) => this.listCollections(command, db),
+      drop: (command, db) => this.drop(command, db),
+      dropDatabase: (_command, db) => this.dropDatabase(db),
+      listDatabases: (command) => this.listDatabases(command),
+    };
+  }
+
+  /** Runs one command; never throws: failures become `{ok: 0, code, errmsg}` replies. */
+  execute(command: Document, context: CommandContext): Document {
+    const name = commandName(command);
+    try {
+      const handler = name === undefined ? undefined : this.handlers[name];
+      if (!handler) {
+        throw new CommandError(59, `no such command: '${name ?? ""}'`);
+      }
+      const db = typeof command.$db === "string" ? command.$db : "test";
+      return handler(command, db, context);
+    } catch (error) {
+      return toCommandError(error).toReply();
+    }
+  }
+
+  reset(): void {
+    this.databases.clear();
+    this.cursors.clear();
+  }
+
+  // ---- storage helpers -------------------------------------------------------------
+
+  private collection(db: string, name: string): Collection | undefined {
+    return this.databases.get(db)?.get(name);
+  }
+
+  private ensureCollection(db: string, name: string): { collection: Collection; created: boolean } {
+    validateCollectionName(db, name);
+    let database = this.databases.get(db);
+    if (!database) {
+      database = new Map();
+      this.databases.set(db, database);
+    }
+    const existing = database.get(name);
+    if (existing) return { collection: existing, created: false };
+    const collection = new Collection(db, name);
+    database.set(name, collection);
+    return { collection, created: true };
+  }
+
+  /** Live documents matching `filter`, through an index when the filter allows it. */
+  private *matching(
+    collection: Collection | undefined,
+    filter: Document,
+  ): Generator<StoredDocument> {
+    if (!collection) return;
+    const query = new Query(filter);
+    const source = collection.candidatesFor(filter) ?? collection.documents.values();
+    for (const doc of source) if (query.test(doc)) yield doc;
+  }
+
+  // ---- handshake and admin -----------------------------------------------------------
+
+  private hello(command: Document, context: CommandContext): Document {
+    const me = this.hostAndPort();
+    const legacy = command.hello === undefined;
+    return {
+      ...(command.helloOk === true || !legacy ? { helloOk: true } : {}),
+      ...(legacy ? { ismaster: true } : { isWritablePrimary: true }),
+      // A single-node replica set, like the Atlas clusters the ingest writes to: the
+      // driver then uses sessions and retryable writes exactly as in production.
+      setName: REPLICA_SET_NAME,
+      setVersion: 1,
+      hosts: [me],
+      primary: me,
+      me,
+      secondary: false,
+      maxBsonObjectSize: MAX_BSON_OBJECT_SIZE,
+      maxMessageSizeBytes: MAX_MESSAGE_SIZE,
+      maxWriteBatchSize: MAX_WRITE_BATCH_SIZE,
+      localTime: new Date(),
+      logicalSessionTimeoutMinutes: 30,
+      connectionId: context.connectionId,
+      minWireVersion: 0,
+      maxWireVersion: MAX_WIRE_VERSION,
+      readOnly: false,
+      ok: 1,
+    };
+  }
+
+  private buildInfo(): Document {
+    return {
+      version: "7.0.0",
+      gitVersion: "tracking-sync-embedded",
+      versionArray: [7, 0, 0, 0],
+      bits: 64,
+      debug: false,
+      maxBsonObjectSize: MAX_BSON_OBJECT_SIZE,
+      storageEngines: ["embedded"],
+      ok: 1,
+    };
+  }
+
+  private listDatabases(command: Document): Document {
+    const databases = [...this.databases.entries()].map(([name, collections]) => ({
+      name,
+      sizeOnDisk: 0,
+      empty: [...collections.values()].every((collection) => collection.documents.size === 0),
+    }));
+    const filter = isPlainObject(command.filter) ? command.filter : {};
+    const query = new Query(filter);
+    const selected = databases.filter((database) => query.test(database));
+    if (command.nameOnly === true) {
+      return { databases: selected.map(({ name }) => ({ name })), ok: 1 };
+    }
+    return { databases: selected, totalSize: 0, totalSizeMb: 0, ok: 1 };
+  }
+
+  // ---- writes ------------------------------------------------------------------------
+
+  private insert(command: Document, db: string): Document {
+    const name = requireCollectionName(command, "insert");
+    const documents = requireArray(command.documents, "documents");
+    const ordered = command.ordered !== false;
+    const { collection } = this.ensureCollection(db, name);
+    const writeErrors: Document[] = [];
+    let n = 0;
+    for (const [index, raw] of documents.entries()) {
+      try {
+        if (!isPlainObject(raw)) throw typeMismatch("Each document to insert must be an object");
+        collection.insert(withIdFirst(raw));
+        n++;
+      } catch (error) {
+        writeErrors.push(toCommandError(error).toWriteError(index));
+        if (ordered) break;
+      }
+    }
+    return withWriteErrors({ n, ok: 1 }, writeErrors);
+  }
+
+  private update(command: Document, db: string): Document {
+    const name = requireCollectionName(command, "update");
+    const statements = requireArray(command.updates, "updates");
+    const ordered = command.ordered !== false;
+    // One clock reading per command: every statement's $$NOW is the same instant.
+    const now = new Date();
+    const writeErrors: Document[] = [];
+    const upserted: Document[] = [];
+    let n = 0;
+    let nModified = 0;
+    for (const [index, statement] of statements.entries()) {
+      try {
+        const result = this.updateOne(db, name, statement, now);
+        n += result.matched;
+        nModified += result.modified;
+        if (result.upsertedId !== undefined) {
+          n++;
+          upserted.push({ index, _id: result.upsertedId });
+        }
+      } catch (error) {
+        writeErrors.push(toCommandError(error).toWriteError(index));
+        if (ordered) break;
+      }
+    }
+    const reply: Document = { n, nModified, ok: 1 };
+    if (upserted.length > 0) reply.upserted = upserted;
+    return withWriteErrors(reply, writeErrors);
+  }
+
+  private updateOne(
+    db: string,
+    name: string,
+    statement: unknown,
+    now: Date,
+  ): { matched: number; modified: number; upsertedId?: unknown } {
+    if (!isPlainObject(statement)) throw failedToParse("Update statement must be an object");
+    const filter = statement.q ?? {};
+    if (!isPlainObject(filter))
+      throw typeMismatch("BSON field 'update.updates.q' is the wrong type");
+    const parsed: ParsedUpdate = parseUpdate(statement.u, now);
+    const multi = statement.multi === true;
+    if (multi && parsed.kind === "replacement") {
+      throw failedToParse("multi update is not supported for replacement-style update");
+    }
+    const arrayFilters = Array.isArray(statement.arrayFilters)
+      ? (statement.arrayFilters as Document[])
+      : undefined;
+    const collection = this.collection(db, name);
+    let matched = 0;
+    let modified = 0;
+    // Collect first: a multi-update must not see the documents it has just rewritten.
+    const targets = multi
+      ? [...this.matching(collection, filter)]
+      : takeFirst(this.matching(collection, filter));
+    for (const doc of targets) {
+      matched++;
+      const next = applyUpdate(doc, parsed, { filter, arrayFilters, inserting: false });
+      if (sameDocument(doc, next)) continue;
+      (collection as Collection).replace(doc, next);
+      modified++;
+    }
+    if (matched > 0 || statement.upsert !== true) return { matched, modified };
+
+    const seed = upsertSeed(filter);
+    const inserted = withIdFirst(
+      applyUpdate(seed, parsed, { filter, arrayFilters, inserting: true }),
+    );
+    this.ensureCollection(db, name).collection.insert(inserted);
+    return { matched: 0, modified: 0, upsertedId: inserted._id };
+  }
+
+  private delete(command: Document, db: string): Document {
+    const name = requireCollectionName(command, "delete");
+    const statements = requireArray(command.deletes, "deletes");
+    const ordered = command.ordered !== false;
+    const collection = this.collection(db, name);
+    const writeErrors: Document[] = [];
+    let n = 0;
+    for (const [index, statement] of statements.entries()) {
+      try {
+        if (!isPlainObject(statement) || !isPlainObject(statement.q)) {
+          throw failedToParse("BSON field 'delete.deletes.q' is missing but a required field");
+        }
+        const limit = toNumber(statement.limit) ?? 0;
+        if (limit !== 0 && limit !== 1) {
+          throw failedToParse(`The limit field in delete objects must be 0 or 1. Got ${limit}`);
+        }
+        const matches = this.matching(collection, statement.q);
+        const targets = limit === 1 ? takeFirst(matches) : [...matches];
+        for (const doc of targets) {
+          collection?.remove(doc);
+          n++;
+        }
+      } catch (error) {
+        writeErrors.push(toCommandError(error).toWriteError(index));
+        if (ordered) break;
+      }
+    }
+    return withWriteErrors({ n, ok: 1 }, writeErrors);
+  }
+
+  // ---- reads -------------------------------------------------------------------------
+
+  private find(command: Document, db: string): Document {
+    const name = requireCollectionName(command, "find");
+    const filter = optionalObject(command.filter, "filter");
+    const projection = optionalObject(command.projection, "projection");
+    const sort = optionalObject(command.sort, "sort");
+    const skip = nonNegative(command.skip, "skip");
+    const rawLimit = toNumber(command.limit) ?? 0;
+    const limit = Math.abs(rawLimit);
+    const batchSize = nonNegativeOrUndefined(command.batchSize, "batchSize");
+
+    const collection = this.collection(db, name);
+    const query = new Query(filter);
+    const source = collection
+      ? (collection.candidatesFor(filter) ?? collection.documents.values())
+      : [];
+    let cursor = query.find<Document>(source, hasKeys(projection) ? projection : undefined);
+    if (hasKeys(sort)) cursor = cursor.sort(sort as Record<string, 1 | -1>);
+    if (skip > 0) cursor = cursor.skip(skip);
+    if (limit > 0) cursor = cursor.limit(limit);
+    const reorder = hasKeys(projection);
+    const results: Iterator<Document> = {
+      next: () =>
+        cursor.hasNext()
+          ? { done: false, value: reorder ? restoreFieldOrder(cursor.next()) : cursor.next() }
+          : { done: true, value: undefined },
+    };
+    return {
+      cursor: this.cursors.firstBatch(`${db}.${name}`, results, {
+        batchSize: batchSize ?? (limit > 0 ? Math.min(limit, 101) : undefined),
+        limit,
+        singleBatch: command.singleBatch === true || rawLimit < 0,
+      }),
+      ok: 1,
+    };
+  }
+
+  private getMore(command: Document, db: string): Document {
+    const id = command.getMore;
+    if (!(id instanceof Long) && typeof id !== "number") {
+      throw typeMismatch("BSON field 'getMore.getMore' is the wrong type, expected type 'long'");
+    }
+    const collection = command.collection;
+    if (typeof collection !== "string") {
+      throw typeMismatch("BSON field 'getMore.collection' is missing or the wrong type");
+    }
+    const batchSize = nonNegativeOrUndefined(command.batchSize, "batchSize");
+    return {
+      cursor: this.cursors.getMore(
+        id instanceof Long ? id : Long.fromNumber(id),
+        `${db}.${collection}`,
+        batchSize,
+      ),
+      ok: 1,
+    };
+  }
+
+  private killCursors(command: Document): Document {
+    const ids = requireArray(command.cursors, "cursors").map((id) =>
+      id instanceof Long ? id : Long.fromNumber(toNumber(id) ?? 0),
+    );
+    const { killed, notFound } = this.cursors.kill(ids);
+    return {
+      cursorsKilled: killed,
+      cursorsNotFound: notFound,
+      cursorsAlive: [],
+      cursorsUnknown: [],
+      ok: 1,
+    };
+  }
+
+  private aggregate(command: Document, db: string): Document {
+    const target = command.aggregate;
+    if (typeof target !== "string") {
+      throw badValue("aggregate with a database-level pipeline ({aggregate: 1}) is not supported");
+    }
+    const pipeline = requireArray(command.pipeline, "pipeline");
+    for (const stage of pipeline) {
+      if (!isPlainObject(stage) || Object.keys(stage).length !== 1) {
+        throw new CommandError(
+          40323,
+          "A pipeline stage specification object must contain exactly one field.",
+          {},
+          "Location40323",
+        );
+      }
+      const stageName = Object.keys(stage)[0] as string;
+      if (stageName === "$out" || stageName === "$merge") {
+        throw badValue(`${stageName} is not supported by the embedded server`);
+      }
+    }
+    if (!isPlainObject(command.cursor)) {
+      throw failedToParse(
+        "The 'cursor' option is required, except for aggregate with the explain argument",
+      );
+    }
+    const batchSize = nonNegativeOrUndefined(command.cursor.batchSize, "cursor.batchSize");
+    const collection = this.collection(db, target);
+    const aggregator = new Aggregator(bindNow(pipeline, new Date()) as Document[], {
+      collectionResolver: (name: string) => [
+        ...(this.collection(db, name)?.documents.values() ?? []),
+      ],
+    });
+    const output = aggregator.stream(collection ? collection.documents.values() : []);
+    const iterator: Iterator<Document> = {
+      next: () => {
+        const result = output.next();
+        return result.done
+          ? { done: true, value: undefined }
+          : { done: false, value: result.value as Document };
+      },
+    };
+    return {
+      cursor: this.cursors.firstBatch(`${db}.${target}`, iterator, { batchSize }),
+      ok: 1,
+    };
+  }
+
+  private count(command: Document, db: string): Document {
+    const name = requireCollectionName(command, "count");
+    const filter = optionalObject(command.query, "query");
+    const skip = nonNegative(command.skip, "skip");
+    const limit = Math.abs(toNumber(command.limit) ?? 0);
+    let n = 0;
+    let skipped = 0;
+    for (const _doc of this.matching(this.collection(db, name), filter)) {
+      if (skipped < skip) {
+        skipped++;
+        continue;
+      }
+      n++;
+      if (limit > 0 && n >= limit) break;
+    }
+    return { n, ok: 1 };
+  }
+
+  private distinct(command: Document, db: string): Document {
+    const name = requireCollectionName(command, "distinct");
+    const key = command.key;
+    if (typeof key !== "string" || key === "") {
+      throw failedToParse("BSON field 'distinct.key' is missing but a required field");
+    }
+    const filter = optionalObject(command.query, "query");
+    const values = new Map<string, unknown>();
+    const add = (value: unknown) => {
+      if (value === undefined) return;
+      const encoded = encodeKey([value]);
+      if (!values.has(encoded)) values.set(encoded, value);
+    };
+    for (const doc of this.matching(this.collection(db, name), filter)) {
+      for (const value of valuesAtPath(doc, key.split("."))) add(value);
+    }
+    return { values: [...values.values()], ok: 1 };
+  }
+
+  // ---- collections and indexes -------------------------------------------------------
+
+  private create(command: Document, db: string): Document {
+    const name = requireCollectionName(command, "create");
+    if (this.collection(db, name)) {
+      throw new CommandError(48, `Collection ${db}.${name} already exists.`);
+    }
+    this.ensureCollection(db, name);
+    return { ok: 1 };
+  }
+
+  private createIndexes(command: Document, db: string): Document {
+    const name = requireCollectionName(command, "createIndexes");
+    const specs = requireArray(command.indexes, "indexes").map(parseIndexSpec);
+    const { collection, created } = this.ensureCollection(db, name);
+    const before = collection.indexes.length;
+    const added: string[] = [];
+    try {
+      for (const spec of specs) {
+        const sameName = collection.findIndexByName(spec.name);
+        if (sameName) {
+          if (equivalentIndexes(sameName, spec)) continue;
+          throw new CommandError(
+            86,
+            `An existing index has the same name as the requested index. When index names are not specified, they are auto generated and can cause conflicts. Please refer to our documentation. Requested index: ${describeIndex(spec)}, existing index: ${describeIndex(sameName)}`,
+          );
+        }
+        const sameKey = collection.findIndexByKey(spec.key);
+        if (sameKey) {
+          throw new CommandError(85, `Index already exists with a different name: ${sameKey.name}`);
+        }
+        collection.createIndex(spec);
+        added.push(spec.name);
+      }
+    } catch (error) {
+      // createIndexes is all or nothing.
+      for (const indexName of added) collection.dropIndex(indexName);
+      throw error;
+    }
+    const reply: Document = {
+      numIndexesBefore: before,
+      numIndexesAfter: collection.indexes.length,
+      createdCollectionAutomatically: created,
+      ok: 1,
+    };
+    if (added.length === 0) reply.note = "all indexes already exist";
+    return reply;
+  }
+
+  private listIndexes(command: Document, db: string): Document {
+    const name = requireCollectionName(command, "listIndexes");
+    const collection = this.collection(db, name);
+    if (!collection) throw new CommandError(26, `ns does not exist: ${db}.${name}`);
+    const indexes = collection.indexes.map((spec) => ({
+      v: 2,
+      key: spec.key,
+      name: spec.name,
+      ...(spec.unique && spec.name !== "_id_" ? { unique: true } : {}),
+      ...spec.options,
+    }));
+    const batchSize = isPlainObject(command.cursor)
+      ? nonNegativeOrUndefined(command.cursor.batchSize, "cursor.batchSize")
+      : undefined;
+    return {
+      cursor: this.cursors.firstBatch(`${db}.$cmd.listIndexes.${name}`, indexes.values(), {
+        batchSize,
+      }),
+      ok: 1,
+    };
+  }
+
+  private dropIndexes(command: Document, db: string): Document {
+    const name = requireCollectionName(command, "dropIndexes");
+    const collection = this.collection(db, name);
+    if (!collection) throw new CommandError(26, `ns not found ${db}.${name}`);
+    const nIndexesWas = collection.indexes.length;
+    const requested = command.index;
+    let names: string[];
+    if (requested === "*") {
+      names = collection.indexes
+        .map((spec) => spec.name)
+        .filter((indexName) => indexName !== "_id_");
+    } else if (typeof requested === "string") {
+      names = [requested];
+    } else if (Array.isArray(requested)) {
+      names = requested.map(String);
+    } else if (isPlainObject(requested)) {
+      const spec = collection.findIndexByKey(requested);
+      if (!spec) {
+        throw new CommandError(27, `can't find index with key: ${JSON.stringify(requested)}`);
+      }
+      names = [spec.name];
+    } else {
+      throw typeMismatch("BSON field 'dropIndexes.index' is the wrong type");
+    }
+    for (const indexName of names) {
+      if (indexName === "_id_") throw new CommandError(72, "cannot drop _id index");
+      if (!collection.findIndexByName(indexName)) {
+        throw new CommandError(27, `index not found with name [${indexName}]`);
+      }
+    }
+    for (const indexName of names) collection.dropIndex(indexName);
+    return { nIndexesWas, ok: 1 };
+  }
+
+  private listCollections(command: Document, db: string): Document {
+    const filter = optionalObject(command.filter, "filter");
+    const nameOnly = command.nameOnly === true;
+    const infos = [...(this.databases.get(db)?.values() ?? [])].map((collection) => ({
+      name: collection.name,
+      type: "collection",
+      options: {},
+      info: { readOnly: false, uuid: collection.uuid },
+      idIndex: { v: 2, key: { _id: 1 }, name: "_id_" },
+    }));
+    const query = new Query(filter);
+    const selected = infos
+      .filter((info) => query.test(info))
+      .map((info) => (nameOnly ? { name: info.name, type: info.type } : info));
+    const batchSize = isPlainObject(command.cursor)
+      ? nonNegativeOrUndefined(command.cursor.batchSize, "cursor.batchSize")
+      : undefined;
+    return {
+      cursor: this.cursors.firstBatch(`${db}.$cmd.listCollections`, selected.values(), {
+        batchSize,
+      }),
+      ok: 1,
+    };
+  }
+
+  private drop(command: Document, db: string): Document {
+    const name = requireCollectionName(command, "drop");
+    const collection = this.collection(db, name);
+    if (!collection) return { ok: 1 };
+    this.databases.get(db)?.delete(name);
+    return { ns: collection.namespace, nIndexesWas: collection.indexes.length, ok: 1 };
+  }
+
+  private dropDatabase(db: string): Document {
+    this.databases.delete(db);
+    return { dropped: db, ok: 1 };
+  }
+}
+
+// ---- helpers ---------------------------------------------------------------------------
+
+/** The command name is the first field, as mongod reads it. */
+export function commandName(command: Document): string | undefined {
+  for (const key of Object.keys(command)) return key;
+  return undefined;
+}
+
+function validateCollectionName(db: string, name: string): void {
+  if (db === "" || /[/\\. "$]/.test(db)) {
+    throw new CommandError(73, `Invalid database name: '${db}'`);
+  }
+  if (name === "" || name.includes("$") || name.includes("\0")) {
+    throw new CommandError(73, `Invalid collection name: ${name}`);
+  }
+}
+
+function requireCollectionName(command: Document, commandField: string): string {
+  const name = command[commandField];
+  if (typeof name !== "string") {
+    throw new CommandError(
+      73,
+      `collection name has invalid type ${Array.isArray(name) ? "array" : typeof name}`,
+    );
+  }
+  return name;
+}
+
+function requireArray(value: unknown, field: string): unknown[] {
+  if (!Array.isArray(value)) {
+    throw failedToParse(`BSON field '${field}' is missing or is not an array`);
+  }
+  return value;
+}
+
+function optionalObject(value: unknown, field: string): Document {
+  if (value === undefined || value === null) return {};
+  if (!isPlainObject(value)) {
+    throw typeMismatch(`BSON field '${field}' is the wrong type, expected type 'object'`);
+  }
+  return value;
+}
+
+function nonNegative(value: unknown, field: string): number {
+  return nonNegativeOrUndefined(value, field) ?? 0;
+}
+
+function nonNegativeOrUndefined(value: unknown, field: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  const number = toNumber(value);
+  if (number === undefined || !Number.isFinite(number)) {
+    throw typeMismatch(`BSON field '${field}' is the wrong type, expected a number`);
+  }
+  if (number < 0) {
+    throw new CommandError(
+      51024,
+      `BSON field '${field}' value must be >= 0, actual value '${number}'`,
+      {},
+      "Location51024",
+    );
+  }
+  return Math.floor(number);
+}
+
+function takeFirst<T>(iterator: Iterator<T>): T[] {
+  const first = iterator.next();
+  return first.done ? [] : [first.value];
+}
+
+function hasKeys(value: Document): boolean {
+  return Object.keys(value).length > 0;
+}
+
+function withWriteErrors(reply: Document, writeErrors: Document[]): Document {
+  if (writeErrors.length > 0) reply.writeErrors = writeErrors;
+  return reply;
+}
+
+/**
+ * mingo's projections list `_id` last; mongod keeps `_id` first. Put `_id` back in front
+ * so documents read back look like what the server stored.
+ */
+function restoreFieldOrder(doc: Document): Document {
+  if (!("_id" in doc)) return doc;
+  const { _id, ...rest } = doc;
+  return { _id, ...rest };
+}
+
+/** Values at a dotted path with arrays unwound, as `distinct` counts them. */
+function valuesAtPath(value: unknown, parts: string[]): unknown[] {
+  if (parts.length === 0) return Array.isArray(value) ? value : [value];
+  if (Array.isArray(value)) return value.flatMap((item) => valuesAtPath(item, parts));
+  if (!isPlainObject(value)) return [];
+  const [head, ...tail] = parts;
+  return valuesAtPath(getPath(value, head as string), tail);
+}
+
+function parseIndexSpec(raw: unknown): IndexSpec {
+  if (!isPlainObject(raw) || !isPlainObject(raw.key) || Object.keys(raw.key).length === 0) {
+    throw new CommandError(67, "Index keys cannot be an empty field.");
+  }
+  if (typeof raw.name !== "string" || raw.name === "") {
+    throw failedToParse("The index name must be a non-empty string");
+  }
+  const { key, name, unique, v: _version, ...options } = raw;
+  const normalizedKey: Record<string, unknown> = {};
+  for (const [field, direction] of Object.entries(key)) {
+    const number = toNumber(direction);
+    normalizedKey[field] = number ?? direction;
+  }
+  return { name, key: normalizedKey, unique: unique === true, options };
+}
+
+function equivalentIndexes(a: IndexSpec, b: IndexSpec): boolean {
+  return (
+    JSON.stringify(a.key) === JSON.stringify(b.key) &&
+    a.unique === b.unique &&
+    JSON.stringify(a.options) === JSON.stringify(b.options)
+  );
+}
+
+function describeIndex(spec: IndexSpec): string {
+  return JSON.stringify({
+    key: spec.key,
+    name: spec.name,
+    ...(spec.unique ? { unique: true } : {}),
+  });
+}

@@ -1,0 +1,296 @@
+import { Aggregator, update as applyModifier } from "mingo";
+import { BSON, type Document, ObjectId } from "mongodb";
+import { CommandError, failedToParse, typeMismatch } from "./errors.js";
+import {
+  bsonTypeOf,
+  cloneValue,
+  getPath,
+  isPlainObject,
+  type StoredDocument,
+  setPath,
+} from "./values.js";
+
+const UPDATE_OPERATORS = new Set([
+  "$addToSet",
+  "$bit",
+  "$currentDate",
+  "$inc",
+  "$max",
+  "$min",
+  "$mul",
+  "$pop",
+  "$pull",
+  "$pullAll",
+  "$push",
+  "$rename",
+  "$set",
+  "$setOnInsert",
+  "$unset",
+]);
+
+const PIPELINE_UPDATE_STAGES = new Set([
+  "$addFields",
+  "$set",
+  "$project",
+  "$unset",
+  "$replaceRoot",
+  "$replaceWith",
+]);
+
+export type ParsedUpdate =
+  | { kind: "operators"; operators: Record<string, Record<string, unknown>> }
+  | { kind: "pipeline"; stages: Document[] }
+  | { kind: "replacement"; replacement: Document };
+
+/** Validates an update document the way mongod does before touching any document. */
+export function parseUpdate(update: unknown, now: Date): ParsedUpdate {
+  if (Array.isArray(update)) return { kind: "pipeline", stages: parsePipeline(update, now) };
+  if (!isPlainObject(update)) {
+    throw failedToParse("Update argument must be either an object or an array");
+  }
+  const keys = Object.keys(update);
+  if (keys.length === 0 || !keys[0]?.startsWith("$")) {
+    const dollarKey = keys.find((key) => key.startsWith("$"));
+    if (dollarKey !== undefined) {
+      throw new CommandError(
+        52,
+        `The dollar ($) prefixed field '${dollarKey}' in '${dollarKey}' is not allowed in the context of an update's replacement document. Consider using an aggregation pipeline with $replaceWith.`,
+      );
+    }
+    return { kind: "replacement", replacement: update };
+  }
+  const operators: Record<string, Record<string, unknown>> = {};
+  for (const key of keys) {
+    if (!UPDATE_OPERATORS.has(key)) {
+      throw failedToParse(
+        `Unknown modifier: ${key}. Expected a valid update modifier or pipeline-style update specified as an array`,
+      );
+    }
+    const fields = update[key];
+    if (!isPlainObject(fields)) {
+      throw failedToParse(
+        `Modifiers operate on fields but we found type ${describeType(fields)} instead. For example: {$mod: {<field>: ...}} not {${key}: ${describeType(fields)}}`,
+      );
+    }
+    for (const field of Object.keys(fields)) {
+      if (field === "" || field.split(".").some((part) => part === "")) {
+        throw failedToParse(`An empty update path is not valid.`);
+      }
+    }
+    operators[key] = fields;
+  }
+  checkConflicts(operators);
+  checkNumericArguments(operators);
+  return { kind: "operators", operators };
+}
+
+function describeType(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  if (typeof value === "number") return Number.isInteger(value) ? "int" : "double";
+  if (typeof value === "boolean") return "bool";
+  return bsonTypeOf(value)?.toLowerCase() ?? typeof value;
+}
+
+/** Two operators may not touch the same path, nor a path and its prefix (code 40). */
+function checkConflicts(operators: Record<string, Record<string, unknown>>): void {
+  const seen: string[] = [];
+  for (const [operator, fields] of Object.entries(operators)) {
+    const paths = Object.keys(fields);
+    if (operator === "$rename") {
+      for (const target of Object.values(fields))
+        if (typeof target === "string") paths.push(target);
+    }
+    for (const path of paths) {
+      for (const earlier of seen) {
+        const shorter = earlier.length <= path.length ? earlier : path;
+        const longer = shorter === earlier ? path : earlier;
+        if (longer === shorter || longer.startsWith(`${shorter}.`)) {
+          throw new CommandError(
+            40,
+            `Updating the path '${path}' would create a conflict at '${shorter}'`,
+          );
+        }
+      }
+      seen.push(path);
+    }
+  }
+}
+
+function checkNumericArguments(operators: Record<string, Record<string, unknown>>): void {
+  for (const operator of ["$inc", "$mul"]) {
+    const fields = operators[operator];
+    if (!fields) continue;
+    for (const [path, amount] of Object.entries(fields)) {
+      if (typeof amount !== "number") {
+        const verb = operator === "$inc" ? "increment" : "multiply";
+        throw typeMismatch(
+          `Cannot ${verb} with non-numeric argument: {${path}: ${JSON.stringify(amount) ?? String(amount)}}`,
+        );
+      }
+    }
+  }
+}
+
+function parsePipeline(stages: unknown[], now: Date): Document[] {
+  return stages.map((stage) => {
+    if (!isPlainObject(stage) || Object.keys(stage).length !== 1) {
+      throw failedToParse("A pipeline stage specification object must contain exactly one field.");
+    }
+    const name = Object.keys(stage)[0] as string;
+    if (!PIPELINE_UPDATE_STAGES.has(name)) {
+      throw new CommandError(72, `${name} is not allowed to be used within an update`);
+    }
+    return bindNow(stage, now) as Document;
+  });
+}
+
+/**
+ * Replaces `$$NOW` with one literal Date so every statement of a command sees the same
+ * instant (mingo would read the clock per call). `$literal` contents are data and stay.
+ */
+export function bindNow(expression: unknown, now: Date): unknown {
+  if (expression === "$$NOW") return { $literal: now };
+  if (Array.isArray(expression)) return expression.map((item) => bindNow(item, now));
+  if (isPlainObject(expression)) {
+    if ("$literal" in expression) return expression;
+    const bound: Record<string, unknown> = {};
+    for (const key of Object.keys(expression)) bound[key] = bindNow(expression[key], now);
+    return bound;
+  }
+  return expression;
+}
+
+/** The document an upsert starts from: the filter's equality fields (and `$and` members). */
+export function upsertSeed(filter: Document): StoredDocument {
+  const seed: StoredDocument = {};
+  addEqualities(filter, seed);
+  return seed;
+}
+
+function addEqualities(filter: Document, seed: StoredDocument): void {
+  for (const [field, condition] of Object.entries(filter)) {
+    if (field === "$and" && Array.isArray(condition)) {
+      for (const member of condition) if (isPlainObject(member)) addEqualities(member, seed);
+      continue;
+    }
+    if (field.startsWith("$")) continue;
+    if (isPlainObject(condition)) {
+      const keys = Object.keys(condition);
+      if (keys.some((key) => key.startsWith("$"))) {
+        if (keys.length === 1 && keys[0] === "$eq") setPath(seed, field, cloneValue(condition.$eq));
+        continue;
+      }
+    }
+    if (condition instanceof RegExp) continue;
+    setPath(seed, field, cloneValue(condition));
+  }
+}
+
+export interface ApplyContext {
+  /** The statement's filter: needed by the positional `$` operator. */
+  filter: Document;
+  arrayFilters?: Document[];
+  /** True when the document is being created by an upsert. */
+  inserting: boolean;
+}
+
+/**
+ * Applies a parsed update to a copy of `original` and returns the new document; the
+ * original is never mutated, so a failed statement leaves the store untouched.
+ */
+export function applyUpdate(
+  original: StoredDocument,
+  parsed: ParsedUpdate,
+  context: ApplyContext,
+): StoredDocument {
+  let next: StoredDocument;
+  switch (parsed.kind) {
+    case "replacement": {
+      const { _id: replacementId, ...rest } = cloneValue(parsed.replacement);
+      if (replacementId !== undefined && original._id !== undefined) {
+        checkIdUnchanged(original._id, replacementId);
+      }
+      const id = original._id ?? replacementId;
+      next = id === undefined ? rest : { _id: id, ...rest };
+      break;
+    }
+    case "pipeline": {
+      const [result] = new Aggregator(parsed.stages).run([cloneValue(original)]);
+      if (!isPlainObject(result)) {
+        throw new CommandError(2, "The update pipeline must produce a document");
+      }
+      next = result;
+      break;
+    }
+    case "operators": {
+      next = cloneValue(original);
+      const { $setOnInsert, ...modifier } = parsed.operators;
+      if (context.inserting && $setOnInsert) {
+        modifier.$set = { ...modifier.$set, ...$setOnInsert };
+      }
+      checkNumericTargets(next, modifier);
+      if (Object.keys(modifier).length > 0) {
+        const usesPositional = JSON.stringify(Object.values(modifier).map(Object.keys)).includes(
+          ".$",
+        );
+        applyModifier(
+          next,
+          modifier,
+          context.arrayFilters,
+          usesPositional && !context.inserting ? context.filter : undefined,
+          { cloneMode: "none" },
+        );
+      }
+      break;
+    }
+  }
+  if (original._id !== undefined && !context.inserting) checkIdUnchanged(original._id, next._id);
+  return next;
+}
+
+function checkIdUnchanged(before: unknown, after: unknown): void {
+  if (
+    after === undefined ||
+    !bytesEqual(BSON.serialize({ v: before }), BSON.serialize({ v: after }))
+  ) {
+    throw new CommandError(
+      66,
+      "Performing an update on the path '_id' would modify the immutable field '_id'",
+    );
+  }
+}
+
+/** mingo silently skips `$inc` on a non-number; mongod refuses with TypeMismatch. */
+function checkNumericTargets(doc: StoredDocument, modifier: Record<string, Document>): void {
+  for (const operator of ["$inc", "$mul"]) {
+    for (const path of Object.keys(modifier[operator] ?? {})) {
+      if (path.includes("$")) continue;
+      const current = getPath(doc, path);
+      if (current === undefined || typeof current === "number") continue;
+      throw typeMismatch(
+        `Cannot apply ${operator} to a value of non-numeric type. {_id: ${formatId(doc._id)}} has the field '${path.split(".").pop()}' of non-numeric type ${describeType(current)}`,
+      );
+    }
+  }
+}
+
+function formatId(id: unknown): string {
+  if (id instanceof ObjectId) return `ObjectId('${id.toHexString()}')`;
+  return JSON.stringify(id) ?? String(id);
+}
+
+/** Puts `_id` first (generating an ObjectId when absent), as mongod stores inserts. */
+export function withIdFirst(doc: StoredDocument): StoredDocument {
+  const { _id, ...rest } = doc;
+  return { _id: _id ?? new ObjectId(), ...rest };
+}
+
+/** Whether an update changed anything: mongod compares the stored bytes. */
+export function sameDocument(a: StoredDocument, b: StoredDocument): boolean {
+  return bytesEqual(BSON.serialize(a), BSON.serialize(b));
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+}
