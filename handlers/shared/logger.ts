@@ -16,8 +16,25 @@ export interface Logger {
 
 export interface LoggerOptions {
   level?: LogLevel;
-  /** Where lines go; defaults to stdout (one JSON object per line, as CloudWatch expects). */
+  /**
+   * Where lines go; defaults to stdout (one JSON object per line, as CloudWatch
+   * expects), or to what `setDefaultLogWriter` chose.
+   */
   write?: (line: string) => void;
+}
+
+const writeToStdout = (line: string) => {
+  process.stdout.write(`${line}\n`);
+};
+let defaultWrite: (line: string) => void = writeToStdout;
+
+/**
+ * Where loggers created without `write` send their lines, from now on (including
+ * loggers already created). Lambda keeps the default, stdout; local tools that own
+ * stdout (the demo's `--json`) send handler logs elsewhere. `undefined` restores stdout.
+ */
+export function setDefaultLogWriter(write: ((line: string) => void) | undefined): void {
+  defaultWrite = write ?? writeToStdout;
 }
 
 /**
@@ -27,7 +44,7 @@ export interface LoggerOptions {
  */
 export function createLogger(context: LogContext = {}, options: LoggerOptions = {}): Logger {
   const threshold = LEVELS[options.level ?? levelFromEnv()];
-  const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const write = options.write ?? ((line: string) => defaultWrite(line));
 
   const log = (level: LogLevel, message: string, fields?: LogContext) => {
     if (LEVELS[level] < threshold) return;
