@@ -1,4 +1,5 @@
 import { DuckDBInstance } from "@duckdb/node-api";
+import { MongoClient } from "mongodb";
 import { describe, expect, it } from "vitest";
 import { addDays } from "../../handlers/shared/dates";
 import {
@@ -12,7 +13,8 @@ import {
   SPEC_PUBLICATION_CODES,
   upsertKeyOf,
 } from "../../local/sample-data";
-import { seedDuckDb } from "../../local/seed";
+import { seedDuckDb, seedMongo } from "../../local/seed";
+import { startTestMongo } from "../helpers/mongo";
 
 const END = "2025-12-10";
 
@@ -294,6 +296,39 @@ describe("seedDuckDb", () => {
     } finally {
       connection.closeSync();
       instance.closeSync();
+    }
+  });
+});
+
+describe("seedMongo", () => {
+  it("loads the Hub collections and gives the same contents when run twice", async () => {
+    const data = generateSampleData({ endDate: END });
+    const mongo = await startTestMongo();
+    const client = new MongoClient(mongo.uri, { serverSelectionTimeoutMS: 5_000 });
+    try {
+      const db = client.db(mongo.freshDbName("seed"));
+
+      await seedMongo(db, data.fixtures);
+      await seedMongo(db, data.fixtures);
+
+      const orders = await db.collection("publication_insertion_orders").find().toArray();
+      expect(orders).toHaveLength(data.fixtures.publication_insertion_orders.length);
+      expect(await db.collection("tracking_scripts").countDocuments()).toBe(
+        data.fixtures.tracking_scripts.length,
+      );
+      expect(
+        await db.collection("publications").countDocuments({ publicationCode: { $exists: true } }),
+      ).toBe(data.fixtures.publications.filter((p) => p.publicationCode).length);
+      const deleted = orders.filter((o) => o.deletedAt instanceof Date);
+      expect(deleted.map((o) => o._id.toHexString()).sort()).toEqual(
+        data.fixtures.publication_insertion_orders
+          .filter((o) => o.deletedAt)
+          .map((o) => o._id.toHexString())
+          .sort(),
+      );
+    } finally {
+      await client.close();
+      await mongo.stop();
     }
   });
 });
