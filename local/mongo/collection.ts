@@ -62,7 +62,8 @@ class UniqueIndex {
     this.fields = Object.keys(spec.key);
     this.sparse = spec.options.sparse === true;
     const partialFilter = spec.options.partialFilterExpression;
-    if (isPlainObject(partialFilter)) this.partial = new Query(partialFilter);
+    if (isPlainObject(partialFilter))
+      this.partial = new Query(partialFilter, { scriptEnabled: false });
   }
 
   /** The entry key for a document, or undefined when the index does not cover it. */

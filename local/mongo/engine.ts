@@ -18,6 +18,8 @@ import { MAX_BSON_OBJECT_SIZE, MAX_MESSAGE_SIZE } from "./wire.js";
 export const MAX_WIRE_VERSION = 21;
 export const MAX_WRITE_BATCH_SIZE = 100_000;
 const REPLICA_SET_NAME = "tracking-sync";
+/** Client-supplied JavaScript ($where, $function) never runs inside the test process. */
+const QUERY_OPTIONS = { scriptEnabled: false } as const;
 
 /** What a handler needs to know about the connection a command arrived on. */
 export interface CommandContext {
@@ -111,7 +113,7 @@ export class MongoEngine {
     filter: Document,
   ): Generator<StoredDocument> {
     if (!collection) return;
-    const query = new Query(filter);
+    const query = new Query(filter, QUERY_OPTIONS);
     const source = collection.candidatesFor(filter) ?? collection.documents.values();
     for (const doc of source) if (query.test(doc)) yield doc;
   }
@@ -165,7 +167,7 @@ export class MongoEngine {
       empty: [...collections.values()].every((collection) => collection.documents.size === 0),
     }));
     const filter = isPlainObject(command.filter) ? command.filter : {};
-    const query = new Query(filter);
+    const query = new Query(filter, QUERY_OPTIONS);
     const selected = databases.filter((database) => query.test(database));
     if (command.nameOnly === true) {
       return { databases: selected.map(({ name }) => ({ name })), ok: 1 };
@@ -309,7 +311,7 @@ export class MongoEngine {
     const batchSize = nonNegativeOrUndefined(command.batchSize, "batchSize");
 
     const collection = this.collection(db, name);
-    const query = new Query(filter);
+    const query = new Query(filter, QUERY_OPTIONS);
     const source = collection
       ? (collection.candidatesFor(filter) ?? collection.documents.values())
       : [];
@@ -396,6 +398,7 @@ export class MongoEngine {
     const batchSize = nonNegativeOrUndefined(command.cursor.batchSize, "cursor.batchSize");
     const collection = this.collection(db, target);
     const aggregator = new Aggregator(bindNow(pipeline, new Date()) as Document[], {
+      ...QUERY_OPTIONS,
       collectionResolver: (name: string) => [
         ...(this.collection(db, name)?.documents.values() ?? []),
       ],
@@ -567,7 +570,7 @@ export class MongoEngine {
       info: { readOnly: false, uuid: collection.uuid },
       idIndex: { v: 2, key: { _id: 1 }, name: "_id_" },
     }));
-    const query = new Query(filter);
+    const query = new Query(filter, QUERY_OPTIONS);
     const selected = infos
       .filter((info) => query.test(info))
       .map((info) => (nameOnly ? { name: info.name, type: info.type } : info));

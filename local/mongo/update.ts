@@ -216,7 +216,9 @@ export function applyUpdate(
       break;
     }
     case "pipeline": {
-      const [result] = new Aggregator(parsed.stages).run([cloneValue(original)]);
+      const [result] = new Aggregator(parsed.stages, { scriptEnabled: false }).run([
+        cloneValue(original),
+      ]);
       if (!isPlainObject(result)) {
         throw new CommandError(2, "The update pipeline must produce a document");
       }
@@ -234,13 +236,21 @@ export function applyUpdate(
         const usesPositional = JSON.stringify(Object.values(modifier).map(Object.keys)).includes(
           ".$",
         );
-        applyModifier(
-          next,
-          modifier,
-          context.arrayFilters,
-          usesPositional && !context.inserting ? context.filter : undefined,
-          { cloneMode: "none" },
-        );
+        try {
+          applyModifier(
+            next,
+            modifier,
+            context.arrayFilters,
+            usesPositional && !context.inserting ? context.filter : undefined,
+            { cloneMode: "none", queryOptions: { scriptEnabled: false } },
+          );
+        } catch (error) {
+          // mingo checks _id itself; answer with mongod's code rather than BadValue.
+          if (error instanceof Error && error.message.includes("immutable field")) {
+            throw immutableIdError();
+          }
+          throw error;
+        }
       }
       break;
     }
@@ -254,11 +264,15 @@ function checkIdUnchanged(before: unknown, after: unknown): void {
     after === undefined ||
     !bytesEqual(BSON.serialize({ v: before }), BSON.serialize({ v: after }))
   ) {
-    throw new CommandError(
-      66,
-      "Performing an update on the path '_id' would modify the immutable field '_id'",
-    );
+    throw immutableIdError();
   }
+}
+
+function immutableIdError(): CommandError {
+  return new CommandError(
+    66,
+    "Performing an update on the path '_id' would modify the immutable field '_id'",
+  );
 }
 
 /** mingo silently skips `$inc` on a non-number; mongod refuses with TypeMismatch. */

@@ -1,0 +1,543 @@
+import {
+  type Collection,
+  type Document,
+  MongoBulkWriteError,
+  MongoClient,
+  MongoServerError,
+  ObjectId,
+} from "mongodb";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestMongo, type TestMongo } from "../helpers/mongo.js";
+
+// Runs against the embedded server, or a real MongoDB when MONGODB_TEST_URI is set.
+let mongo: TestMongo;
+let client: MongoClient;
+
+beforeAll(async () => {
+  mongo = await startTestMongo();
+  client = new MongoClient(mongo.uri, { serverSelectionTimeoutMS: 5_000 });
+  await client.connect();
+});
+
+afterAll(async () => {
+  await client?.close();
+  await mongo?.stop();
+});
+
+function freshCollection(prefix: string): Collection<Document> {
+  return client.db(mongo.freshDbName(prefix)).collection("entries");
+}
+
+async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected the operation to fail, but it succeeded");
+}
+
+describe("inserts", () => {
+  it("stores the document with the _id the driver generated and reads it back", async () => {
+    const entries = freshCollection("insert");
+
+    const { insertedId } = await entries.insertOne({ orderId: "o-1", impressions: 10 });
+
+    expect(insertedId).toBeInstanceOf(ObjectId);
+    expect(await entries.findOne({ _id: insertedId })).toEqual({
+      _id: insertedId,
+      orderId: "o-1",
+      impressions: 10,
+    });
+  });
+
+  it("rejects a second document with the same _id with code 11000", async () => {
+    const entries = freshCollection("insert_dup_id");
+    await entries.insertOne({ _id: "same" as never, n: 1 });
+
+    const error = await rejectionOf(entries.insertOne({ _id: "same" as never, n: 2 }));
+
+    expect(error).toBeInstanceOf(MongoServerError);
+    expect((error as MongoServerError).code).toBe(11000);
+    expect(await entries.countDocuments()).toBe(1);
+  });
+});
+
+describe("upserts", () => {
+  it("inserts the filter's equality fields plus the update when nothing matches", async () => {
+    const entries = freshCollection("upsert_shape");
+    const dateStart = new Date("2025-12-10T00:00:00.000Z");
+    const orderId = new ObjectId();
+
+    const result = await entries.updateOne(
+      { orderId, itemPath: "pub-1", dateStart, source: "automated", "meta.kind": "daily" },
+      { $set: { impressions: 100 } },
+      { upsert: true },
+    );
+
+    expect(result.upsertedCount).toBe(1);
+    expect(result.upsertedId).toBeInstanceOf(ObjectId);
+    expect(await entries.findOne({}, { projection: { _id: 0 } })).toEqual({
+      orderId,
+      itemPath: "pub-1",
+      dateStart,
+      source: "automated",
+      meta: { kind: "daily" },
+      impressions: 100,
+    });
+  });
+
+  it("takes fields pinned by $eq and $and but not by range operators", async () => {
+    const entries = freshCollection("upsert_operators");
+
+    await entries.updateOne(
+      { $and: [{ a: 1 }, { b: { $eq: "two" } }], c: { $gt: 5 } },
+      { $set: { d: true } },
+      { upsert: true },
+    );
+
+    expect(await entries.findOne({}, { projection: { _id: 0 } })).toEqual({
+      a: 1,
+      b: "two",
+      d: true,
+    });
+  });
+
+  it("uses the filter's _id for the inserted document", async () => {
+    const entries = freshCollection("upsert_id");
+
+    const result = await entries.updateOne(
+      { _id: "fixed" as never },
+      { $set: { n: 1 } },
+      { upsert: true },
+    );
+
+    expect(result.upsertedId).toBe("fixed");
+    expect(await entries.findOne({ _id: "fixed" as never })).toEqual({ _id: "fixed", n: 1 });
+  });
+
+  it("applies $setOnInsert only when the upsert inserts", async () => {
+    const entries = freshCollection("set_on_insert");
+    const key = { orderId: "o-1", itemPath: "p" };
+    const firstSeen = new Date("2025-01-01T00:00:00.000Z");
+    const later = new Date("2025-02-01T00:00:00.000Z");
+
+    await entries.updateOne(
+      key,
+      { $set: { impressions: 1 }, $setOnInsert: { createdAt: firstSeen } },
+      { upsert: true },
+    );
+    const second = await entries.updateOne(
+      key,
+      { $set: { impressions: 2 }, $setOnInsert: { createdAt: later } },
+      { upsert: true },
+    );
+
+    expect(second).toMatchObject({ matchedCount: 1, modifiedCount: 1, upsertedCount: 0 });
+    expect(await entries.findOne(key, { projection: { _id: 0 } })).toEqual({
+      ...key,
+      impressions: 2,
+      createdAt: firstSeen,
+    });
+  });
+
+  it("reports a matched but unchanged document as not modified", async () => {
+    const entries = freshCollection("unchanged");
+    await entries.insertOne({ k: 1, n: 5 });
+
+    const result = await entries.updateOne({ k: 1 }, { $set: { n: 5 } }, { upsert: true });
+
+    expect(result).toMatchObject({ matchedCount: 1, modifiedCount: 0, upsertedCount: 0 });
+  });
+
+  it("finds the existing document through a compound unique index instead of inserting", async () => {
+    const entries = freshCollection("upsert_unique");
+    await entries.createIndex(
+      { orderId: 1, itemPath: 1, dateStart: 1, source: 1 },
+      { unique: true },
+    );
+    const key = {
+      orderId: new ObjectId(),
+      itemPath: "a/b",
+      dateStart: new Date("2025-12-10T00:00:00.000Z"),
+      source: "automated",
+    };
+
+    await entries.updateOne(key, { $set: { impressions: 1 } }, { upsert: true });
+    await entries.updateOne(key, { $inc: { impressions: 4 } }, { upsert: true });
+
+    const stored = await entries.find({}).toArray();
+    expect(stored).toHaveLength(1);
+    expect(stored[0]?.impressions).toBe(5);
+  });
+
+  it("replaces the whole document (keeping _id) for a replacement upsert", async () => {
+    const entries = freshCollection("replace");
+    const { insertedId } = await entries.insertOne({ k: 1, old: true });
+
+    await entries.replaceOne({ k: 1 }, { k: 1, fresh: true }, { upsert: true });
+
+    expect(await entries.findOne({ k: 1 })).toEqual({ _id: insertedId, k: 1, fresh: true });
+  });
+});
+
+describe("operator updates", () => {
+  it("applies $set, $inc, $unset and $push together", async () => {
+    const entries = client
+      .db(mongo.freshDbName("operators"))
+      .collection<{ k: number; n: number; gone?: string; tags: string[]; nested?: { v: number } }>(
+        "entries",
+      );
+    await entries.insertOne({ k: 1, n: 1, gone: "x", tags: ["a"] });
+
+    await entries.updateOne(
+      { k: 1 },
+      { $set: { "nested.v": 2 }, $inc: { n: 2 }, $unset: { gone: "" }, $push: { tags: "b" } },
+    );
+
+    expect(await entries.findOne({ k: 1 }, { projection: { _id: 0 } })).toEqual({
+      k: 1,
+      n: 3,
+      tags: ["a", "b"],
+      nested: { v: 2 },
+    });
+  });
+
+  it("updates every matching document with updateMany and none with a non-matching filter", async () => {
+    const entries = freshCollection("update_many");
+    await entries.insertMany([{ g: 1 }, { g: 1 }, { g: 2 }]);
+
+    const many = await entries.updateMany({ g: 1 }, { $set: { seen: true } });
+    const none = await entries.updateMany({ g: 3 }, { $set: { seen: true } });
+
+    expect(many).toMatchObject({ matchedCount: 2, modifiedCount: 2 });
+    expect(none).toMatchObject({ matchedCount: 0, modifiedCount: 0 });
+    expect(await entries.countDocuments({ seen: true })).toBe(2);
+  });
+
+  it("rejects $set and $setOnInsert on the same path with code 40", async () => {
+    const entries = freshCollection("conflict");
+
+    const error = await rejectionOf(
+      entries.updateOne(
+        { k: 1 },
+        { $set: { createdAt: 1 }, $setOnInsert: { createdAt: 2 } },
+        { upsert: true },
+      ),
+    );
+
+    expect(error).toBeInstanceOf(MongoServerError);
+    expect((error as MongoServerError).code).toBe(40);
+    expect((error as MongoServerError).message).toBe(
+      "Updating the path 'createdAt' would create a conflict at 'createdAt'",
+    );
+    expect(await entries.countDocuments()).toBe(0);
+  });
+
+  it("rejects an unknown update operator with FailedToParse (code 9)", async () => {
+    const entries = freshCollection("bogus");
+    await entries.insertOne({ k: 1 });
+
+    const error = await rejectionOf(entries.updateOne({ k: 1 }, { $bogus: { n: 1 } } as never));
+
+    expect(error).toBeInstanceOf(MongoServerError);
+    expect((error as MongoServerError).code).toBe(9);
+  });
+
+  it("rejects $inc on a string field with TypeMismatch (code 14) and leaves it unchanged", async () => {
+    const entries = freshCollection("inc_string");
+    await entries.insertOne({ k: 1, n: "text" });
+
+    const error = await rejectionOf(entries.updateOne({ k: 1 }, { $inc: { n: 1 } }));
+
+    expect(error).toBeInstanceOf(MongoServerError);
+    expect((error as MongoServerError).code).toBe(14);
+    expect((await entries.findOne({ k: 1 }))?.n).toBe("text");
+  });
+
+  it("refuses to change _id with ImmutableField (code 66)", async () => {
+    const entries = freshCollection("immutable");
+    await entries.insertOne({ _id: 1 as never, k: 1 });
+
+    const error = await rejectionOf(entries.updateOne({ k: 1 }, { $set: { _id: 2 } }));
+
+    expect((error as MongoServerError).code).toBe(66);
+    expect(await entries.findOne({ k: 1 })).toEqual({ _id: 1, k: 1 });
+  });
+});
+
+describe("unique indexes", () => {
+  it("reports a violation with MongoDB's message shape, keyPattern and keyValue", async () => {
+    const dbName = mongo.freshDbName("unique_message");
+    const entries = client.db(dbName).collection("entries");
+    await entries.createIndex({ orderId: 1, day: 1 }, { unique: true, name: "order_day" });
+    await entries.insertOne({ orderId: "o-1", day: 3 });
+
+    const error = (await rejectionOf(
+      entries.insertOne({ orderId: "o-1", day: 3 }),
+    )) as MongoServerError;
+
+    expect(error.code).toBe(11000);
+    expect(error.message).toBe(
+      `E11000 duplicate key error collection: ${dbName}.entries index: order_day dup key: { orderId: "o-1", day: 3 }`,
+    );
+    expect(error.keyPattern).toEqual({ orderId: 1, day: 1 });
+    expect(error.keyValue).toEqual({ orderId: "o-1", day: 3 });
+  });
+
+  it("treats a Date and its ISO string, and an ObjectId and its hex, as different keys", async () => {
+    const entries = freshCollection("unique_types");
+    await entries.createIndex({ v: 1 }, { unique: true });
+    const date = new Date("2025-12-10T00:00:00.000Z");
+    const oid = new ObjectId();
+
+    await entries.insertMany([
+      { v: date },
+      { v: date.toISOString() },
+      { v: oid },
+      { v: oid.toHexString() },
+    ]);
+
+    expect(await entries.countDocuments()).toBe(4);
+  });
+
+  it("treats a missing field as null, so only one document may lack it", async () => {
+    const entries = freshCollection("unique_missing");
+    await entries.createIndex({ v: 1 }, { unique: true });
+    await entries.insertOne({ other: 1 });
+
+    const error = await rejectionOf(entries.insertOne({ v: null }));
+
+    expect((error as MongoServerError).code).toBe(11000);
+    expect((error as MongoServerError).keyValue).toEqual({ v: null });
+  });
+
+  it("stops an ordered bulkWrite at the first violation and reports its index", async () => {
+    const entries = freshCollection("ordered_bulk");
+    await entries.createIndex({ k: 1 }, { unique: true });
+
+    const error = await rejectionOf(
+      entries.bulkWrite(
+        [
+          { insertOne: { document: { k: 1 } } },
+          { insertOne: { document: { k: 1 } } },
+          { insertOne: { document: { k: 2 } } },
+        ],
+        { ordered: true },
+      ),
+    );
+
+    expect(error).toBeInstanceOf(MongoBulkWriteError);
+    const bulkError = error as MongoBulkWriteError;
+    const writeErrors = [bulkError.writeErrors].flat();
+    expect(writeErrors).toHaveLength(1);
+    expect(writeErrors[0]?.index).toBe(1);
+    expect(writeErrors[0]?.code).toBe(11000);
+    expect(bulkError.insertedCount).toBe(1);
+    expect(await entries.countDocuments()).toBe(1);
+  });
+
+  it("continues an unordered bulkWrite past violations and reports each index", async () => {
+    const entries = freshCollection("unordered_bulk");
+    await entries.createIndex({ k: 1 }, { unique: true });
+    await entries.insertOne({ k: "taken", email: "a@x" });
+    await entries.createIndex({ email: 1 }, { unique: true, sparse: true });
+
+    const error = await rejectionOf(
+      entries.bulkWrite(
+        [
+          { updateOne: { filter: { k: "new" }, update: { $set: { n: 1 } }, upsert: true } },
+          { insertOne: { document: { k: "taken" } } },
+          {
+            updateOne: { filter: { k: "other" }, update: { $set: { email: "a@x" } }, upsert: true },
+          },
+          { updateOne: { filter: { k: "taken" }, update: { $set: { n: 2 } }, upsert: true } },
+        ],
+        { ordered: false },
+      ),
+    );
+
+    expect(error).toBeInstanceOf(MongoBulkWriteError);
+    const bulkError = error as MongoBulkWriteError;
+    const writeErrors = [bulkError.writeErrors].flat();
+    expect(writeErrors.map((writeError) => writeError.index).sort()).toEqual([1, 2]);
+    expect(writeErrors.every((writeError) => writeError.code === 11000)).toBe(true);
+    expect(bulkError.upsertedCount).toBe(1);
+    expect(bulkError.modifiedCount).toBe(1);
+    expect(await entries.countDocuments()).toBe(2);
+  });
+
+  it("rolls back an update that would violate the index, keeping both documents intact", async () => {
+    const entries = freshCollection("update_violation");
+    await entries.createIndex({ k: 1 }, { unique: true });
+    await entries.insertMany([
+      { k: 1, n: 1 },
+      { k: 2, n: 2 },
+    ]);
+
+    const error = await rejectionOf(entries.updateOne({ k: 2 }, { $set: { k: 1, n: 99 } }));
+
+    expect((error as MongoServerError).code).toBe(11000);
+    expect(await entries.find({}, { projection: { _id: 0 }, sort: { k: 1 } }).toArray()).toEqual([
+      { k: 1, n: 1 },
+      { k: 2, n: 2 },
+    ]);
+    // The index still maps k:2 to its document: upserting it updates rather than inserts.
+    await entries.updateOne({ k: 2 }, { $set: { n: 3 } }, { upsert: true });
+    expect(await entries.countDocuments()).toBe(2);
+  });
+
+  it("frees a key when its document changes the indexed field or is deleted", async () => {
+    const entries = freshCollection("index_maintenance");
+    await entries.createIndex({ k: 1 }, { unique: true });
+    await entries.insertMany([{ k: "a" }, { k: "b" }]);
+
+    await entries.updateOne({ k: "a" }, { $set: { k: "c" } });
+    await entries.deleteOne({ k: "b" });
+    await entries.insertMany([{ k: "a" }, { k: "b" }]);
+
+    expect((await entries.distinct("k")).sort()).toEqual(["a", "b", "c"]);
+  });
+});
+
+describe("pipeline updates", () => {
+  it("keeps $literal values that look like field paths as data", async () => {
+    const entries = freshCollection("literal");
+
+    await entries.updateOne(
+      { k: 1 },
+      [{ $set: { label: { $literal: "$notAPath" }, obj: { $literal: { a: "$b" } } } }],
+      { upsert: true },
+    );
+
+    expect(await entries.findOne({ k: 1 }, { projection: { _id: 0 } })).toEqual({
+      k: 1,
+      label: "$notAPath",
+      obj: { a: "$b" },
+    });
+  });
+
+  it("gives every document of one command the same $$NOW", async () => {
+    const entries = freshCollection("now");
+    await entries.insertMany([{ g: 1 }, { g: 1 }, { g: 1 }]);
+
+    await entries.updateMany({ g: 1 }, [{ $set: { at: "$$NOW" } }]);
+
+    const stamps = (await entries.find({}).toArray()).map((doc) => doc.at);
+    expect(stamps[0]).toBeInstanceOf(Date);
+    expect(new Set(stamps.map((stamp) => (stamp as Date).getTime())).size).toBe(1);
+  });
+
+  it("evaluates $cond and $ifNull so createdAt is set once and kept", async () => {
+    const entries = freshCollection("cond_ifnull");
+    const pipeline = (n: number) => [
+      {
+        $set: {
+          n: { $literal: n },
+          createdAt: { $ifNull: ["$createdAt", "$$NOW"] },
+          big: { $cond: [{ $gte: [{ $literal: n }, 10] }, true, false] },
+        },
+      },
+    ];
+
+    await entries.updateOne({ k: 1 }, pipeline(1), { upsert: true });
+    const first = await entries.findOne({ k: 1 });
+    await entries.updateOne({ k: 1 }, pipeline(20), { upsert: true });
+    const second = await entries.findOne({ k: 1 });
+
+    expect(first?.createdAt).toBeInstanceOf(Date);
+    expect(second?.createdAt).toEqual(first?.createdAt);
+    expect(second).toMatchObject({ n: 20, big: true });
+  });
+
+  it("keeps per-creative contributions and derives sums with $filter, $concatArrays and $reduce", async () => {
+    const entries = freshCollection("contributions");
+    await entries.createIndex(
+      { orderId: 1, itemPath: 1, dateStart: 1, source: 1 },
+      { unique: true },
+    );
+    const key = {
+      orderId: "o-1",
+      itemPath: "pub",
+      dateStart: new Date("2025-12-10T00:00:00.000Z"),
+      source: "automated",
+    };
+    const contribute = (creativeId: string, impressions: number, clicks: number) => [
+      {
+        $set: {
+          contributions: {
+            $concatArrays: [
+              {
+                $filter: {
+                  input: { $ifNull: ["$contributions", []] },
+                  cond: { $ne: ["$$this.creativeId", { $literal: creativeId }] },
+                },
+              },
+              [{ $literal: { creativeId, impressions, clicks } }],
+            ],
+          },
+        },
+      },
+      {
+        $set: {
+          impressions: {
+            $reduce: {
+              input: "$contributions",
+              initialValue: 0,
+              in: { $add: ["$$value", "$$this.impressions"] },
+            },
+          },
+          clicks: { $sum: "$contributions.clicks" },
+        },
+      },
+    ];
+
+    // Two creatives, then the first one re-processed with new numbers.
+    await entries.bulkWrite(
+      [
+        { updateOne: { filter: key, update: contribute("300x250", 100, 2), upsert: true } },
+        { updateOne: { filter: key, update: contribute("$728x90", 50, 1), upsert: true } },
+      ],
+      { ordered: true },
+    );
+    await entries.updateOne(key, contribute("300x250", 120, 3), { upsert: true });
+
+    const stored = await entries.find({}).toArray();
+    expect(stored).toHaveLength(1);
+    expect(stored[0]).toMatchObject({ impressions: 170, clicks: 4 });
+    expect(stored[0]?.contributions).toEqual([
+      { creativeId: "$728x90", impressions: 50, clicks: 1 },
+      { creativeId: "300x250", impressions: 120, clicks: 3 },
+    ]);
+  });
+
+  it("supports $unset and $replaceWith stages", async () => {
+    const entries = freshCollection("pipeline_stages");
+    await entries.insertOne({ k: 1, drop: true, inner: { v: 1 } });
+
+    await entries.updateOne({ k: 1 }, [{ $unset: "drop" }]);
+    const afterUnset = await entries.findOne({ k: 1 }, { projection: { _id: 0 } });
+    await entries.updateOne({ k: 1 }, [{ $replaceWith: { $mergeObjects: ["$$ROOT", "$inner"] } }]);
+
+    expect(afterUnset).toEqual({ k: 1, inner: { v: 1 } });
+    expect(await entries.findOne({ k: 1 }, { projection: { _id: 0 } })).toEqual({
+      k: 1,
+      inner: { v: 1 },
+      v: 1,
+    });
+  });
+});
+
+describe("deletes", () => {
+  it("removes one or all matching documents", async () => {
+    const entries = freshCollection("delete");
+    await entries.insertMany([{ g: 1 }, { g: 1 }, { g: 1 }, { g: 2 }]);
+
+    const one = await entries.deleteOne({ g: 1 });
+    const all = await entries.deleteMany({ g: 1 });
+
+    expect(one.deletedCount).toBe(1);
+    expect(all.deletedCount).toBe(2);
+    expect(await entries.find({}, { projection: { _id: 0 } }).toArray()).toEqual([{ g: 2 }]);
+  });
+});
