@@ -1,0 +1,89 @@
+import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
+import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import type { Context, S3Event } from "aws-lambda";
+import { loadIngestConfig } from "./ingest/config";
+import { IngestFailedError, MongoUnavailableError } from "./ingest/errors";
+import { type IngestDependencies, InvocationContext, ingestObject } from "./ingest/ingest-object";
+import { MongoConnection } from "./ingest/mongo";
+import { resolveMongoUri } from "./ingest/mongo-uri";
+import { type IngestResponse, type ObjectOutcome, summarize } from "./ingest/response";
+import { classifyRecord, eventRecords } from "./ingest/s3-records";
+import { createLogger } from "./shared/logger";
+import { redactSecrets } from "./shared/redact";
+import { createS3Client } from "./shared/s3";
+
+// Composition root: configuration and clients are created once per container (cold start).
+const config = loadIngestConfig();
+const logger = createLogger({ function: "ingestResults" });
+const secrets = config.mongoUri.kind === "secret" ? new SecretsManagerClient({}) : undefined;
+const deps: IngestDependencies = {
+  config,
+  s3: createS3Client(),
+  cloudwatch: new CloudWatchClient({}),
+  mongo: new MongoConnection(() => resolveMongoUri(config.mongoUri, secrets), config.dbName),
+  logger,
+};
+
+/**
+ * S3 ObjectCreated → ingest each CSV record of the event. Returns the spec's
+ * SyncResponse summed over the objects, with per-object detail. Throws when any object
+ * failed as a unit (MongoDB unreachable, object unreadable) so Lambda's retries and the
+ * on-failure destination take over; data problems are reported, not thrown.
+ */
+export async function handler(event: S3Event, context: Context): Promise<IngestResponse> {
+  const started = Date.now();
+  const log = logger.child({ requestId: context?.awsRequestId });
+  const records = eventRecords(event);
+  if (records.length === 0) {
+    log.info("Event has no records (s3:TestEvent or empty); nothing to ingest");
+    return summarize([], Date.now() - started);
+  }
+  const invocation = new InvocationContext({ ...deps, logger: log });
+  const outcomes: ObjectOutcome[] = [];
+  let mongoDown: MongoUnavailableError | undefined;
+  for (const record of records) {
+    const decision = classifyRecord(record, {
+      ingestPrefixes: config.ingestPrefixes,
+      resultsBucket: config.resultsBucket,
+    });
+    const { bucket, key } = decision.object;
+    if (decision.kind === "ignore") {
+      log.info("Object ignored", { bucket, key, reason: decision.reason });
+      outcomes.push({ status: "ignored", bucket, key, reason: decision.reason });
+      continue;
+    }
+    if (decision.kind === "refuse") {
+      log.error("Object refused", { bucket, key, reason: decision.reason });
+      outcomes.push({ status: "refused", bucket, key, reason: decision.reason });
+      continue;
+    }
+    if (mongoDown) {
+      // MongoDB is down for this invocation: fail the rest fast, the retry covers them.
+      outcomes.push({ status: "failed", bucket, key, error: mongoDown.message });
+      continue;
+    }
+    try {
+      const report = await ingestObject(decision.object, { ...deps, logger: log }, invocation);
+      outcomes.push({ status: report.success ? "ingested" : "rejected", bucket, key, report });
+    } catch (error) {
+      if (error instanceof MongoUnavailableError) mongoDown = error;
+      outcomes.push({
+        status: "failed",
+        bucket,
+        key,
+        error: redactSecrets((error as Error).message),
+      });
+    }
+  }
+  const response = summarize(outcomes, Date.now() - started);
+  const failed = outcomes.filter((outcome) => outcome.status === "failed");
+  if (failed.length > 0) {
+    throw new IngestFailedError(
+      `Ingest failed for ${failed.length} object(s): ${failed
+        .map((outcome) => `${outcome.key}: ${outcome.status === "failed" ? outcome.error : ""}`)
+        .join("; ")}`,
+      { keys: failed.map((outcome) => outcome.key) },
+    );
+  }
+  return response;
+}

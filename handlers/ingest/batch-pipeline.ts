@@ -1,0 +1,216 @@
+import type { Logger } from "../shared/logger";
+import { groupIntoUpdates, type ResolvedRow } from "./entry-batch";
+import type { OrderResolver } from "./order-resolver";
+import type { PublicationDirectory } from "./publications";
+import type { RejectedRow, RejectsFile } from "./rejects";
+import type { Tally } from "./tally";
+import type { ValidRow } from "./validate-row";
+import type { BatchWriteResult, EntryWriter } from "./writer";
+
+/** Rows read since the last batch boundary, in file order. */
+export class RowBatch {
+  readonly valid: { row: ValidRow; fields: readonly (string | null)[] }[] = [];
+  readonly rejected: (RejectedRow & { bucket: "error" | "skip" })[] = [];
+  records = 0;
+  /** Byte offset just past the batch's last record, and the line after it. */
+  endByte = 0;
+  nextLine = 1;
+
+  addValid(row: ValidRow, fields: readonly (string | null)[]): void {
+    this.valid.push({ row, fields });
+    this.records++;
+  }
+
+  addError(line: number, fields: readonly (string | null)[], reason: string): void {
+    this.rejected.push({ line, fields, reason, bucket: "error" });
+    this.records++;
+  }
+}
+
+/** Where a fresh invocation could resume: everything before it is committed. */
+export interface Checkpoint {
+  /** Data rows fully accounted for (synced, skipped or error). */
+  rows: number;
+  /** Byte offset of the first record not yet committed (for a ranged GET). */
+  byteOffset: number;
+  /** Line on which that record starts. */
+  line: number;
+}
+
+interface InFlight {
+  batch: RowBatch;
+  rowsOf: ResolvedRow[][];
+  rowCounts: number[];
+  settled: boolean;
+  result?: BatchWriteResult;
+  error?: unknown;
+  done: Promise<void>;
+}
+
+export interface BatchPipelineOptions {
+  resolver: OrderResolver;
+  directory: PublicationDirectory;
+  writer: EntryWriter;
+  rejects: RejectsFile;
+  tally: Tally;
+  logger: Logger;
+  maxInFlight: number;
+  /** Called after each batch is committed, in file order (the checkpoint hook). */
+  onCommitted?: (checkpoint: Checkpoint) => void;
+}
+
+const MAX_ROW_LOGS = 20;
+
+/**
+ * Resolves batches in file order and writes them with at most `maxInFlight` bulk
+ * writes outstanding, so parsing and resolving the next batch overlaps the writes of
+ * the previous one. Batches commit strictly in file order: their counts and rejects
+ * are accounted only then, so the committed checkpoint is always a batch boundary.
+ */
+export class BatchPipeline {
+  private readonly queue: InFlight[] = [];
+  private rowLogs = 0;
+  checkpoint: Checkpoint = { rows: 0, byteOffset: 0, line: 1 };
+  batches = 0;
+
+  constructor(private readonly options: BatchPipelineOptions) {}
+
+  async submit(batch: RowBatch): Promise<void> {
+    const { resolver, directory, writer } = this.options;
+    const pairs: { creativeId: string; publicationId: number }[] = [];
+    const withPublication: {
+      row: ValidRow;
+      fields: readonly (string | null)[];
+      publicationId: number;
+    }[] = [];
+    for (const item of batch.valid) {
+      const publicationId = directory.lookup(item.row.publicationCode);
+      if (publicationId === undefined) {
+        this.skip(batch, item.row, item.fields, "unknown-publication");
+        continue;
+      }
+      pairs.push({ creativeId: item.row.creativeId, publicationId });
+      withPublication.push({ ...item, publicationId });
+    }
+    await resolver.prepare(pairs);
+    const resolved: ResolvedRow[] = [];
+    for (const item of withPublication) {
+      const resolution = resolver.get(item.row.creativeId, item.publicationId);
+      if (resolution.kind === "skipped") {
+        this.skip(batch, item.row, item.fields, resolution.reason, resolution.detail);
+        continue;
+      }
+      resolved.push({ row: item.row, target: resolution.target, fields: item.fields });
+    }
+    const grouped = groupIntoUpdates(resolved);
+    for (let i = 0; i < grouped.superseded; i++)
+      this.options.tally.warn("duplicate-row-superseded");
+    const entry: InFlight = {
+      batch,
+      rowsOf: grouped.rowsOf,
+      rowCounts: grouped.rowCounts,
+      settled: false,
+      done: Promise.resolve(),
+    };
+    const writing =
+      grouped.updates.length > 0
+        ? writer.write(grouped.updates)
+        : Promise.resolve({ inserted: 0, updated: 0, unchanged: 0, failed: [] });
+    entry.done = writing.then(
+      (result) => {
+        entry.result = result;
+        entry.settled = true;
+      },
+      (error: unknown) => {
+        entry.error = error;
+        entry.settled = true;
+      },
+    );
+    this.queue.push(entry);
+    this.batches++;
+    await this.commitSettled();
+    while (this.queue.length >= this.options.maxInFlight) {
+      await this.queue[0]?.done;
+      await this.commitSettled();
+    }
+  }
+
+  /** Waits for every write; throws the first failure after all have settled. */
+  async finish(): Promise<void> {
+    await Promise.all(this.queue.map((entry) => entry.done));
+    await this.commitSettled();
+  }
+
+  /** Lets outstanding writes settle without committing (the object is failing anyway). */
+  async abandon(): Promise<void> {
+    await Promise.all(this.queue.map((entry) => entry.done));
+  }
+
+  private skip(
+    batch: RowBatch,
+    row: ValidRow,
+    fields: readonly (string | null)[],
+    reason: string,
+    detail?: string,
+  ): void {
+    batch.rejected.push({ line: row.line, fields, reason, bucket: "skip" });
+    if (this.rowLogs < MAX_ROW_LOGS) {
+      this.rowLogs++;
+      this.options.logger.warn("Row skipped", {
+        line: row.line,
+        reason,
+        ...(detail ? { detail } : {}),
+        creativeId: row.creativeId,
+        publicationCode: row.publicationCode,
+      });
+    }
+  }
+
+  private async commitSettled(): Promise<void> {
+    const { tally, rejects } = this.options;
+    while (this.queue[0]?.settled) {
+      const entry = this.queue[0];
+      if (entry.error !== undefined) {
+        // Keep the failed batch queued: later calls keep failing, nothing past it commits.
+        throw entry.error;
+      }
+      this.queue.shift();
+      const result = entry.result as BatchWriteResult;
+      const rejected: RejectedRow[] = [];
+      for (const item of entry.batch.rejected) {
+        if (item.bucket === "skip") tally.skip(item.reason);
+        else tally.error(item.reason);
+        rejected.push(item);
+      }
+      const failedUpdates = new Set(result.failed.map((failure) => failure.index));
+      entry.rowCounts.forEach((count, index) => {
+        if (!failedUpdates.has(index)) {
+          tally.synced += count;
+          return;
+        }
+        for (const { row, fields } of entry.rowsOf[index] ?? []) {
+          tally.error("write-failed");
+          rejected.push({ line: row.line, fields: fields ?? [], reason: "write-failed" });
+        }
+      });
+      for (const failure of result.failed) {
+        this.options.logger.error("Entry write failed", {
+          code: failure.code,
+          message: failure.message,
+        });
+      }
+      tally.inserted += result.inserted;
+      tally.updated += result.updated;
+      tally.unchanged += result.unchanged;
+      tally.addFieldChanges(result.fieldChanges);
+      rejected.sort((a, b) => a.line - b.line);
+      await rejects.add(rejected);
+      this.checkpoint = {
+        rows: tally.rows,
+        byteOffset: entry.batch.endByte,
+        line: entry.batch.nextLine,
+      };
+      this.options.onCommitted?.(this.checkpoint);
+    }
+  }
+}

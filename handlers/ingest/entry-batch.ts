@@ -1,0 +1,93 @@
+import { endOfDay, startOfDay } from "../shared/dates";
+import {
+  type Contribution,
+  compareUtf8,
+  contributionKey,
+  type EntryUpdate,
+  SOURCE,
+} from "./entry-update";
+import type { EntryTarget } from "./order-resolver";
+import type { ValidRow } from "./validate-row";
+
+export interface ResolvedRow {
+  row: ValidRow;
+  target: EntryTarget;
+  /** The row's original values, kept for the rejects file should its write fail. */
+  fields?: readonly (string | null)[];
+}
+
+export interface GroupedUpdates {
+  updates: EntryUpdate[];
+  /** For each update, how many rows it carries (their contributions, superseded ones included). */
+  rowCounts: number[];
+  /** For each update, the rows it carries (for write failures). */
+  rowsOf: ResolvedRow[][];
+  /** Rows whose contribution a later row of the same batch replaced (same creative, code, channel, size and day). */
+  superseded: number;
+}
+
+/**
+ * Groups a batch's resolved rows by upsert key into ONE update per entry: two upserts
+ * of one new key in the same unordered bulkWrite would race into E11000. Within an
+ * entry, a row with the same contribution key as an earlier one replaces it, as a
+ * row-by-row upsert would (Athena's grouped output never repeats one).
+ */
+export function groupIntoUpdates(rows: readonly ResolvedRow[]): GroupedUpdates {
+  const groups = new Map<
+    string,
+    { first: ResolvedRow; contributions: Map<string, Contribution>; rows: ResolvedRow[] }
+  >();
+  let superseded = 0;
+  for (const resolved of rows) {
+    const { row, target } = resolved;
+    const groupKey = `${target.orderId}\u0000${target.itemPath}\u0000${row.reportDate}`;
+    let group = groups.get(groupKey);
+    if (!group) {
+      group = { first: resolved, contributions: new Map(), rows: [] };
+      groups.set(groupKey, group);
+    }
+    group.rows.push(resolved);
+    const key = contributionKey(row.creativeId, row.publicationCode, row.channel, row.adSize);
+    if (group.contributions.has(key)) {
+      superseded++;
+      group.contributions.delete(key);
+    }
+    group.contributions.set(key, {
+      key,
+      creativeId: row.creativeId,
+      publicationCode: row.publicationCode.toLowerCase(),
+      channel: row.channel,
+      adSize: row.adSize,
+      itemName: target.itemName,
+      impressions: row.impressions,
+      clicks: row.clicks,
+      viewableImpressions: row.viewableImpressions,
+      uniqueIps: row.uniqueIps,
+    });
+  }
+  const updates: EntryUpdate[] = [];
+  const rowCounts: number[] = [];
+  const rowsOf: ResolvedRow[][] = [];
+  for (const group of groups.values()) {
+    const { row, target } = group.first;
+    updates.push({
+      key: {
+        orderId: target.orderId,
+        itemPath: target.itemPath,
+        dateStart: startOfDay(row.reportDate),
+        source: SOURCE,
+      },
+      fields: {
+        dateEnd: endOfDay(row.reportDate),
+        campaignId: target.campaignId,
+        publicationId: target.publicationId,
+        publicationName: target.publicationName,
+        channel: target.channel,
+      },
+      contributions: [...group.contributions.values()].sort((a, b) => compareUtf8(a.key, b.key)),
+    });
+    rowCounts.push(group.rows.length);
+    rowsOf.push(group.rows);
+  }
+  return { updates, rowCounts, rowsOf, superseded };
+}

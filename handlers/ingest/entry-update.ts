@@ -1,0 +1,370 @@
+import type { Document } from "mongodb";
+
+export const SOURCE = "automated";
+export const ENTERED_BY = "lambda-tracking-sync";
+
+/**
+ * One creative's numbers inside an entry (DESIGN.md change 1). Stored as array element
+ * values keyed by `key`, never as field names, so ids like `$x` or `a.b` stay data.
+ */
+export interface Contribution {
+  /** JSON of [creative_id, publication_code (lower case), channel, ad_size]: the row's identity. */
+  key: string;
+  creativeId: string;
+  publicationCode: string;
+  channel: string | null;
+  adSize: string | null;
+  itemName: string;
+  impressions: number;
+  clicks: number;
+  viewableImpressions: number;
+  uniqueIps: number;
+}
+
+/** The upsert key, exactly: the unique index covers these four fields. */
+export interface EntryKey {
+  orderId: string;
+  itemPath: string;
+  dateStart: Date;
+  source: typeof SOURCE;
+}
+
+/** The values one update writes besides the contributions (all from the resolved order). */
+export interface EntryFields {
+  dateEnd: Date;
+  campaignId: unknown;
+  publicationId: number;
+  publicationName: string;
+  channel: string;
+}
+
+export interface EntryUpdate {
+  key: EntryKey;
+  fields: EntryFields;
+  /** The file's contributions to this entry, sorted by key, one per key. */
+  contributions: Contribution[];
+}
+
+export interface EntryMetrics {
+  impressions: number;
+  clicks: number;
+  ctr: number;
+  viewability: number;
+  reach: number;
+}
+
+export function contributionKey(
+  creativeId: string,
+  publicationCode: string,
+  channel: string | null,
+  adSize: string | null,
+): string {
+  return JSON.stringify([creativeId, publicationCode.toLowerCase(), channel, adSize]);
+}
+
+/** Orders strings as MongoDB's simple collation does: by UTF-8 bytes. */
+export function compareUtf8(a: string, b: string): number {
+  if (a === b) return 0;
+  // Below U+D800, UTF-16 code-unit order equals UTF-8 byte order (the common, cheap case).
+  if (!HIGH_CODE_UNIT.test(a) && !HIGH_CODE_UNIT.test(b)) return a < b ? -1 : 1;
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+}
+
+const HIGH_CODE_UNIT = /[\uD800-\uFFFF]/;
+
+/** ctr/viewability as the spec computes them, 0 when there are no impressions. */
+export function percentOf(part: number, whole: number): number {
+  return whole > 0 ? (part / whole) * 100 : 0;
+}
+
+/**
+ * The metrics of an entry, derived from all its contributions. `reach` is the sum of
+ * the contributions' unique IPs: daily aggregates cannot be de-duplicated across
+ * creatives, so it is an upper bound of the entry's true reach.
+ */
+export function metricsOf(contributions: readonly Contribution[]): EntryMetrics {
+  let impressions = 0;
+  let clicks = 0;
+  let viewable = 0;
+  let reach = 0;
+  for (const contribution of contributions) {
+    impressions += contribution.impressions;
+    clicks += contribution.clicks;
+    viewable += contribution.viewableImpressions;
+    reach += contribution.uniqueIps;
+  }
+  return {
+    impressions,
+    clicks,
+    ctr: percentOf(clicks, impressions),
+    viewability: percentOf(viewable, impressions),
+    reach,
+  };
+}
+
+// Temporary fields used inside the pipeline, removed by its last stage.
+const NEXT = "_trackingSyncNext";
+const CHANGED = "_trackingSyncChanged";
+
+/** Distinct non-empty strings of an array expression, sorted, joined with ", ". */
+function joinDistinct(arrayExpression: unknown): Document {
+  return {
+    $reduce: {
+      input: {
+        $sortArray: {
+          input: {
+            $setUnion: [{ $filter: { input: arrayExpression, cond: { $gt: ["$$this", ""] } } }],
+          },
+          sortBy: 1,
+        },
+      },
+      initialValue: "",
+      in: {
+        $concat: ["$$value", { $cond: [{ $eq: ["$$value", ""] }, "", ", "] }, "$$this"],
+      },
+    },
+  };
+}
+
+/**
+ * The update pipeline for one entry. In one atomic update it: removes this file's
+ * contribution keys from the stored array, adds the new contributions (sorted by key,
+ * so the array is the same whatever order files and batches arrive in), derives
+ * metrics/itemName/dimensions from ALL contributions, and moves `updatedAt` and
+ * `enteredAt` only when a stored value actually changes. Every CSV-derived value is
+ * inside `$literal`, so nothing from the file is read as an operator or field path.
+ */
+export function buildUpdatePipeline(update: EntryUpdate): Document[] {
+  const keys = update.contributions.map((contribution) => contribution.key);
+  const f = update.fields;
+  return [
+    {
+      $set: {
+        [NEXT]: {
+          $sortArray: {
+            input: {
+              $concatArrays: [
+                {
+                  $filter: {
+                    input: { $ifNull: ["$contributions", []] },
+                    cond: { $not: [{ $in: ["$$this.key", { $literal: keys }] }] },
+                  },
+                },
+                { $literal: update.contributions },
+              ],
+            },
+            sortBy: { key: 1 },
+          },
+        },
+      },
+    },
+    {
+      $set: {
+        [NEXT]: {
+          contributions: `$${NEXT}`,
+          metrics: {
+            $let: {
+              vars: {
+                i: { $sum: `$${NEXT}.impressions` },
+                c: { $sum: `$${NEXT}.clicks` },
+                v: { $sum: `$${NEXT}.viewableImpressions` },
+              },
+              in: {
+                impressions: "$$i",
+                clicks: "$$c",
+                ctr: {
+                  $cond: [
+                    { $gt: ["$$i", 0] },
+                    { $multiply: [{ $divide: ["$$c", "$$i"] }, 100] },
+                    0,
+                  ],
+                },
+                viewability: {
+                  $cond: [
+                    { $gt: ["$$i", 0] },
+                    { $multiply: [{ $divide: ["$$v", "$$i"] }, 100] },
+                    0,
+                  ],
+                },
+                reach: { $sum: `$${NEXT}.uniqueIps` },
+              },
+            },
+          },
+          itemName: joinDistinct(`$${NEXT}.itemName`),
+          dimensions: {
+            $let: {
+              vars: { d: joinDistinct(`$${NEXT}.adSize`) },
+              in: { $cond: [{ $eq: ["$$d", ""] }, "$$REMOVE", "$$d"] },
+            },
+          },
+          dateEnd: { $literal: f.dateEnd },
+          campaignId: { $literal: f.campaignId },
+          publicationId: { $literal: f.publicationId },
+          publicationName: { $literal: f.publicationName },
+          channel: { $literal: f.channel },
+          enteredBy: ENTERED_BY,
+        },
+      },
+    },
+    {
+      $set: {
+        [CHANGED]: {
+          $or: [
+            { $eq: [{ $type: "$createdAt" }, "missing"] },
+            {
+              $ne: [
+                `$${NEXT}`,
+                {
+                  contributions: "$contributions",
+                  metrics: "$metrics",
+                  itemName: "$itemName",
+                  dimensions: "$dimensions",
+                  dateEnd: "$dateEnd",
+                  campaignId: "$campaignId",
+                  publicationId: "$publicationId",
+                  publicationName: "$publicationName",
+                  channel: "$channel",
+                  enteredBy: "$enteredBy",
+                },
+              ],
+            },
+          ],
+        },
+      },
+    },
+    {
+      $set: {
+        contributions: `$${NEXT}.contributions`,
+        metrics: `$${NEXT}.metrics`,
+        itemName: `$${NEXT}.itemName`,
+        dimensions: { $ifNull: [`$${NEXT}.dimensions`, "$$REMOVE"] },
+        dateEnd: `$${NEXT}.dateEnd`,
+        campaignId: `$${NEXT}.campaignId`,
+        publicationId: `$${NEXT}.publicationId`,
+        publicationName: `$${NEXT}.publicationName`,
+        channel: `$${NEXT}.channel`,
+        enteredBy: `$${NEXT}.enteredBy`,
+        enteredAt: { $cond: [`$${CHANGED}`, "$$NOW", "$enteredAt"] },
+        createdAt: { $ifNull: ["$createdAt", "$$NOW"] },
+        updatedAt: { $cond: [`$${CHANGED}`, "$$NOW", "$updatedAt"] },
+      },
+    },
+    { $unset: [NEXT, CHANGED] },
+  ];
+}
+
+/** What applying an update did (or, in a dry run, would do) to one entry. */
+export interface AppliedUpdate {
+  kind: "insert" | "update" | "unchanged";
+  document: Document;
+  /** Top-level fields (and `metrics.*`) whose value changed; empty for `unchanged`. */
+  changedFields: string[];
+}
+
+const COMPARED_FIELDS = [
+  "contributions",
+  "metrics",
+  "itemName",
+  "dimensions",
+  "dateEnd",
+  "campaignId",
+  "publicationId",
+  "publicationName",
+  "channel",
+  "enteredBy",
+] as const;
+
+/**
+ * The pure JavaScript twin of `buildUpdatePipeline`, for dry runs: the document the
+ * pipeline would leave, given the stored one (or null) and the server's `$$NOW`.
+ * A test runs both against the same inputs and compares the documents.
+ */
+export function applyEntryUpdate(
+  existing: Document | null,
+  update: EntryUpdate,
+  now: Date,
+): AppliedUpdate {
+  const keys = new Set(update.contributions.map((contribution) => contribution.key));
+  const stored: Contribution[] = Array.isArray(existing?.contributions)
+    ? existing.contributions
+    : [];
+  const contributions = [
+    ...stored.filter((contribution) => !keys.has(contribution.key)),
+    ...update.contributions,
+  ].sort((a, b) => compareUtf8(a.key, b.key));
+  const next: Document = {
+    contributions,
+    metrics: metricsOf(contributions),
+    itemName: joinDistinctValues(contributions.map((c) => c.itemName)),
+  };
+  const dimensions = joinDistinctValues(contributions.map((c) => c.adSize));
+  if (dimensions !== "") next.dimensions = dimensions;
+  Object.assign(next, {
+    dateEnd: update.fields.dateEnd,
+    campaignId: update.fields.campaignId,
+    publicationId: update.fields.publicationId,
+    publicationName: update.fields.publicationName,
+    channel: update.fields.channel,
+    enteredBy: ENTERED_BY,
+  });
+  const changedFields: string[] = [];
+  for (const field of COMPARED_FIELDS) {
+    if (field === "metrics") {
+      for (const [name, value] of Object.entries(next.metrics as EntryMetrics)) {
+        if (!bsonEqual(value, existing?.metrics?.[name])) changedFields.push(`metrics.${name}`);
+      }
+      if (changedFields.some((name) => name.startsWith("metrics."))) continue;
+      if (!bsonEqual(next.metrics, existing?.metrics)) changedFields.push("metrics");
+    } else if (!bsonEqual(next[field], existing?.[field])) {
+      changedFields.push(field);
+    }
+  }
+  const inserted = existing === null;
+  const changed = inserted || existing.createdAt === undefined || changedFields.length > 0;
+  const document: Document = { ...(existing ?? { ...update.key }) };
+  for (const field of COMPARED_FIELDS) {
+    if (next[field] === undefined) delete document[field];
+    else document[field] = next[field];
+  }
+  document.enteredAt = changed ? now : existing?.enteredAt;
+  document.createdAt = existing?.createdAt ?? now;
+  document.updatedAt = changed ? now : existing?.updatedAt;
+  if (document.enteredAt === undefined) delete document.enteredAt;
+  if (document.updatedAt === undefined) delete document.updatedAt;
+  return {
+    kind: inserted ? "insert" : changed ? "update" : "unchanged",
+    document,
+    changedFields: inserted ? [] : changedFields,
+  };
+}
+
+function joinDistinctValues(values: readonly (string | null)[]): string {
+  const distinct = [...new Set(values.filter((v): v is string => typeof v === "string" && v > ""))];
+  return distinct.sort(compareUtf8).join(", ");
+}
+
+/** Equality as MongoDB's `$eq` sees stored values: numbers by value, documents in field order. */
+export function bsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined || a === null || b === null) {
+    return (a ?? null) === (b ?? null) && (a === undefined) === (b === undefined);
+  }
+  if (typeof a === "number" || typeof b === "number") return Number(a) === Number(b);
+  if (a instanceof Date || b instanceof Date) {
+    return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
+  }
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    return a.every((value, index) => bsonEqual(value, b[index]));
+  }
+  if (typeof a === "object" && typeof b === "object") {
+    if ("_bsontype" in a || "_bsontype" in b) return String(a) === String(b);
+    const aKeys = Object.keys(a).filter((k) => (a as Document)[k] !== undefined);
+    const bKeys = Object.keys(b).filter((k) => (b as Document)[k] !== undefined);
+    if (aKeys.length !== bKeys.length) return false;
+    return aKeys.every(
+      (key, index) => key === bKeys[index] && bsonEqual((a as Document)[key], (b as Document)[key]),
+    );
+  }
+  return false;
+}

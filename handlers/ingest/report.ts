@@ -1,0 +1,112 @@
+import type { DateRange } from "../shared/sync-request";
+import type { Checkpoint } from "./batch-pipeline";
+import type { S3ObjectRef } from "./s3-records";
+import type { Tally } from "./tally";
+
+/** The spec's SyncResponse stats (§5). */
+export interface SyncStats {
+  rowsFromAthena: number;
+  synced: number;
+  skipped: number;
+  errors: number;
+}
+
+/**
+ * `reports/<source key>.json`: the spec's SyncResponse fields for one object plus what
+ * operators need to act on it.
+ */
+export interface ObjectReport {
+  success: boolean;
+  dateRange: DateRange;
+  stats: SyncStats;
+  /** Milliseconds. */
+  duration: number;
+  error?: string;
+  /** `synced`: ran to the end; `rejected`: the file cannot be ingested as is (retry won't help); `failed`: retryable. */
+  outcome: "synced" | "rejected" | "failed";
+  dryRun: boolean;
+  dryRunSource?: "tag" | "manifest";
+  /** Entry updates (one per entry per batch): inserted, updated, unchanged. Dry runs: would be. */
+  inserted: number;
+  updated: number;
+  unchanged: number;
+  /** Dry runs: how many entry updates would change each field. */
+  fieldChanges?: Record<string, number>;
+  skippedByReason: Record<string, number>;
+  errorsByReason: Record<string, number>;
+  warnings: Record<string, number>;
+  missingColumns?: string[];
+  rejects?: { bucket: string; key: string; rows: number };
+  source: {
+    bucket: string;
+    key: string;
+    eTag?: string;
+    versionId?: string;
+    size?: number;
+    sequencer?: string;
+  };
+  queryExecutionId?: string;
+  /** Committed progress: where a continuation would resume. */
+  progress: Checkpoint;
+  lookupQueries: number;
+  writeBatches: number;
+  startedAt: string;
+  finishedAt: string;
+}
+
+export function buildReport(input: {
+  object: S3ObjectRef;
+  tally: Tally;
+  outcome: ObjectReport["outcome"];
+  error?: string;
+  dryRun: boolean;
+  dryRunSource?: "tag" | "manifest";
+  queryExecutionId?: string;
+  missingColumns?: string[];
+  rejects?: ObjectReport["rejects"];
+  progress: Checkpoint;
+  lookupQueries: number;
+  writeBatches: number;
+  startedAt: Date;
+  finishedAt: Date;
+}): ObjectReport {
+  const { tally, object } = input;
+  return {
+    success: input.outcome === "synced",
+    dateRange: tally.dateRange,
+    stats: {
+      rowsFromAthena: tally.rows,
+      synced: tally.synced,
+      skipped: tally.skipped,
+      errors: tally.errors,
+    },
+    duration: input.finishedAt.getTime() - input.startedAt.getTime(),
+    ...(input.error !== undefined ? { error: input.error } : {}),
+    outcome: input.outcome,
+    dryRun: input.dryRun,
+    ...(input.dryRunSource ? { dryRunSource: input.dryRunSource } : {}),
+    inserted: tally.inserted,
+    updated: tally.updated,
+    unchanged: tally.unchanged,
+    ...(input.dryRun ? { fieldChanges: tally.fieldChanges } : {}),
+    skippedByReason: tally.skippedByReason,
+    errorsByReason: tally.errorsByReason,
+    warnings: tally.warnings,
+    ...(input.missingColumns ? { missingColumns: input.missingColumns } : {}),
+    ...(input.rejects ? { rejects: input.rejects } : {}),
+    source: {
+      bucket: object.bucket,
+      key: object.key,
+      ...(object.eTag ? { eTag: object.eTag } : {}),
+      ...(object.versionId ? { versionId: object.versionId } : {}),
+      ...(object.size !== undefined ? { size: object.size } : {}),
+      ...(object.sequencer ? { sequencer: object.sequencer } : {}),
+    },
+    ...(input.queryExecutionId ? { queryExecutionId: input.queryExecutionId } : {}),
+    progress: input.progress,
+    lookupQueries: input.lookupQueries,
+    writeBatches: input.writeBatches,
+    startedAt: input.startedAt.toISOString(),
+    finishedAt: input.finishedAt.toISOString(),
+  };
+}

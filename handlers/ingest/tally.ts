@@ -1,0 +1,51 @@
+import type { DateRange } from "../shared/sync-request";
+
+/** Running counts for one object. Every data row lands in exactly one bucket. */
+export class Tally {
+  synced = 0;
+  skipped = 0;
+  errors = 0;
+  inserted = 0;
+  updated = 0;
+  unchanged = 0;
+  readonly skippedByReason: Record<string, number> = {};
+  readonly errorsByReason: Record<string, number> = {};
+  readonly warnings: Record<string, number> = {};
+  readonly fieldChanges: Record<string, number> = {};
+  private minDate: string | undefined;
+  private maxDate: string | undefined;
+
+  get rows(): number {
+    return this.synced + this.skipped + this.errors;
+  }
+
+  skip(reason: string, count = 1): void {
+    this.skipped += count;
+    this.skippedByReason[reason] = (this.skippedByReason[reason] ?? 0) + count;
+  }
+
+  error(reason: string, count = 1): void {
+    this.errors += count;
+    this.errorsByReason[reason] = (this.errorsByReason[reason] ?? 0) + count;
+  }
+
+  warn(warning: string): void {
+    this.warnings[warning] = (this.warnings[warning] ?? 0) + 1;
+  }
+
+  addFieldChanges(changes: Record<string, number> | undefined): void {
+    for (const [field, count] of Object.entries(changes ?? {})) {
+      this.fieldChanges[field] = (this.fieldChanges[field] ?? 0) + count;
+    }
+  }
+
+  /** Widens the date range of the rows seen (valid `YYYY-MM-DD` dates compare as strings). */
+  seeDate(reportDate: string): void {
+    if (this.minDate === undefined || reportDate < this.minDate) this.minDate = reportDate;
+    if (this.maxDate === undefined || reportDate > this.maxDate) this.maxDate = reportDate;
+  }
+
+  get dateRange(): DateRange {
+    return { start: this.minDate ?? "", end: this.maxDate ?? "" };
+  }
+}
