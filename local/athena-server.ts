@@ -1,10 +1,10 @@
 import { createHash, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { type DuckDBConnection, DuckDBInstance, type DuckDBValue } from "@duckdb/node-api";
 import type { EventBridgeEvent } from "aws-lambda";
-import { athenaCsvLine } from "./athena/csv";
+import { athenaCsvLine, parseAthenaCsv } from "./athena/csv";
 import { athenaText, athenaTypeName, installAthenaFunctions } from "./athena/duckdb-engine";
 import { S3ResultWriter } from "./athena/result-writer";
 import {
@@ -16,7 +16,8 @@ import {
 
 /**
  * An Athena stand-in: Athena's JSON 1.1 API (StartQueryExecution, GetQueryExecution,
- * StopQueryExecution, GetWorkGroup) over HTTP, so the unchanged start Lambda reaches it
+ * StopQueryExecution, GetWorkGroup; GetQueryResults and ListQueryExecutions for people
+ * using the AWS CLI against it) over HTTP, so the unchanged start Lambda reaches it
  * through `AWS_ENDPOINT_URL_ATHENA`. Queries run in an in-memory DuckDB after
  * StartQueryExecution returns; results are written through the S3 API as Athena writes
  * them (`<id>.csv` in Athena's CSV dialect, plus `<id>.csv.metadata`).
@@ -129,6 +130,7 @@ interface Execution {
   reusedFrom?: Execution;
   rows?: number;
   bytes?: number;
+  columns?: { name: string; type: string }[];
   connection?: DuckDBConnection;
   cancelRequested: boolean;
 }
@@ -299,6 +301,7 @@ export async function startAthenaServer(options: AthenaServerOptions): Promise<A
       const names = result.columnNames();
       const types = result.columnTypes();
       const render = types.map((type) => (value: DuckDBValue) => athenaText(value, type));
+      const typeNames = types.map((type) => athenaTypeName(type));
       stage = "output";
       await writer.write(athenaCsvLine(names));
       let rows = 0;
@@ -321,15 +324,16 @@ export async function startAthenaServer(options: AthenaServerOptions): Promise<A
         new PutObjectCommand({
           Bucket: execution.bucket,
           Key: `${execution.key}.metadata`,
-          Body: resultMetadata(
-            names,
-            types.map((type) => athenaTypeName(type)),
-          ),
+          Body: resultMetadata(names, typeNames),
           ContentType: "application/octet-stream",
         }),
       );
       execution.rows = rows;
       execution.bytes = writer.bytesWritten;
+      execution.columns = names.map((name, index) => ({
+        name,
+        type: typeNames[index] ?? "varchar",
+      }));
       if (execution.cancelRequested) throw new Error("cancelled");
       transition(execution, "SUCCEEDED");
     } catch (error) {
@@ -583,7 +587,101 @@ export async function startAthenaServer(options: AthenaServerOptions): Promise<A
     };
   }
 
+  /**
+   * Pages through the written CSV (streamed, only the requested page kept), as Athena
+   * serves results: the header is the first row of the first page, NULL has no value.
+   */
+  async function getQueryResults(input: Record<string, unknown>): Promise<unknown> {
+    const execution = getExecution(input);
+    if (execution.state !== "SUCCEEDED") {
+      throw new ApiError(
+        "InvalidRequestException",
+        TERMINAL.includes(execution.state)
+          ? `Query did not finish successfully. Final query state: ${execution.state}`
+          : `Query has not yet finished. Current state: ${execution.state}`,
+      );
+    }
+    const source = execution.reusedFrom ?? execution;
+    const maxResults = typeof input.MaxResults === "number" ? input.MaxResults : 1000;
+    if (!Number.isInteger(maxResults) || maxResults < 1 || maxResults > 1000) {
+      throw new ApiError("InvalidRequestException", "MaxResults must be between 1 and 1000.");
+    }
+    const token = optionalString(input, "NextToken");
+    const offset =
+      token === undefined ? 0 : Number(Buffer.from(token, "base64url").toString("utf8"));
+    if (!Number.isInteger(offset) || offset < 0) {
+      throw new ApiError("InvalidRequestException", "NextToken is not valid.");
+    }
+    const object = await s3.send(new GetObjectCommand({ Bucket: source.bucket, Key: source.key }));
+    const body = object.Body as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
+    const rows: (string | null)[][] = [];
+    let index = 0;
+    let more = false;
+    if (body) {
+      const decoder = new TextDecoder();
+      const text = (async function* () {
+        for await (const chunk of body) yield decoder.decode(chunk, { stream: true });
+        yield decoder.decode();
+      })();
+      for await (const row of parseAthenaCsv(text)) {
+        if (index >= offset + maxResults) {
+          more = true;
+          break;
+        }
+        if (index >= offset) rows.push(row);
+        index += 1;
+      }
+      body.destroy?.();
+    }
+    return {
+      UpdateCount: 0,
+      ResultSet: {
+        Rows: rows.map((row) => ({
+          Data: row.map((value) => (value === null ? {} : { VarCharValue: value })),
+        })),
+        ResultSetMetadata: {
+          ColumnInfo: (source.columns ?? []).map((column) => ({
+            CatalogName: "hive",
+            SchemaName: "",
+            TableName: "",
+            Name: column.name,
+            Label: column.name,
+            Type: column.type,
+            Precision: 0,
+            Scale: 0,
+            Nullable: "UNKNOWN",
+            CaseSensitive: column.type === "varchar",
+          })),
+        },
+      },
+      ...(more
+        ? { NextToken: Buffer.from(String(offset + maxResults)).toString("base64url") }
+        : {}),
+    };
+  }
+
+  function listQueryExecutions(input: Record<string, unknown>): unknown {
+    const workGroup = optionalString(input, "WorkGroup") ?? "primary";
+    const maxResults = typeof input.MaxResults === "number" ? input.MaxResults : 50;
+    const token = optionalString(input, "NextToken");
+    const offset =
+      token === undefined ? 0 : Number(Buffer.from(token, "base64url").toString("utf8"));
+    const ids = [...executions.values()]
+      .filter((execution) => execution.workGroup === workGroup)
+      .reverse()
+      .map((execution) => execution.id);
+    const page = ids.slice(offset, offset + maxResults);
+    return {
+      QueryExecutionIds: page,
+      ...(offset + maxResults < ids.length
+        ? { NextToken: Buffer.from(String(offset + maxResults)).toString("base64url") }
+        : {}),
+    };
+  }
+
   const operations: Record<string, (input: Record<string, unknown>) => unknown> = {
+    GetQueryResults: getQueryResults,
+    ListQueryExecutions: listQueryExecutions,
     StartQueryExecution: startQueryExecution,
     GetQueryExecution: (input) => ({ QueryExecution: describe(getExecution(input)) }),
     BatchGetQueryExecution: (input) => {
@@ -638,7 +736,7 @@ export async function startAthenaServer(options: AthenaServerOptions): Promise<A
       if (typeof input !== "object" || input === null || Array.isArray(input)) {
         throw new ApiError("SerializationException", "Request body must be a JSON object.");
       }
-      sendJson(res, 200, operation(input as Record<string, unknown>), requestId);
+      sendJson(res, 200, await operation(input as Record<string, unknown>), requestId);
     } catch (error) {
       const apiError =
         error instanceof ApiError

@@ -1159,7 +1159,9 @@ async function md5OfFile(file: string): Promise<string> {
 /** Reads a small XML request body (tagging, multipart completion, batch delete). */
 async function readSmallBody(req: IncomingMessage): Promise<string> {
   const chunked = (header(req, "x-amz-content-sha256") ?? "").startsWith("STREAMING-");
-  const source = chunked ? req.pipe(new AwsChunkedDecoder()) : req;
+  const decoder = chunked ? new AwsChunkedDecoder() : undefined;
+  if (decoder) req.on("error", (error) => decoder.destroy(error));
+  const source = decoder ? req.pipe(decoder) : req;
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of source) {

@@ -1,6 +1,7 @@
 import {
   AthenaClient,
   GetQueryExecutionCommand,
+  GetQueryResultsCommand,
   GetWorkGroupCommand,
   type QueryExecution,
   StartQueryExecutionCommand,
@@ -202,6 +203,61 @@ describe("Athena stand-in through the real AthenaClient", () => {
     expect(lines[1]).toBe(`"0","${"x".repeat(100)}"`);
     expect(lines[60000]).toBe(`"59999","${"x".repeat(100)}"`);
     expect(csvEvents[0]?.Records[0]?.s3.object.eTag).toMatch(/-2$/);
+  });
+
+  describe("GetQueryResults", () => {
+    it("pages through the result with the header first and NULL as no value", async () => {
+      const id = await start({
+        QueryString:
+          "SELECT creative_id, ad_size FROM daily_aggregates WHERE report_date = DATE '2025-12-10' ORDER BY creative_id",
+      });
+      await settled(id);
+
+      const first = await client.send(
+        new GetQueryResultsCommand({ QueryExecutionId: id, MaxResults: 3 }),
+      );
+      const second = await client.send(
+        new GetQueryResultsCommand({
+          QueryExecutionId: id,
+          MaxResults: 3,
+          NextToken: first.NextToken,
+        }),
+      );
+      const values = (page: typeof first) =>
+        (page.ResultSet?.Rows ?? []).map((row) =>
+          (row.Data ?? []).map((datum) => datum.VarCharValue ?? null),
+        );
+
+      expect(values(first)).toEqual([
+        ["creative_id", "ad_size"],
+        ["cr-a", null],
+        ["cr-b", "728x90"],
+      ]);
+      expect(values(second)).toEqual([
+        ["cr-z", "300x250"],
+        ["cr-zero", "300x250"],
+      ]);
+      expect(second.NextToken).toBeUndefined();
+      expect(
+        first.ResultSet?.ResultSetMetadata?.ColumnInfo?.map((column) => [column.Name, column.Type]),
+      ).toEqual([
+        ["creative_id", "varchar"],
+        ["ad_size", "varchar"],
+      ]);
+    });
+
+    it("refuses results of a query that has not finished", async () => {
+      athena.pauseQueue();
+      const id = await start({ QueryString: "SELECT 1 AS one" });
+
+      await expect(
+        client.send(new GetQueryResultsCommand({ QueryExecutionId: id })),
+      ).rejects.toMatchObject({
+        name: "InvalidRequestException",
+        message: "Query has not yet finished. Current state: QUEUED",
+      });
+      athena.resumeQueue();
+    });
   });
 
   describe("execution parameters", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { athenaCsvLine } from "../../local/athena/csv";
+import { athenaCsvLine, parseAthenaCsv } from "../../local/athena/csv";
 import {
   bindParameters,
   countPlaceholders,
@@ -56,5 +56,26 @@ describe("statementTypeOf", () => {
 describe("athenaCsvLine", () => {
   it("quotes every field, doubles quotes and leaves NULL unquoted", () => {
     expect(athenaCsvLine(["a", null, "", 'b"c', "d\ne"])).toBe('"a",,"","b""c","d\ne"\n');
+  });
+});
+
+describe("parseAthenaCsv", () => {
+  async function* chunked(text: string, size: number) {
+    for (let i = 0; i < text.length; i += size) yield text.slice(i, i + size);
+  }
+
+  it("reads back what athenaCsvLine writes, whatever the chunk boundaries", async () => {
+    const rows = [
+      ["h1", "h2", "h3"],
+      ["a", null, ""],
+      ['say "hi"', "line 1\nline 2", "x,y"],
+    ];
+    const text = rows.map(athenaCsvLine).join("");
+
+    for (const size of [1, 2, 5, text.length]) {
+      const parsed = [];
+      for await (const row of parseAthenaCsv(chunked(text, size))) parsed.push(row);
+      expect(parsed).toEqual(rows);
+    }
   });
 });

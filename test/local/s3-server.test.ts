@@ -134,6 +134,36 @@ describe("S3 stand-in through the real S3Client", () => {
       expect((await bodyBytes(got.Body)).equals(expected)).toBe(true);
     });
 
+    it("verifies checksum and Content-MD5 headers and keeps nothing that does not match", async () => {
+      const wrongCrc = await fetch(`${s3.endpoint}/${BUCKET}/crc.txt`, {
+        method: "PUT",
+        headers: { "x-amz-checksum-crc32": "AAAAAA==", "x-amz-sdk-checksum-algorithm": "CRC32" },
+        body: "hello",
+      });
+      const wrongMd5 = await fetch(`${s3.endpoint}/${BUCKET}/md5.txt`, {
+        method: "PUT",
+        headers: { "content-md5": createHash("md5").update("other").digest("base64") },
+        body: "hello",
+      });
+      const rightMd5 = await fetch(`${s3.endpoint}/${BUCKET}/md5.txt`, {
+        method: "PUT",
+        headers: { "content-md5": createHash("md5").update("hello").digest("base64") },
+        body: "hello",
+      });
+      const sent = captureRequestHeaders(s3.client);
+      await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "sdk.txt", Body: "hello" }));
+
+      expect(wrongCrc.status).toBe(400);
+      expect(await wrongCrc.text()).toContain("<Code>BadDigest</Code>");
+      expect(wrongMd5.status).toBe(400);
+      expect(rightMd5.status).toBe(200);
+      // The SDK's own CRC32 header is what the stand-in verified for its upload.
+      expect(sent[0]?.["x-amz-checksum-crc32"]).toBeDefined();
+      expect(
+        await errorOf(s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "crc.txt" }))),
+      ).toHaveProperty("name", "NotFound");
+    });
+
     it("rejects an aws-chunked body whose trailing CRC32 does not match with BadDigest", async () => {
       const payload = "hello world";
       const body = `${payload.length.toString(16)}\r\n${payload}\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n`;
