@@ -980,7 +980,7 @@ function objectHeaders(req: IncomingMessage) {
     .filter((value) => value !== "" && value !== "aws-chunked")
     .join(", ");
   return {
-    contentType: header(req, "content-type") ?? "application/octet-stream",
+    contentType: header(req, "content-type") ?? "binary/octet-stream",
     contentEncoding: contentEncoding === "" ? undefined : contentEncoding,
     contentDisposition: header(req, "content-disposition"),
     cacheControl: header(req, "cache-control"),
@@ -1115,12 +1115,14 @@ function compareKeys(a: string, b: string): number {
 }
 
 function encodeContinuationToken(lastKey: string): string {
-  return Buffer.from(JSON.stringify({ after: lastKey }), "utf8").toString("base64");
+  return Buffer.from(JSON.stringify({ after: lastKey }), "utf8").toString("base64url");
 }
 
 function decodeContinuationToken(token: string): string | undefined {
   try {
-    const parsed = JSON.parse(Buffer.from(token, "base64").toString("utf8")) as { after?: unknown };
+    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as {
+      after?: unknown;
+    };
     return typeof parsed.after === "string" ? parsed.after : undefined;
   } catch {
     return undefined;

@@ -9,6 +9,7 @@ import {
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   GetObjectTaggingCommand,
   HeadBucketCommand,
@@ -282,6 +283,35 @@ describe("S3 stand-in through the real S3Client", () => {
         (await errorOf(s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: "d.txt" }))))
           .name,
       ).toBe("NoSuchKey");
+    });
+
+    it("stores binary/octet-stream when no Content-Type is given, as S3 does", async () => {
+      // A byte body: fetch adds no Content-Type for it (it would for a string).
+      await fetch(`${s3.endpoint}/${BUCKET}/untyped`, {
+        method: "PUT",
+        body: new Uint8Array([120]),
+      });
+
+      const head = await s3.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "untyped" }));
+
+      expect(head.ContentType).toBe("binary/octet-stream");
+    });
+
+    it("deletes several keys in one DeleteObjects call", async () => {
+      for (const key of ["m/1", "m/2", "m/3"]) {
+        await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: key }));
+      }
+
+      const deleted = await s3.client.send(
+        new DeleteObjectsCommand({
+          Bucket: BUCKET,
+          Delete: { Objects: [{ Key: "m/1" }, { Key: "m/3" }, { Key: "m/none" }] },
+        }),
+      );
+      const left = await s3.client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: "m/" }));
+
+      expect(deleted.Deleted?.map((entry) => entry.Key)).toEqual(["m/1", "m/3", "m/none"]);
+      expect(left.Contents?.map((object) => object.Key)).toEqual(["m/2"]);
     });
 
     it("copies an object with its type and tags", async () => {
