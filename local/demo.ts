@@ -1,0 +1,808 @@
+/**
+ * `npm run demo`: the whole pipeline on this machine, nothing from AWS. Starts the
+ * stand-ins, seeds them, fires the nightly schedule event at the real start handler,
+ * waits for the ingest Athena's result file triggers, then shows the other ways in
+ * (the same night again, a reprocess drop and its dry run) and checks what it saw.
+ * Exits 0 only when every check holds; stops everything it started either way.
+ */
+import { realpathSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { basename } from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import type { Context } from "aws-lambda";
+import type { Document, WithId } from "mongodb";
+import { rejectsKey, reportKey } from "../handlers/shared/bucket-layout";
+import { addDays, toIsoDate } from "../handlers/shared/dates";
+import type { PublishedMetric } from "./cloudwatch-server";
+import {
+  createLambdaContext,
+  type OnFailureRecord,
+  START_FUNCTION_NAME,
+  scheduledEvent,
+} from "./lambda-runtime";
+import { type IngestInvocation, type LocalPipeline, startLocalPipeline } from "./pipeline";
+import { buildReprocessCsv } from "./sample-data";
+
+export interface DemoOptions {
+  /** The SyncEvent fields; any of them turns the first run into a manual invoke. */
+  date?: string;
+  days?: number;
+  publication?: string;
+  dryRun?: boolean;
+  /** A CSV of one's own to drop into `reprocess/` instead of the generated one. */
+  reprocessFile?: string;
+  /** Tags for that drop; given, the file is dropped once with exactly these tags. */
+  tags?: Record<string, string>;
+  seed?: number;
+  /** How long to wait for each ingest; default 60 s. */
+  timeoutMs?: number;
+  /** Handler log lines; default: dropped. */
+  logWriter?: (line: string) => void;
+  /** Progress for people; default: nothing. */
+  print?: (text: string) => void;
+  /** Called with the running pipeline after the last step, before it stops (tests look into MongoDB here). */
+  inspect?: (pipeline: LocalPipeline) => Promise<void>;
+}
+
+export interface DemoResult {
+  success: boolean;
+  sample: { start: string; end: string; seed: number | undefined; rows: number };
+  bucket: string;
+  workGroup: string;
+  database: string;
+  steps: DemoStep[];
+  checks: DemoCheck[];
+  metrics: PublishedMetric[];
+  onFailure: OnFailureRecord[];
+}
+
+export type StepName =
+  | "nightly"
+  | "manual"
+  | "redelivery"
+  | "same-night"
+  | "reprocess-dry-run"
+  | "reprocess";
+
+export interface DemoStep {
+  name: StepName;
+  title: string;
+  /** What was sent: the event and request id for the start handler, or the S3 PUT. */
+  trigger: Record<string, unknown>;
+  start?: StartOutput;
+  ingest?: IngestOutcome;
+  /** `performance_entries` after the step, sorted by date, order and item. */
+  entries: Record<string, unknown>[];
+  changes: EntryChanges;
+}
+
+export interface StartOutput {
+  success?: boolean;
+  queryExecutionId?: string;
+  dateRange?: { start: string; end: string };
+  dryRun?: boolean;
+  error?: string;
+  [field: string]: unknown;
+}
+
+export interface IngestOutcome {
+  key: string;
+  attempts: number;
+  /** What the handler returned (absent when every attempt failed). */
+  result?: unknown;
+  onFailure?: OnFailureRecord;
+  reportKey: string;
+  report?: Record<string, unknown>;
+  rejectsKey?: string;
+  rejectedRows?: number;
+}
+
+/** What MongoDB shows changed in a step, by comparing documents before and after. */
+export interface EntryChanges {
+  inserted: number;
+  updated: number;
+  unchanged: number;
+  removed: number;
+}
+
+export interface DemoCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+const ENTRIES = "performance_entries";
+
+export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
+  const print = options.print ?? (() => undefined);
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const yesterday = addDays(toIsoDate(new Date()), -1);
+  const manual =
+    options.date !== undefined ||
+    options.days !== undefined ||
+    options.publication !== undefined ||
+    options.dryRun !== undefined;
+  const sampleRange = sampleRangeFor(yesterday, options.date, options.days);
+
+  const pipeline = await startLocalPipeline({
+    endDate: sampleRange.end,
+    days: sampleRange.days,
+    ...(options.seed !== undefined ? { seed: options.seed } : {}),
+    logWriter: options.logWriter ?? (() => undefined),
+  });
+  try {
+    const { sample } = pipeline;
+    print(header(pipeline));
+    const steps: DemoStep[] = [];
+    const checks: DemoCheck[] = [];
+    let entries = await snapshotEntries(pipeline);
+
+    const record = async (step: Omit<DemoStep, "entries" | "changes">): Promise<DemoStep> => {
+      const after = await snapshotEntries(pipeline);
+      const full = { ...step, entries: after, changes: compareEntries(entries, after) };
+      entries = after;
+      steps.push(full);
+      print(describeStep(steps.length, full, pipeline));
+      return full;
+    };
+
+    // 1. The nightly schedule (or the SyncEvent asked for).
+    const syncEvent = {
+      ...(options.date !== undefined ? { date: options.date } : {}),
+      ...(options.days !== undefined ? { days: options.days } : {}),
+      ...(options.publication !== undefined ? { publicationCode: options.publication } : {}),
+      ...(options.dryRun !== undefined ? { dryRun: options.dryRun } : {}),
+    };
+    const event = manual ? syncEvent : scheduledEvent({ time: scheduleTime() });
+    const context = createLambdaContext({ functionName: START_FUNCTION_NAME });
+    const first = await startAndIngest(pipeline, event, context, timeoutMs);
+    if (!first.start.success || !first.start.queryExecutionId) {
+      throw new DemoError(`start-query started nothing: ${first.start.error ?? "no query id"}`);
+    }
+    const firstStep = await record({
+      name: manual ? "manual" : "nightly",
+      title: manual
+        ? `Manual invoke ${JSON.stringify(syncEvent)} → start-query`
+        : "Nightly schedule (EventBridge Scheduled Event → start-query)",
+      trigger: { event, requestId: context.awsRequestId },
+      start: first.start,
+      ...(first.ingest ? { ingest: first.ingest } : {}),
+    });
+    checks.push(ingestCheck("the nightly file was ingested", first.ingest));
+    const dryFirst = first.start.dryRun === true;
+    checks.push({
+      name: dryFirst ? "the dry run wrote nothing" : "the nightly run wrote entries",
+      ok: dryFirst
+        ? firstStep.changes.inserted + firstStep.changes.updated === 0
+        : firstStep.changes.inserted + firstStep.changes.updated > 0,
+      detail: describeChanges(firstStep.changes),
+    });
+
+    // 2. The same night again: the same event redelivered, then a new event for that night.
+    const again = await startAndIngest(pipeline, event, context, timeoutMs);
+    await record({
+      name: "redelivery",
+      title: "The same event delivered again (same id / request id → same token)",
+      trigger: { event, requestId: context.awsRequestId },
+      start: again.start,
+      ...(again.ingest ? { ingest: again.ingest } : {}),
+    });
+    checks.push({
+      name: "a redelivered event starts no second query",
+      ok: again.start.queryExecutionId === first.start.queryExecutionId && !again.ingest,
+      detail: `query ${again.start.queryExecutionId ?? "none"}${again.ingest ? ", ingested again" : ", no new file"}`,
+    });
+
+    const nextEvent = manual
+      ? syncEvent
+      : scheduledEvent({ time: new Date((event as { time: string }).time) });
+    const nextContext = createLambdaContext({ functionName: START_FUNCTION_NAME });
+    const sameNight = await startAndIngest(pipeline, nextEvent, nextContext, timeoutMs);
+    const sameNightStep = await record({
+      name: "same-night",
+      title: manual
+        ? "The same request again (a new invoke)"
+        : "A second schedule event for the same night (new event id)",
+      trigger: { event: nextEvent, requestId: nextContext.awsRequestId },
+      start: sameNight.start,
+      ...(sameNight.ingest ? { ingest: sameNight.ingest } : {}),
+    });
+    checks.push(ingestCheck("the same night's new query was ingested", sameNight.ingest));
+    checks.push({
+      name: "the same night again changes no entry",
+      ok:
+        sameNightStep.changes.inserted === 0 &&
+        sameNightStep.changes.updated === 0 &&
+        sameNightStep.changes.removed === 0,
+      detail: describeChanges(sameNightStep.changes),
+    });
+
+    // 3. Reprocess drops: a preview tagged dryRun=true, then the real one (or the user's file).
+    const reprocessDate = clampDate(
+      firstStep.start?.dateRange?.end ?? sample.dateRange.end,
+      sample.dateRange,
+    );
+    const drops = await reprocessDrops(options, pipeline, reprocessDate);
+    for (const drop of drops) {
+      const before = pipeline.ingestInvocations.length;
+      await pipeline.putObject(drop.key, drop.body, drop.tags);
+      const invocation = await pipeline.waitForIngest(drop.key, { timeoutMs, after: before });
+      const ingest = await describeIngest(pipeline, drop.key, invocation);
+      const step = await record({
+        name: drop.dryRun ? "reprocess-dry-run" : "reprocess",
+        title: drop.title,
+        trigger: {
+          put: `s3://${pipeline.bucket}/${drop.key}`,
+          ...(drop.tags ? { tagging: new URLSearchParams(drop.tags).toString() } : {}),
+          bytes: Buffer.byteLength(drop.body),
+        },
+        ingest,
+      });
+      checks.push(ingestCheck(`${drop.key} was ingested`, ingest));
+      if (drop.dryRun) {
+        checks.push({
+          name: "the dry run wrote nothing",
+          ok:
+            step.changes.inserted === 0 && step.changes.updated === 0 && step.changes.removed === 0,
+          detail: describeChanges(step.changes),
+        });
+      }
+    }
+
+    checks.push({
+      name: "nothing reached the on-failure destination",
+      ok: pipeline.onFailure.length === 0,
+      detail: `${pipeline.onFailure.length} record(s)`,
+    });
+    await options.inspect?.(pipeline);
+
+    const result: DemoResult = {
+      success: checks.every((check) => check.ok),
+      sample: {
+        start: sample.dateRange.start,
+        end: sample.dateRange.end,
+        seed: options.seed,
+        rows: sample.rows.length,
+      },
+      bucket: pipeline.bucket,
+      workGroup: pipeline.workGroup,
+      database: pipeline.dbName,
+      steps,
+      checks,
+      metrics: [...pipeline.metrics],
+      onFailure: [...pipeline.onFailure],
+    };
+    print(describeChecks(result));
+    return result;
+  } finally {
+    await pipeline.stop();
+  }
+}
+
+export class DemoError extends Error {
+  override name = "DemoError";
+}
+
+/** The sample data covers the week ending yesterday, or the requested range when it lies elsewhere. */
+function sampleRangeFor(
+  yesterday: string,
+  date: string | undefined,
+  days: number | undefined,
+): { end: string; days: number } {
+  const end = date ?? yesterday;
+  const start = addDays(end, -((days ?? 1) - 1));
+  if (start >= addDays(yesterday, -6) && end <= yesterday) return { end: yesterday, days: 7 };
+  return { end, days: Math.max(7, days ?? 1) };
+}
+
+// The rule fires at 06:00 UTC; the demo plays tonight's run (or this morning's, after 06:00).
+function scheduleTime(): Date {
+  const now = new Date();
+  const sixToday = new Date(`${toIsoDate(now)}T06:00:00.000Z`);
+  return now >= sixToday ? sixToday : now;
+}
+
+function clampDate(date: string, range: { start: string; end: string }): string {
+  if (date < range.start) return range.start;
+  if (date > range.end) return range.end;
+  return date;
+}
+
+interface Drop {
+  key: string;
+  body: string;
+  tags?: Record<string, string>;
+  dryRun: boolean;
+  title: string;
+}
+
+async function reprocessDrops(
+  options: DemoOptions,
+  pipeline: LocalPipeline,
+  date: string,
+): Promise<Drop[]> {
+  let body: string;
+  let name: string;
+  if (options.reprocessFile) {
+    body = await readFile(options.reprocessFile, "utf8");
+    name = basename(options.reprocessFile).replace(/\.csv$/i, "");
+  } else {
+    body = buildReprocessCsv(pipeline.sample, { date }).csv;
+    name = `late corrections ${date}`;
+  }
+  if (options.tags) {
+    const dryRun = ["true", "1", "yes"].includes(
+      Object.entries(options.tags)
+        .find(([tag]) => tag.toLowerCase() === "dryrun")?.[1]
+        ?.toLowerCase() ?? "",
+    );
+    return [
+      {
+        key: `reprocess/${name}.csv`,
+        body,
+        tags: options.tags,
+        dryRun,
+        title: `Reprocess drop tagged ${new URLSearchParams(options.tags).toString()}`,
+      },
+    ];
+  }
+  return [
+    {
+      key: `reprocess/${name} (dry run).csv`,
+      body,
+      tags: { dryRun: "true" },
+      dryRun: true,
+      title: "Reprocess drop tagged dryRun=true (a preview: nothing is written)",
+    },
+    {
+      key: `reprocess/${name}.csv`,
+      body,
+      dryRun: false,
+      title: "The same file dropped into reprocess/ for real",
+    },
+  ];
+}
+
+async function startAndIngest(
+  pipeline: LocalPipeline,
+  event: unknown,
+  context: Context,
+  timeoutMs: number,
+): Promise<{ start: StartOutput; ingest?: IngestOutcome }> {
+  const before = pipeline.ingestInvocations.length;
+  const start = (await pipeline.invokeStart(event, context)) as StartOutput;
+  const queryId = start.queryExecutionId;
+  if (!start.success || !queryId) return { start };
+  const key = `athena-results/${queryId}.csv`;
+  const earlier = pipeline.ingestInvocations
+    .slice(0, before)
+    .some((invocation) => pipeline.keysOf(invocation).includes(key));
+  if (earlier) {
+    // An idempotent repeat returns the query that already ran, and Athena writes no new
+    // file. Let everything settle, then look: an ingest now would be a second run.
+    await pipeline.settle();
+    const again = pipeline.ingestInvocations
+      .slice(before)
+      .find((invocation) => pipeline.keysOf(invocation).includes(key));
+    return again ? { start, ingest: await describeIngest(pipeline, key, again) } : { start };
+  }
+  const invocation = await pipeline.waitForIngest(key, { timeoutMs, after: before });
+  return { start, ingest: await describeIngest(pipeline, key, invocation) };
+}
+
+async function describeIngest(
+  pipeline: LocalPipeline,
+  key: string,
+  invocation: IngestInvocation,
+): Promise<IngestOutcome> {
+  const report = await pipeline.getText(reportKey(key));
+  const rejects = await pipeline.getText(rejectsKey(key));
+  return {
+    key,
+    attempts: invocation.attempts.length,
+    ...(invocation.result !== undefined ? { result: invocation.result } : {}),
+    ...(invocation.onFailure ? { onFailure: invocation.onFailure } : {}),
+    reportKey: reportKey(key),
+    ...(report !== undefined ? { report: JSON.parse(report) as Record<string, unknown> } : {}),
+    ...(rejects !== undefined
+      ? { rejectsKey: rejectsKey(key), rejectedRows: countRejectedRows(report, rejects) }
+      : {}),
+  };
+}
+
+// The report counts the rejected rows; lines of the object are only a fallback.
+function countRejectedRows(report: string | undefined, rejects: string): number {
+  const counted = report
+    ? (JSON.parse(report) as { rejects?: { rows?: number } }).rejects?.rows
+    : undefined;
+  return (
+    counted ?? Math.max(0, rejects.split(/\r?\n/).filter((line) => line.length > 0).length - 1)
+  );
+}
+
+async function snapshotEntries(pipeline: LocalPipeline): Promise<Record<string, unknown>[]> {
+  const documents = await pipeline.db
+    .collection(ENTRIES)
+    .find()
+    .sort({ dateStart: 1, orderId: 1, itemPath: 1 })
+    .toArray();
+  return documents.map(toPlain);
+}
+
+function toPlain(document: WithId<Document>): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(document)) as Record<string, unknown>;
+}
+
+function entryKey(entry: Record<string, unknown>): string {
+  return JSON.stringify([entry.orderId, entry.itemPath, entry.dateStart, entry.source]);
+}
+
+function compareEntries(
+  before: Record<string, unknown>[],
+  after: Record<string, unknown>[],
+): EntryChanges {
+  const old = new Map(before.map((entry) => [entryKey(entry), JSON.stringify(entry)]));
+  const changes: EntryChanges = { inserted: 0, updated: 0, unchanged: 0, removed: 0 };
+  const seen = new Set<string>();
+  for (const entry of after) {
+    const key = entryKey(entry);
+    seen.add(key);
+    const previous = old.get(key);
+    if (previous === undefined) changes.inserted++;
+    else if (previous === JSON.stringify(entry)) changes.unchanged++;
+    else changes.updated++;
+  }
+  changes.removed = [...old.keys()].filter((key) => !seen.has(key)).length;
+  return changes;
+}
+
+function ingestCheck(name: string, ingest: IngestOutcome | undefined): DemoCheck {
+  if (!ingest) return { name, ok: false, detail: "no ingest ran" };
+  if (ingest.onFailure) {
+    return {
+      name,
+      ok: false,
+      detail: `failed ${ingest.attempts} times: ${ingest.onFailure.responsePayload.errorMessage}`,
+    };
+  }
+  return { name, ok: true, detail: `${ingest.attempts} attempt(s)` };
+}
+
+function describeChanges(changes: EntryChanges): string {
+  return `${changes.inserted} inserted, ${changes.updated} updated, ${changes.unchanged} unchanged, ${changes.removed} removed`;
+}
+
+// ---------------------------------------------------------------------------
+// Human output
+
+function header(pipeline: LocalPipeline): string {
+  const { sample } = pipeline;
+  const orders = sample.fixtures.publication_insertion_orders;
+  return [
+    "tracking-sync demo: the real handlers against local stand-ins; nothing leaves this machine",
+    "",
+    row("MongoDB", `${pipeline.endpoints.mongoUri}  database ${pipeline.dbName}`),
+    row("S3", `${pipeline.endpoints.s3}  bucket ${pipeline.bucket}`),
+    row(
+      "Athena",
+      `${pipeline.endpoints.athena}  workgroup ${pipeline.workGroup} → s3://${pipeline.bucket}/athena-results/`,
+    ),
+    row(
+      "Sample data",
+      `${sample.rows.length} rows of ad_tracking.daily_aggregates, ${sample.dateRange.start} … ${sample.dateRange.end}`,
+    ),
+    row(
+      "",
+      `${sample.fixtures.publications.length} publications, ${orders.length} insertion orders (${orders.filter((o) => o.deletedAt).length} soft-deleted), ${sample.fixtures.tracking_scripts.length} tracking scripts`,
+    ),
+    "",
+  ].join("\n");
+}
+
+function row(label: string, text: string, indent = 0): string {
+  return `${" ".repeat(indent)}${label.padEnd(14)}${text}`;
+}
+
+function describeStep(index: number, step: DemoStep, pipeline: LocalPipeline): string {
+  const lines = [`${index}. ${step.title}`];
+  const i = 3;
+  if (step.start) {
+    const { start } = step;
+    if (start.success) {
+      lines.push(
+        row(
+          "query",
+          `${start.queryExecutionId}  ${start.dateRange?.start} … ${start.dateRange?.end}${start.dryRun ? "  (dry run)" : ""}`,
+          i,
+        ),
+      );
+    } else {
+      lines.push(row("refused", start.error ?? "", i));
+    }
+  }
+  if (step.trigger.put) {
+    lines.push(
+      row(
+        "PUT",
+        `${step.trigger.put}${step.trigger.tagging ? `  tagging ${step.trigger.tagging}` : ""}`,
+        i,
+      ),
+    );
+  }
+  const ingest = step.ingest;
+  if (!ingest) {
+    if (step.start)
+      lines.push(row("ingest", "none: Athena returned the query it already ran, no new file", i));
+  } else {
+    if (step.start) lines.push(row("file landed", `s3://${pipeline.bucket}/${ingest.key}`, i));
+    lines.push(...describeReport(ingest, pipeline, i));
+  }
+  lines.push(row("MongoDB", describeChanges(step.changes), i));
+  if (step.name === "nightly" || step.name === "manual") {
+    lines.push(...describeEntries(step.entries, i));
+  }
+  lines.push("");
+  return lines.join("\n");
+}
+
+function describeReport(ingest: IngestOutcome, pipeline: LocalPipeline, indent: number): string[] {
+  const lines: string[] = [];
+  const attempts = `${ingest.attempts} attempt${ingest.attempts === 1 ? "" : "s"}`;
+  if (ingest.onFailure) {
+    lines.push(
+      row(
+        "ingest",
+        `FAILED after ${attempts}: ${ingest.onFailure.responsePayload.errorMessage}`,
+        indent,
+      ),
+    );
+  }
+  const summary = summarizeReport(ingest.report);
+  if (summary) {
+    lines.push(
+      row(
+        "rows",
+        `${summary.rows} read: ${summary.synced} synced, ${summary.skipped} skipped, ${summary.errors} errors  (${attempts}, ${summary.durationMs} ms)`,
+        indent,
+      ),
+    );
+    if (summary.skippedByReason.length > 0) {
+      lines.push(row("  skipped", formatReasons(summary.skippedByReason), indent));
+    }
+    if (summary.errorsByReason.length > 0) {
+      lines.push(row("  errors", formatReasons(summary.errorsByReason), indent));
+    }
+    lines.push(row(summary.dryRun ? "would write" : "entries", summary.writes, indent));
+    if (summary.fieldChanges.length > 0) {
+      lines.push(row("  fields", formatReasons(summary.fieldChanges), indent));
+    }
+  }
+  lines.push(row("report", `s3://${pipeline.bucket}/${ingest.reportKey}`, indent));
+  if (ingest.rejectsKey) {
+    lines.push(
+      row(
+        "rejects",
+        `s3://${pipeline.bucket}/${ingest.rejectsKey}  (${ingest.rejectedRows} rows)`,
+        indent,
+      ),
+    );
+  }
+  return lines;
+}
+
+function formatReasons(reasons: [string, number][]): string {
+  return reasons.map(([reason, count]) => `${reason} ${count}`).join(" · ");
+}
+
+interface ReportSummary {
+  rows: number;
+  synced: number;
+  skipped: number;
+  errors: number;
+  durationMs: number;
+  dryRun: boolean;
+  skippedByReason: [string, number][];
+  errorsByReason: [string, number][];
+  writes: string;
+  fieldChanges: [string, number][];
+}
+
+/** The parts of the ingest's run report (`reports/<key>.json`) the demo shows. */
+function summarizeReport(report: Record<string, unknown> | undefined): ReportSummary | undefined {
+  if (!report) return undefined;
+  const stats = (report.stats ?? {}) as Record<string, number>;
+  const counts = (value: unknown): [string, number][] =>
+    Object.entries((value ?? {}) as Record<string, number>).sort(
+      (a, b) => b[1] - a[1] || a[0].localeCompare(b[0]),
+    );
+  const count = (name: string) => Number(report[name] ?? 0);
+  return {
+    rows: stats.rowsFromAthena ?? 0,
+    synced: stats.synced ?? 0,
+    skipped: stats.skipped ?? 0,
+    errors: stats.errors ?? 0,
+    durationMs: Number(report.duration ?? 0),
+    dryRun: report.dryRun === true,
+    skippedByReason: counts(report.skippedByReason),
+    errorsByReason: counts(report.errorsByReason),
+    writes: `${count("inserted")} inserted, ${count("updated")} updated, ${count("unchanged")} unchanged`,
+    fieldChanges: counts(report.fieldChanges),
+  };
+}
+
+function describeEntries(entries: Record<string, unknown>[], indent: number): string[] {
+  // The entries with the most creatives first: they show numbers being combined.
+  const shown = [...entries]
+    .sort(
+      (a, b) =>
+        contributionCount(b) - contributionCount(a) ||
+        String(a.publicationName).localeCompare(String(b.publicationName)),
+    )
+    .slice(0, 3);
+  if (shown.length === 0) return [];
+  const lines = [row("documents", `${shown.length} of ${entries.length} in ${ENTRIES}:`, indent)];
+  for (const entry of shown) {
+    const metrics = (entry.metrics ?? {}) as Record<string, number>;
+    const count = contributionCount(entry);
+    lines.push(
+      `${" ".repeat(indent + 2)}${entry.publicationName} · ${entry.campaignId} · ${entry.itemPath} · ${String(entry.dateStart).slice(0, 10)}`,
+      `${" ".repeat(indent + 4)}impressions ${fmt(metrics.impressions)}  clicks ${fmt(metrics.clicks)}  ctr ${pct(metrics.ctr)}  viewability ${pct(metrics.viewability)}  reach ${fmt(metrics.reach)}${count > 1 ? `  (${count} creatives)` : ""}`,
+    );
+  }
+  return lines;
+}
+
+function contributionCount(entry: Record<string, unknown>): number {
+  return Array.isArray(entry.contributions) ? entry.contributions.length : 1;
+}
+
+function fmt(value: number | undefined): string {
+  return value === undefined ? "-" : value.toLocaleString("en-US");
+}
+
+function pct(value: number | undefined): string {
+  return value === undefined ? "-" : `${value.toFixed(2)} %`;
+}
+
+function describeChecks(result: DemoResult): string {
+  const lines = ["Checks"];
+  const width = Math.max(...result.checks.map((check) => check.name.length));
+  for (const check of result.checks) {
+    lines.push(`   ${check.ok ? "✓" : "✗"} ${check.name.padEnd(width)}  ${check.detail}`);
+  }
+  const namespaces = new Set(result.metrics.map((m) => m.namespace));
+  lines.push(
+    "",
+    row(
+      "CloudWatch",
+      `${result.metrics.length} data points received in ${[...namespaces].join(", ") || "no namespace"}`,
+    ),
+    row(
+      "On-failure",
+      result.onFailure.length === 0 ? "empty" : `${result.onFailure.length} record(s)`,
+    ),
+    "",
+  );
+  return lines.join("\n");
+}
+
+// ---------------------------------------------------------------------------
+// Command line
+
+const USAGE = `usage: npm run demo -- [options]
+
+  --date YYYY-MM-DD     sync this day (a manual SyncEvent instead of the schedule event)
+  --days N              sync N days ending on --date (default: yesterday)
+  --publication CODE    only this publication (e.g. chireader)
+  --dry-run             ask for a dry run: resolve everything, write nothing
+  --reprocess FILE      drop FILE into reprocess/ instead of the generated CSV
+  --tag KEY=VALUE       tag that drop (repeatable), e.g. --tag dryRun=true
+  --seed N              another set of sample numbers
+  --json                print the results as one JSON document, nothing else on stdout
+  --verbose             show the handlers' JSON log lines (on stderr)
+  -h, --help`;
+
+export function parseDemoArgs(
+  argv: string[],
+): DemoOptions & { json: boolean; verbose: boolean; help: boolean } {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      date: { type: "string" },
+      days: { type: "string" },
+      publication: { type: "string" },
+      "dry-run": { type: "boolean" },
+      reprocess: { type: "string" },
+      tag: { type: "string", multiple: true },
+      seed: { type: "string" },
+      json: { type: "boolean", default: false },
+      verbose: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  const integer = (name: string, raw: string | undefined): number | undefined => {
+    if (raw === undefined) return undefined;
+    if (!/^\d+$/.test(raw)) throw new DemoError(`--${name} must be a whole number, got "${raw}"`);
+    return Number(raw);
+  };
+  let tags: Record<string, string> | undefined;
+  for (const tag of values.tag ?? []) {
+    const [key, ...rest] = tag.split("=");
+    if (!key || rest.length === 0) throw new DemoError(`--tag must be KEY=VALUE, got "${tag}"`);
+    tags = { ...tags, [key]: rest.join("=") };
+  }
+  if (tags && !values.reprocess) throw new DemoError("--tag goes with --reprocess FILE");
+  const days = integer("days", values.days);
+  const seed = integer("seed", values.seed);
+  return {
+    ...(values.date !== undefined ? { date: values.date } : {}),
+    ...(days !== undefined ? { days } : {}),
+    ...(values.publication !== undefined ? { publication: values.publication } : {}),
+    ...(values["dry-run"] ? { dryRun: true } : {}),
+    ...(values.reprocess !== undefined ? { reprocessFile: values.reprocess } : {}),
+    ...(tags ? { tags } : {}),
+    ...(seed !== undefined ? { seed } : {}),
+    json: values.json,
+    verbose: values.verbose,
+    help: values.help,
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  let args: ReturnType<typeof parseDemoArgs>;
+  try {
+    args = parseDemoArgs(argv);
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const { json, verbose, help: _help, ...options } = args;
+  // Handler logs: live on stderr with --verbose, otherwise kept (the tail is shown on failure).
+  const logTail: string[] = [];
+  const logWriter = verbose
+    ? (line: string) => process.stderr.write(`${line}\n`)
+    : (line: string) => {
+        logTail.push(line);
+        if (logTail.length > 40) logTail.shift();
+      };
+  try {
+    const result = await runDemo({
+      ...options,
+      logWriter,
+      ...(json ? {} : { print: (text: string) => process.stdout.write(`${text}\n`) }),
+    });
+    if (json) await writeOut(`${JSON.stringify(result, null, 2)}\n`);
+    else process.stdout.write("Stopped every stand-in; temporary files removed.\n");
+    return result.success ? 0 : 1;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    if (json) await writeOut(`${JSON.stringify({ success: false, error: message }, null, 2)}\n`);
+    process.stderr.write(`demo failed: ${message}\n`);
+    if (!verbose && logTail.length > 0) {
+      process.stderr.write(`last handler log lines:\n${logTail.join("\n")}\n`);
+    }
+    return 1;
+  }
+}
+
+// A large write to a pipe may still be queued; exiting before it drains would cut the JSON.
+function writeOut(text: string): Promise<void> {
+  return new Promise((resolve, reject) =>
+    process.stdout.write(text, (error) => (error ? reject(error) : resolve())),
+  );
+}
+
+function exitAfterFlush(code: number): void {
+  process.stdout.write("", () => process.stderr.write("", () => process.exit(code)));
+}
+
+// Run as a script (not when imported by the tests). Exit explicitly: the ingest handler
+// keeps its MongoDB client at module scope, as on Lambda, and it would hold the process.
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  main(process.argv.slice(2)).then(exitAfterFlush);
+}

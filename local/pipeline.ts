@@ -1,0 +1,402 @@
+import { AthenaClient, GetQueryExecutionCommand } from "@aws-sdk/client-athena";
+import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import type { Context, S3Event } from "aws-lambda";
+import { type Db, MongoClient } from "mongodb";
+import { ATHENA_RESULTS_PREFIX, REPROCESS_PREFIX } from "../handlers/shared/bucket-layout";
+import { addDays, toIsoDate } from "../handlers/shared/dates";
+import { setDefaultLogWriter } from "../handlers/shared/logger";
+import { isNotFound } from "../handlers/shared/s3";
+import { type AthenaServer, startAthenaServer } from "./athena-server";
+import {
+  type CloudWatchServer,
+  type PublishedMetric,
+  startCloudWatchServer,
+} from "./cloudwatch-server";
+import {
+  type AsyncInvocation,
+  createAsyncInvoker,
+  createLambdaContext,
+  INGEST_FUNCTION_NAME,
+  LOCAL_REGION,
+  type OnFailureRecord,
+  START_FUNCTION_NAME,
+} from "./lambda-runtime";
+import { type MongoServer, startMongoServer } from "./mongo-server";
+import { decodeS3EventKey } from "./s3-events";
+import { type S3Server, startS3Server } from "./s3-server";
+import { generateSampleData, type SampleData } from "./sample-data";
+import { seedDuckDb, seedMongo } from "./seed";
+
+/**
+ * The whole pipeline on one machine, shared by `npm run demo` and `npm run local`:
+ * the embedded MongoDB, the S3, Athena and CloudWatch stand-ins, seeded with the
+ * generated sample data, and the two real, unchanged handlers wired as AWS wires
+ * them (S3 ObjectCreated → ingest as an asynchronous invoke; the start handler
+ * invoked with EventBridge's event or a SyncEvent).
+ */
+
+export interface LocalPipelineOptions {
+  /** Last day of sample data, `YYYY-MM-DD`; default yesterday (UTC), what the schedule asks for. */
+  endDate?: string;
+  /** Days of sample data ending on `endDate`; default 7. */
+  days?: number;
+  seed?: number;
+  bucket?: string;
+  workGroup?: string;
+  dbName?: string;
+  /** Fixed ports (`npm run local`); 0 or unset picks free ones. */
+  ports?: { mongo?: number; s3?: number; athena?: number; cloudwatch?: number };
+  /** Lambda retries a failed async invoke after ~1 and ~2 minutes; locally much sooner. */
+  retryDelaysMs?: readonly [number, number];
+  /** Where the handlers' JSON log lines go; default stderr. */
+  logWriter?: (line: string) => void;
+}
+
+export type IngestInvocation = AsyncInvocation<S3Event, unknown>;
+
+export interface LocalPipeline {
+  bucket: string;
+  workGroup: string;
+  dbName: string;
+  sample: SampleData;
+  endpoints: { mongoUri: string; s3: string; athena: string; cloudwatch: string };
+  /** The environment both handlers run with (what `npm run local` tells people to export). */
+  env: Record<string, string>;
+  /** Clients for looking at the results (not the handlers' own). */
+  s3: S3Client;
+  db: Db;
+  /** Every asynchronous ingest invocation so far, in order. */
+  readonly ingestInvocations: IngestInvocation[];
+  /** What reached the ingest's on-failure destination. */
+  readonly onFailure: OnFailureRecord[];
+  /** What the handlers published to CloudWatch. */
+  readonly metrics: PublishedMetric[];
+  /** Invokes the start handler as Lambda does (synchronously, with a fresh context unless given). */
+  invokeStart(event: unknown, context?: Context): Promise<unknown>;
+  /** Invokes the ingest handler as S3 does (asynchronously, with retries). */
+  invokeIngest(event: S3Event): IngestInvocation;
+  /** The decoded object keys an ingest invocation was for. */
+  keysOf(invocation: IngestInvocation): string[];
+  /** Resolves when no query runs, no notification is in flight and every ingest has finished. */
+  settle(): Promise<void>;
+  /** Resolves with the finished ingest invocation for `key` (the next one, when `after` is given). */
+  waitForIngest(key: string, options?: WaitForIngestOptions): Promise<IngestInvocation>;
+  /** PutObject, as `aws s3 cp` / `aws s3api put-object --tagging` would. */
+  putObject(key: string, body: string | Uint8Array, tags?: Record<string, string>): Promise<void>;
+  /** An object's text, or undefined when it does not exist. */
+  getText(key: string): Promise<string | undefined>;
+  stop(): Promise<void>;
+}
+
+export interface WaitForIngestOptions {
+  timeoutMs?: number;
+  /** Only invocations started after this many invocations in total (see `ingestInvocations.length`). */
+  after?: number;
+}
+
+export class IngestTimeoutError extends Error {
+  constructor(
+    message: string,
+    readonly key: string,
+  ) {
+    super(message);
+    this.name = "IngestTimeoutError";
+  }
+}
+
+interface LoadedHandlers {
+  signature: string;
+  start: (event: unknown, context: Context) => Promise<unknown>;
+  ingest: (event: S3Event, context: Context) => Promise<unknown>;
+}
+
+// Both handlers read their environment once, at module load (Lambda's cold start).
+// One process therefore serves one pipeline's endpoints; a second pipeline with other
+// endpoints would silently talk to the first one's stand-ins, so it is refused.
+let loaded: LoadedHandlers | undefined;
+
+async function loadHandlers(env: Record<string, string>): Promise<LoadedHandlers> {
+  const signature = JSON.stringify(env);
+  if (loaded) {
+    if (loaded.signature !== signature) {
+      throw new Error(
+        "The handlers were already loaded in this process for another local pipeline; " +
+          "they read their environment at cold start, so start this one in a new process",
+      );
+    }
+    return loaded;
+  }
+  const start = await import("../handlers/start-query");
+  const ingest = await import("../handlers/ingest-results");
+  loaded = {
+    signature,
+    start: start.handler as LoadedHandlers["start"],
+    ingest: ingest.handler as LoadedHandlers["ingest"],
+  };
+  return loaded;
+}
+
+/** Starts, seeds and wires everything; `stop()` undoes all of it, also after a failure. */
+export async function startLocalPipeline(
+  options: LocalPipelineOptions = {},
+): Promise<LocalPipeline> {
+  const bucket = options.bucket ?? "tracking-sync-local";
+  const workGroup = options.workGroup ?? "tracking-sync";
+  const dbName = options.dbName ?? "tracking-sync-local";
+  const endDate = options.endDate ?? addDays(toIsoDate(new Date()), -1);
+  const sample = generateSampleData({
+    endDate,
+    days: options.days ?? 7,
+    ...(options.seed !== undefined ? { seed: options.seed } : {}),
+  });
+
+  const cleanups: (() => Promise<void> | void)[] = [];
+  const cleanUp = async () => {
+    const errors: unknown[] = [];
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+    if (errors.length > 0) throw new AggregateError(errors, "stopping the local pipeline failed");
+  };
+
+  const previousEnv = snapshotEnv([...PIPELINE_ENV_NAMES, ...Object.keys(LOCAL_ONLY_ENV)]);
+  cleanups.push(() => restoreEnv(previousEnv));
+  // Before any AWS client exists (the Athena stand-in creates one).
+  Object.assign(process.env, LOCAL_ONLY_ENV);
+
+  try {
+    const write = options.logWriter ?? ((line: string) => process.stderr.write(`${line}\n`));
+    setDefaultLogWriter(write);
+    cleanups.push(() => setDefaultLogWriter(undefined));
+
+    const mongo: MongoServer = await startMongoServer({ port: options.ports?.mongo ?? 0 });
+    cleanups.push(() => mongo.stop());
+    const s3Server: S3Server = await startS3Server({ port: options.ports?.s3 ?? 0 });
+    cleanups.push(() => s3Server.stop());
+    s3Server.createBucket(bucket);
+    const cloudwatch: CloudWatchServer = await startCloudWatchServer({
+      port: options.ports?.cloudwatch ?? 0,
+    });
+    cleanups.push(() => cloudwatch.stop());
+    const athena: AthenaServer = await startAthenaServer({
+      port: options.ports?.athena ?? 0,
+      s3: { endpoint: s3Server.endpoint, region: LOCAL_REGION },
+      workGroups: { [workGroup]: { outputLocation: `s3://${bucket}/${ATHENA_RESULTS_PREFIX}` } },
+      setup: (connection) =>
+        seedDuckDb(
+          connection,
+          sample.rows.map((r) => r.row),
+        ),
+    });
+    cleanups.push(() => athena.stop());
+
+    const mongoClient = new MongoClient(mongo.uri, { serverSelectionTimeoutMS: 5_000 });
+    cleanups.push(() => mongoClient.close());
+    const db = mongoClient.db(dbName);
+    await seedMongo(db, sample.fixtures);
+
+    const env: Record<PipelineEnvName, string> = {
+      AWS_REGION: LOCAL_REGION,
+      AWS_ACCESS_KEY_ID: "local",
+      AWS_SECRET_ACCESS_KEY: "local",
+      AWS_ENDPOINT_URL_S3: s3Server.endpoint,
+      AWS_ENDPOINT_URL_ATHENA: athena.endpoint,
+      AWS_ENDPOINT_URL_CLOUDWATCH: cloudwatch.endpoint,
+      S3_FORCE_PATH_STYLE: "true",
+      RESULTS_BUCKET: bucket,
+      ATHENA_WORKGROUP: workGroup,
+      MONGODB_URI: mongo.uri,
+      MONGODB_DB_NAME: dbName,
+    };
+    Object.assign(process.env, env);
+    const handlers = await loadHandlers(env);
+
+    const s3 = new S3Client({
+      region: LOCAL_REGION,
+      endpoint: s3Server.endpoint,
+      forcePathStyle: true,
+      credentials: { accessKeyId: "local", secretAccessKey: "local" },
+    });
+    cleanups.push(() => s3.destroy());
+    const athenaClient = new AthenaClient({
+      region: LOCAL_REGION,
+      endpoint: athena.endpoint,
+      credentials: { accessKeyId: "local", secretAccessKey: "local" },
+    });
+    cleanups.push(() => athenaClient.destroy());
+
+    const ingestInvocations: IngestInvocation[] = [];
+    const onFailure: OnFailureRecord[] = [];
+    const listeners = new Set<() => void>();
+    const invokeIngest = createAsyncInvoker<S3Event, unknown>({
+      functionName: INGEST_FUNCTION_NAME,
+      handler: handlers.ingest,
+      ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
+      onInvocation: (invocation) => {
+        ingestInvocations.push(invocation);
+        for (const listener of listeners) listener();
+      },
+      onFailure: (record) => onFailure.push(record),
+    });
+    // S3 delivers and forgets; wait for the functions still running before the stand-ins go.
+    cleanups.push(async () => {
+      await s3Server.idle();
+      await Promise.all(ingestInvocations.map((i) => i.done));
+    });
+    for (const prefix of [ATHENA_RESULTS_PREFIX, REPROCESS_PREFIX]) {
+      s3Server.addNotification({
+        id: `ingest-${prefix.replace("/", "")}`,
+        bucket,
+        prefix,
+        suffix: ".csv",
+        deliver: (event) => {
+          invokeIngest(event);
+        },
+      });
+    }
+
+    const keysOf = (invocation: IngestInvocation) =>
+      (invocation.event.Records ?? []).map((record) => decodeS3EventKey(record.s3.object.key));
+
+    const describeQuery = async (key: string): Promise<string> => {
+      const queryId = /^athena-results\/(.+)\.csv$/.exec(key)?.[1];
+      if (!queryId) return "";
+      try {
+        const { QueryExecution } = await athenaClient.send(
+          new GetQueryExecutionCommand({ QueryExecutionId: queryId }),
+        );
+        const status = QueryExecution?.Status;
+        return ` (Athena says the query is ${status?.State ?? "unknown"}${
+          status?.StateChangeReason ? `: ${status.StateChangeReason}` : ""
+        })`;
+      } catch (error) {
+        return ` (Athena does not know the query: ${(error as Error).message})`;
+      }
+    };
+
+    const waitForIngest = async (
+      key: string,
+      { timeoutMs = 60_000, after = 0 }: WaitForIngestOptions = {},
+    ): Promise<IngestInvocation> => {
+      const find = () => ingestInvocations.slice(after).find((i) => keysOf(i).includes(key));
+      let invocation = find();
+      if (!invocation) {
+        invocation = await new Promise<IngestInvocation | undefined>((resolve) => {
+          const listener = () => {
+            const found = find();
+            if (found) finish(found);
+          };
+          const timer = setTimeout(() => finish(undefined), timeoutMs);
+          const finish = (value: IngestInvocation | undefined) => {
+            clearTimeout(timer);
+            listeners.delete(listener);
+            resolve(value);
+          };
+          listeners.add(listener);
+        });
+      }
+      if (!invocation) {
+        throw new IngestTimeoutError(
+          `No ingest of s3://${bucket}/${key} started within ${timeoutMs / 1000} s${await describeQuery(key)}`,
+          key,
+        );
+      }
+      await invocation.done;
+      return invocation;
+    };
+
+    return {
+      bucket,
+      workGroup,
+      dbName,
+      sample,
+      endpoints: {
+        mongoUri: mongo.uri,
+        s3: s3Server.endpoint,
+        athena: athena.endpoint,
+        cloudwatch: cloudwatch.endpoint,
+      },
+      env,
+      s3,
+      db,
+      ingestInvocations,
+      onFailure,
+      metrics: cloudwatch.metrics,
+      invokeStart: (event, context) =>
+        handlers.start(
+          event,
+          context ?? createLambdaContext({ functionName: START_FUNCTION_NAME }),
+        ),
+      invokeIngest,
+      keysOf,
+      async settle() {
+        await athena.idle();
+        await s3Server.idle();
+        await Promise.all(ingestInvocations.map((invocation) => invocation.done));
+      },
+      waitForIngest,
+      async putObject(key, body, tags) {
+        await s3.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: key,
+            Body: body,
+            ContentType: "text/csv",
+            ...(tags ? { Tagging: new URLSearchParams(tags).toString() } : {}),
+          }),
+        );
+      },
+      async getText(key) {
+        try {
+          const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+          return await response.Body?.transformToString("utf-8");
+        } catch (error) {
+          if (isNotFound(error)) return undefined;
+          throw error;
+        }
+      },
+      stop: cleanUp,
+    };
+  } catch (error) {
+    await cleanUp().catch(() => undefined);
+    throw error;
+  }
+}
+
+// Local runs only: the SDK's notice that Node 20 support ends says nothing about the
+// pipeline (Lambda runs Node 22), and there is no instance metadata service to ask.
+const LOCAL_ONLY_ENV = {
+  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+  AWS_EC2_METADATA_DISABLED: "true",
+};
+
+// Every variable the pipeline sets for the handlers (restored on stop).
+const PIPELINE_ENV_NAMES = [
+  "AWS_REGION",
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_ENDPOINT_URL_S3",
+  "AWS_ENDPOINT_URL_ATHENA",
+  "AWS_ENDPOINT_URL_CLOUDWATCH",
+  "S3_FORCE_PATH_STYLE",
+  "RESULTS_BUCKET",
+  "ATHENA_WORKGROUP",
+  "MONGODB_URI",
+  "MONGODB_DB_NAME",
+] as const;
+type PipelineEnvName = (typeof PIPELINE_ENV_NAMES)[number];
+
+function snapshotEnv(names: readonly string[]): Record<string, string | undefined> {
+  return Object.fromEntries(names.map((name) => [name, process.env[name]]));
+}
+
+function restoreEnv(snapshot: Record<string, string | undefined>): void {
+  for (const [name, value] of Object.entries(snapshot)) {
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
+  }
+}
