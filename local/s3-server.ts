@@ -231,7 +231,9 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
     if (key === "") {
       switch (method) {
         case "PUT":
-          if (query.has("versioning") || query.has("notification") || query.has("tagging")) {
+          // Any sub-resource (?versioning, ?notification, ?policy, ...) is configuration
+          // this stand-in does not keep; refusing beats silently "creating" the bucket.
+          if ([...query.keys()].some((name) => name !== "x-id")) {
             throw s3Errors.notImplemented("bucket sub-resource");
           }
           return createBucketOp(ctx);

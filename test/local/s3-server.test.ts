@@ -761,6 +761,10 @@ describe("S3 stand-in through the real S3Client", () => {
         method: "POST",
         body: "<not xml",
       });
+      const bucketPolicy = await fetch(`${s3.endpoint}/${BUCKET}?policy`, {
+        method: "PUT",
+        body: "{}",
+      });
       const stillUp = await s3.client.send(new ListBucketsCommand({}));
 
       expect(badUri.status).toBe(400);
@@ -771,6 +775,7 @@ describe("S3 stand-in through the real S3Client", () => {
       expect(await badTagging.text()).toContain("<Code>InvalidTag</Code>");
       expect(badComplete.status).toBe(404);
       expect(await badComplete.text()).toContain("<Code>NoSuchUpload</Code>");
+      expect(bucketPolicy.status).toBe(501);
       expect(stillUp.Buckets).toHaveLength(1);
     });
 
