@@ -47,7 +47,9 @@ export function buildCsv(rows: readonly CsvRowValues[], options: CsvOptions = {}
   const cell = (value: string | number | null | undefined) => {
     if (value === null || value === undefined) return "";
     const text = String(value);
-    return quoteAll || /[",\r\n]/.test(text) || text === "" ? `"${text.replace(/"/g, '""')}"` : text;
+    return quoteAll || /[",\r\n]/.test(text) || text === ""
+      ? `"${text.replace(/"/g, '""')}"`
+      : text;
   };
   const header = (options.headerNames ?? columns).map((name) => cell(name)).join(",");
   const body = rows.map((row) => columns.map((column) => cell(row[column])).join(","));

@@ -32,7 +32,9 @@ export interface TrackingScriptFixture {
   creative?: { name?: string };
 }
 
-export function trackingScript(overrides: Partial<TrackingScriptFixture> = {}): TrackingScriptFixture {
+export function trackingScript(
+  overrides: Partial<TrackingScriptFixture> = {},
+): TrackingScriptFixture {
   return {
     creativeId: "cr_spring-sale_300x250",
     publicationId: 1035,
@@ -53,7 +55,9 @@ export async function seedLookups(
   },
 ): Promise<void> {
   if (data.orders?.length) {
-    await db.collection("publication_insertion_orders").insertMany(data.orders.map((o) => ({ ...o })));
+    await db
+      .collection("publication_insertion_orders")
+      .insertMany(data.orders.map((o) => ({ ...o })));
   }
   if (data.trackingScripts?.length) {
     await db.collection("tracking_scripts").insertMany(data.trackingScripts.map((s) => ({ ...s })));

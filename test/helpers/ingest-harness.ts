@@ -3,14 +3,17 @@ import type { Context, S3Event } from "aws-lambda";
 import { type Db, MongoClient } from "mongodb";
 import { vi } from "vitest";
 import { startTestMongo, type TestMongo } from "./mongo";
-import { s3Event } from "./s3-event";
 import { startTestS3, type TestS3 } from "./s3";
+import { s3Event } from "./s3-event";
 
 export const BUCKET = "tracking-sync-results";
 
 type Handler = (event: S3Event, context: Context) => Promise<unknown>;
 
-export const lambdaContext = { awsRequestId: "test-request", functionName: "ingestResults" } as Context;
+export const lambdaContext = {
+  awsRequestId: "test-request",
+  functionName: "ingestResults",
+} as Context;
 
 /**
  * The real ingest handler against the S3 stand-in and the embedded MongoDB over TCP.
@@ -39,10 +42,15 @@ export async function startIngestHarness(): Promise<IngestHarness> {
   const client = new MongoClient(mongo.uri, { serverSelectionTimeoutMS: 5_000 });
   await client.connect();
   const db = client.db(dbName);
-  const env = { ...s3.env, MONGODB_URI: mongo.uri, MONGODB_DB_NAME: dbName, AWS_REGION: "us-east-1" };
+  const env = {
+    ...s3.env,
+    MONGODB_URI: mongo.uri,
+    MONGODB_DB_NAME: dbName,
+    AWS_REGION: "us-east-1",
+  };
   const savedEnv = { ...process.env };
 
-  return {
+  const harness: IngestHarness = {
     mongo,
     s3,
     client,
@@ -78,7 +86,7 @@ export async function startIngestHarness(): Promise<IngestHarness> {
       }
     },
     async readJson(key) {
-      const text = await this.readText(key);
+      const text = await harness.readText(key);
       return text === undefined ? undefined : JSON.parse(text);
     },
     async clearDb() {
@@ -98,4 +106,5 @@ export async function startIngestHarness(): Promise<IngestHarness> {
       await mongo.stop();
     },
   };
+  return harness;
 }

@@ -1,0 +1,53 @@
+import { describe, expect, it } from "vitest";
+import { loadIngestConfig } from "../../../handlers/ingest/config";
+
+describe("loadIngestConfig", () => {
+  it("applies the documented defaults", () => {
+    expect(
+      loadIngestConfig({ MONGODB_URI: "mongodb://db.example:27017", MONGODB_DB_NAME: "hub" }),
+    ).toEqual({
+      mongoUri: { kind: "env", uri: "mongodb://db.example:27017" },
+      dbName: "hub",
+      resultsBucket: undefined,
+      ingestPrefixes: ["athena-results/", "reprocess/"],
+      metricsNamespace: "EmpowerLocal/TrackingSync",
+      publicationCodeOverrides: {},
+      batchSize: 1000,
+      maxInFlight: 2,
+    });
+  });
+
+  it("prefers the secret ARN and reads every variable", () => {
+    const config = loadIngestConfig({
+      MONGODB_URI: "mongodb://local",
+      MONGODB_URI_SECRET_ARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:mongo",
+      MONGODB_DB_NAME: "hub",
+      RESULTS_BUCKET: "results",
+      INGEST_PREFIXES: "in/, again",
+      METRICS_NAMESPACE: "Test/Ns",
+      PUBLICATION_CODE_MAP: '{"NEW": 5}',
+      BATCH_SIZE: "250",
+    });
+
+    expect(config).toMatchObject({
+      mongoUri: { kind: "secret" },
+      resultsBucket: "results",
+      ingestPrefixes: ["in/", "again/"],
+      metricsNamespace: "Test/Ns",
+      publicationCodeOverrides: { new: 5 },
+      batchSize: 250,
+    });
+  });
+
+  it.each([
+    [{ MONGODB_DB_NAME: "hub" }, "MONGODB_URI"],
+    [{ MONGODB_URI: "mongodb://x" }, "MONGODB_DB_NAME"],
+    [{ MONGODB_URI: "mongodb://x", MONGODB_DB_NAME: "hub", BATCH_SIZE: "0" }, "BATCH_SIZE"],
+    [
+      { MONGODB_URI: "mongodb://x", MONGODB_DB_NAME: "hub", PUBLICATION_CODE_MAP: "{" },
+      "PUBLICATION_CODE_MAP",
+    ],
+  ])("fails fast naming the bad variable (%j)", (env, name) => {
+    expect(() => loadIngestConfig(env)).toThrow(name);
+  });
+});
