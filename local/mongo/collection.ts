@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { Query } from "mingo";
+import { Query } from "mingo/query";
 import type { Document } from "mongodb";
 import { CommandError } from "./errors.js";
+import { contextFor } from "./mingo-context.js";
 import { encodeKey, formatKeyValue, isPlainObject, type StoredDocument } from "./values.js";
 
 export interface IndexSpec {
@@ -63,7 +64,10 @@ class UniqueIndex {
     this.sparse = spec.options.sparse === true;
     const partialFilter = spec.options.partialFilterExpression;
     if (isPlainObject(partialFilter))
-      this.partial = new Query(partialFilter, { scriptEnabled: false });
+      this.partial = new Query(partialFilter, {
+        context: contextFor(partialFilter),
+        scriptEnabled: false,
+      });
   }
 
   /** The entry key for a document, or undefined when the index does not cover it. */
@@ -83,17 +87,24 @@ export function idKeyOf(id: unknown): string {
   return encodeKey([id]);
 }
 
-/** Equality values a filter pins down, from top-level fields and `$and` members. */
-function collectEqualities(filter: Document, into: Map<string, unknown>): void {
+/**
+ * Equality values a filter pins down, from top-level fields and `$and` members. Returns
+ * whether every condition of the filter was such an equality (on distinct fields).
+ */
+function collectEqualities(filter: Document, into: Map<string, unknown>): boolean {
+  let consumedAll = true;
   for (const [field, condition] of Object.entries(filter)) {
     if (field === "$and" && Array.isArray(condition)) {
-      for (const member of condition) if (isPlainObject(member)) collectEqualities(member, into);
+      for (const member of condition) {
+        if (!isPlainObject(member) || !collectEqualities(member, into)) consumedAll = false;
+      }
       continue;
     }
-    if (field.startsWith("$")) continue;
-    const value = equalityValue(condition);
-    if (value.ok) into.set(field, value.value);
+    const value = field.startsWith("$") ? { ok: false as const } : equalityValue(condition);
+    if (value.ok && !into.has(field)) into.set(field, value.value);
+    else consumedAll = false;
   }
+  return consumedAll;
 }
 
 function equalityValue(condition: unknown): { ok: true; value: unknown } | { ok: false } {
@@ -204,14 +215,16 @@ export class Collection {
   /**
    * Documents that can match `filter`, found through the _id or a unique index when the
    * filter pins all of its fields by equality; undefined means "scan the collection".
-   * Callers still test each candidate against the full filter.
+   * `exact` says the lookup consumed the whole filter (nothing else to test), which is
+   * how mongod answers a point query on an index without a residual filter.
    */
-  candidatesFor(filter: Document): StoredDocument[] | undefined {
+  candidatesFor(filter: Document): { documents: StoredDocument[]; exact: boolean } | undefined {
+    const filterFields = Object.keys(filter);
     const idCondition = filter._id;
     const idEquality = equalityValue(idCondition);
     if (idCondition !== undefined && idEquality.ok) {
       const doc = this.documents.get(idKeyOf(idEquality.value));
-      return doc ? [doc] : [];
+      return { documents: doc ? [doc] : [], exact: filterFields.length === 1 };
     }
     if (isPlainObject(idCondition) && Object.keys(idCondition).length === 1) {
       const list = idCondition.$in;
@@ -222,19 +235,22 @@ export class Collection {
           const doc = this.documents.get(key);
           if (doc) found.set(key, doc);
         }
-        return [...found.values()];
+        return { documents: [...found.values()], exact: filterFields.length === 1 };
       }
     }
     if (this.uniqueIndexes.length === 0) return undefined;
     const equalities = new Map<string, unknown>();
-    collectEqualities(filter, equalities);
+    const consumedAll = collectEqualities(filter, equalities);
     for (const index of this.uniqueIndexes) {
       if (!index.usableForLookup) continue;
       if (!index.fields.every((field) => equalities.has(field))) continue;
       const key = encodeKey(index.fields.map((field) => equalities.get(field) ?? null));
       const idKey = index.entries.get(key);
       const doc = idKey === undefined ? undefined : this.documents.get(idKey);
-      return doc ? [doc] : [];
+      return {
+        documents: doc ? [doc] : [],
+        exact: consumedAll && equalities.size === index.fields.length,
+      };
     }
     return undefined;
   }

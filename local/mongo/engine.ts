@@ -1,14 +1,15 @@
-import { Aggregator, Query } from "mingo";
+import { Aggregator } from "mingo/aggregator";
+import { Query } from "mingo/query";
 import { type Document, Long } from "mongodb";
 import { Collection, type IndexSpec } from "./collection.js";
 import { CursorRegistry } from "./cursors.js";
 import { badValue, CommandError, failedToParse, toCommandError, typeMismatch } from "./errors.js";
+import { contextFor, FULL_CONTEXT } from "./mingo-context.js";
 import {
   applyUpdate,
   bindNow,
   type ParsedUpdate,
   parseUpdate,
-  sameDocument,
   upsertSeed,
   withIdFirst,
 } from "./update.js";
@@ -19,7 +20,9 @@ export const MAX_WIRE_VERSION = 21;
 export const MAX_WRITE_BATCH_SIZE = 100_000;
 const REPLICA_SET_NAME = "tracking-sync";
 /** Client-supplied JavaScript ($where, $function) never runs inside the test process. */
-const QUERY_OPTIONS = { scriptEnabled: false } as const;
+function queryOptions(...trees: unknown[]) {
+  return { context: contextFor(trees), scriptEnabled: false };
+}
 
 /** What a handler needs to know about the connection a command arrived on. */
 export interface CommandContext {
@@ -113,9 +116,16 @@ export class MongoEngine {
     filter: Document,
   ): Generator<StoredDocument> {
     if (!collection) return;
-    const query = new Query(filter, QUERY_OPTIONS);
-    const source = collection.candidatesFor(filter) ?? collection.documents.values();
-    for (const doc of source) if (query.test(doc)) yield doc;
+    const lookup = collection.candidatesFor(filter);
+    // An index lookup that consumed the whole filter needs no further matching.
+    if (lookup?.exact) {
+      yield* lookup.documents;
+      return;
+    }
+    const query = new Query(filter, queryOptions(filter));
+    for (const doc of lookup?.documents ?? collection.documents.values()) {
+      if (query.test(doc)) yield doc;
+    }
   }
 
   // ---- handshake and admin -----------------------------------------------------------
@@ -167,7 +177,7 @@ export class MongoEngine {
       empty: [...collections.values()].every((collection) => collection.documents.size === 0),
     }));
     const filter = isPlainObject(command.filter) ? command.filter : {};
-    const query = new Query(filter, QUERY_OPTIONS);
+    const query = new Query(filter, queryOptions(filter));
     const selected = databases.filter((database) => query.test(database));
     if (command.nameOnly === true) {
       return { databases: selected.map(({ name }) => ({ name })), ok: 1 };
@@ -254,15 +264,15 @@ export class MongoEngine {
     for (const doc of targets) {
       matched++;
       const next = applyUpdate(doc, parsed, { filter, arrayFilters, inserting: false });
-      if (sameDocument(doc, next)) continue;
-      (collection as Collection).replace(doc, next);
+      if (!next.changed) continue;
+      (collection as Collection).replace(doc, next.doc);
       modified++;
     }
     if (matched > 0 || statement.upsert !== true) return { matched, modified };
 
     const seed = upsertSeed(filter);
     const inserted = withIdFirst(
-      applyUpdate(seed, parsed, { filter, arrayFilters, inserting: true }),
+      applyUpdate(seed, parsed, { filter, arrayFilters, inserting: true }).doc,
     );
     this.ensureCollection(db, name).collection.insert(inserted);
     return { matched: 0, modified: 0, upsertedId: inserted._id };
@@ -311,9 +321,9 @@ export class MongoEngine {
     const batchSize = nonNegativeOrUndefined(command.batchSize, "batchSize");
 
     const collection = this.collection(db, name);
-    const query = new Query(filter, QUERY_OPTIONS);
+    const query = new Query(filter, queryOptions(filter, projection));
     const source = collection
-      ? (collection.candidatesFor(filter) ?? collection.documents.values())
+      ? (collection.candidatesFor(filter)?.documents ?? collection.documents.values())
       : [];
     let cursor = query.find<Document>(source, hasKeys(projection) ? projection : undefined);
     if (hasKeys(sort)) cursor = cursor.sort(sort as Record<string, 1 | -1>);
@@ -398,7 +408,8 @@ export class MongoEngine {
     const batchSize = nonNegativeOrUndefined(command.cursor.batchSize, "cursor.batchSize");
     const collection = this.collection(db, target);
     const aggregator = new Aggregator(bindNow(pipeline, new Date()) as Document[], {
-      ...QUERY_OPTIONS,
+      context: FULL_CONTEXT,
+      scriptEnabled: false,
       collectionResolver: (name: string) => [
         ...(this.collection(db, name)?.documents.values() ?? []),
       ],
@@ -570,7 +581,7 @@ export class MongoEngine {
       info: { readOnly: false, uuid: collection.uuid },
       idIndex: { v: 2, key: { _id: 1 }, name: "_id_" },
     }));
-    const query = new Query(filter, QUERY_OPTIONS);
+    const query = new Query(filter, queryOptions(filter));
     const selected = infos
       .filter((info) => query.test(info))
       .map((info) => (nameOnly ? { name: info.name, type: info.type } : info));

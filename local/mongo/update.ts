@@ -1,6 +1,10 @@
-import { Aggregator, update as applyModifier } from "mingo";
-import { BSON, type Document, ObjectId } from "mongodb";
-import { CommandError, failedToParse, typeMismatch } from "./errors.js";
+import { Aggregator } from "mingo/aggregator";
+import type { Context } from "mingo/core";
+import * as updateOperators from "mingo/operators/update";
+import { update as applyModifier } from "mingo/updater";
+import { BSON, type Document, ObjectId, Timestamp } from "mongodb";
+import { badValue, CommandError, failedToParse, typeMismatch } from "./errors.js";
+import { contextFor } from "./mingo-context.js";
 import {
   bsonTypeOf,
   cloneValue,
@@ -37,14 +41,25 @@ const PIPELINE_UPDATE_STAGES = new Set([
   "$replaceWith",
 ]);
 
+type OperatorFactory = (
+  expr: Record<string, unknown>,
+  arrayFilters?: Document[],
+) => (doc: Record<string, unknown>) => string[];
+
+/** Plain copy: looking operators up on the module namespace goes through getters. */
+const OPERATOR_FACTORIES = { ...updateOperators } as unknown as Record<string, OperatorFactory>;
+
 export type ParsedUpdate =
-  | { kind: "operators"; operators: Record<string, Record<string, unknown>> }
-  | { kind: "pipeline"; stages: Document[] }
+  | { kind: "operators"; operators: Record<string, Record<string, unknown>>; positional: boolean }
+  | { kind: "pipeline"; stages: Document[]; context: Context }
   | { kind: "replacement"; replacement: Document };
 
 /** Validates an update document the way mongod does before touching any document. */
 export function parseUpdate(update: unknown, now: Date): ParsedUpdate {
-  if (Array.isArray(update)) return { kind: "pipeline", stages: parsePipeline(update, now) };
+  if (Array.isArray(update)) {
+    const stages = parsePipeline(update, now);
+    return { kind: "pipeline", stages, context: contextFor(stages, true) };
+  }
   if (!isPlainObject(update)) {
     throw failedToParse("Update argument must be either an object or an array");
   }
@@ -81,7 +96,34 @@ export function parseUpdate(update: unknown, now: Date): ParsedUpdate {
   }
   checkConflicts(operators);
   checkNumericArguments(operators);
-  return { kind: "operators", operators };
+  bindCurrentDate(operators, now);
+  const positional = Object.values(operators).some((fields) =>
+    Object.keys(fields).some((path) => path.split(".").includes("$")),
+  );
+  return { kind: "operators", operators, positional };
+}
+
+/**
+ * `$currentDate` becomes a `$set` of the command's clock reading: one instant per command,
+ * and a real BSON Timestamp for `{$type: "timestamp"}` (mingo would store a number).
+ */
+function bindCurrentDate(operators: Record<string, Record<string, unknown>>, now: Date): void {
+  const fields = operators.$currentDate;
+  if (!fields) return;
+  const values: Record<string, unknown> = {};
+  for (const [path, spec] of Object.entries(fields)) {
+    if (spec === true || (isPlainObject(spec) && spec.$type === "date")) {
+      values[path] = new Date(now.getTime());
+    } else if (isPlainObject(spec) && spec.$type === "timestamp") {
+      values[path] = new Timestamp({ t: Math.floor(now.getTime() / 1000), i: 1 });
+    } else {
+      throw badValue(
+        `${path} is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).`,
+      );
+    }
+  }
+  delete operators.$currentDate;
+  operators.$set = { ...operators.$set, ...values };
 }
 
 function describeType(value: unknown): string {
@@ -196,15 +238,17 @@ export interface ApplyContext {
 }
 
 /**
- * Applies a parsed update to a copy of `original` and returns the new document; the
- * original is never mutated, so a failed statement leaves the store untouched.
+ * Applies a parsed update to a copy of `original` and returns the new document and
+ * whether anything changed; the original is never mutated, so a failed statement leaves
+ * the store untouched.
  */
 export function applyUpdate(
   original: StoredDocument,
   parsed: ParsedUpdate,
   context: ApplyContext,
-): StoredDocument {
+): { doc: StoredDocument; changed: boolean } {
   let next: StoredDocument;
+  let changed: boolean | undefined;
   switch (parsed.kind) {
     case "replacement": {
       const { _id: replacementId, ...rest } = cloneValue(parsed.replacement);
@@ -216,9 +260,11 @@ export function applyUpdate(
       break;
     }
     case "pipeline": {
-      const [result] = new Aggregator(parsed.stages, { scriptEnabled: false }).run([
-        cloneValue(original),
-      ]);
+      const aggregator = new Aggregator(parsed.stages, {
+        context: parsed.context,
+        scriptEnabled: false,
+      });
+      const [result] = aggregator.run([cloneValue(original)]);
       if (!isPlainObject(result)) {
         throw new CommandError(2, "The update pipeline must produce a document");
       }
@@ -227,36 +273,47 @@ export function applyUpdate(
     }
     case "operators": {
       next = cloneValue(original);
-      const { $setOnInsert, ...modifier } = parsed.operators;
-      if (context.inserting && $setOnInsert) {
-        modifier.$set = { ...modifier.$set, ...$setOnInsert };
-      }
-      checkNumericTargets(next, modifier);
-      if (Object.keys(modifier).length > 0) {
-        const usesPositional = JSON.stringify(Object.values(modifier).map(Object.keys)).includes(
-          ".$",
-        );
-        try {
-          applyModifier(
-            next,
-            modifier,
-            context.arrayFilters,
-            usesPositional && !context.inserting ? context.filter : undefined,
-            { cloneMode: "none", queryOptions: { scriptEnabled: false } },
-          );
-        } catch (error) {
-          // mingo checks _id itself; answer with mongod's code rather than BadValue.
-          if (error instanceof Error && error.message.includes("immutable field")) {
-            throw immutableIdError();
-          }
-          throw error;
-        }
-      }
+      changed = applyOperators(next, parsed, context);
       break;
     }
   }
   if (original._id !== undefined && !context.inserting) checkIdUnchanged(original._id, next._id);
-  return next;
+  return { doc: next, changed: context.inserting || (changed ?? !sameDocument(original, next)) };
+}
+
+/** Runs mingo's update operators on `doc` in place; true when a field changed. */
+function applyOperators(
+  doc: StoredDocument,
+  parsed: Extract<ParsedUpdate, { kind: "operators" }>,
+  context: ApplyContext,
+): boolean {
+  const { $setOnInsert, ...modifier } = parsed.operators;
+  if (context.inserting && $setOnInsert) {
+    modifier.$set = { ...modifier.$set, ...$setOnInsert };
+  }
+  checkNumericTargets(doc, modifier);
+  try {
+    if (parsed.positional && !context.inserting) {
+      // The positional `$` needs the statement's filter: go through mingo's full updater.
+      const modified = applyModifier(doc, modifier, context.arrayFilters, context.filter, {
+        cloneMode: "copy",
+        queryOptions: { context: contextFor(context.filter), scriptEnabled: false },
+      });
+      return modified.length > 0;
+    }
+    let changed = false;
+    for (const [operator, fields] of Object.entries(modifier)) {
+      const factory = OPERATOR_FACTORIES[operator] as OperatorFactory;
+      if (factory(fields, context.arrayFilters)(doc).length > 0) changed = true;
+    }
+    return changed;
+  } catch (error) {
+    // mingo checks _id itself; answer with mongod's code rather than BadValue.
+    if (error instanceof Error && error.message.includes("immutable field")) {
+      throw immutableIdError();
+    }
+    throw error;
+  }
 }
 
 function checkIdUnchanged(before: unknown, after: unknown): void {

@@ -79,34 +79,47 @@ export function bsonTypeOf(value: unknown): string | undefined {
 }
 
 /**
- * Canonical, injective encoding of a value for index keys. All numeric types share one
- * tag because MongoDB's indexes treat 1, 1.0 and NumberLong(1) as the same key; Dates,
- * strings and ObjectIds get distinct tags so they never collide. Missing is null, as in
- * MongoDB's indexes.
+ * Canonical, injective encoding of a value for index keys: a type tag, then the payload;
+ * strings and field names are length-prefixed so no two values share an encoding. All
+ * numeric types share one tag because MongoDB's indexes treat 1, 1.0 and NumberLong(1)
+ * as the same key; Dates, strings and ObjectIds get distinct tags so they never collide.
+ * Missing is null, as in MongoDB's indexes.
  */
-function encodeKeyPart(value: unknown): unknown {
-  if (value === undefined || value === null) return ["n"];
-  if (typeof value === "number") return ["d", Object.is(value, -0) ? 0 : value];
-  if (typeof value === "string") return ["s", value];
-  if (typeof value === "boolean") return ["b", value];
-  if (value instanceof Date) return ["t", value.getTime()];
-  if (value instanceof RegExp) return ["r", value.source, value.flags];
-  if (Array.isArray(value)) return ["a", value.map(encodeKeyPart)];
+function encodeKeyPart(value: unknown): string {
+  if (value === undefined || value === null) return "n";
+  switch (typeof value) {
+    case "string":
+      return `s${value.length}:${value}`;
+    case "number":
+      return `d${Object.is(value, -0) ? 0 : value};`;
+    case "boolean":
+      return value ? "b1" : "b0";
+  }
+  if (value instanceof Date) return `t${value.getTime()};`;
+  if (Array.isArray(value)) return `a${value.length}[${value.map(encodeKeyPart).join("")}]`;
   if (isPlainObject(value)) {
-    return ["o", Object.keys(value).map((key) => [key, encodeKeyPart(value[key])])];
+    let encoded = `o${Object.keys(value).length}{`;
+    for (const key of Object.keys(value)) {
+      encoded += `${key.length}:${key}${encodeKeyPart(value[key])}`;
+    }
+    return `${encoded}}`;
   }
   const bsonType = bsonTypeOf(value);
+  if (bsonType === "ObjectId") return `i${(value as { toHexString(): string }).toHexString()}`;
   if (bsonType === "Long") {
     const long = value as Long;
     const asNumber = long.toNumber();
-    return Number.isSafeInteger(asNumber) ? ["d", asNumber] : ["l", long.toString()];
+    return Number.isSafeInteger(asNumber) ? `d${asNumber};` : `l${long.toString()};`;
   }
-  if (bsonType === "ObjectId") return ["i", (value as { toHexString(): string }).toHexString()];
-  return [bsonType ?? typeof value, String(value)];
+  if (value instanceof RegExp) return `r${value.source.length}:${value.source}/${value.flags};`;
+  const text = String(value);
+  return `x${bsonType ?? typeof value}:${text.length}:${text}`;
 }
 
 export function encodeKey(values: readonly unknown[]): string {
-  return JSON.stringify(values.map(encodeKeyPart));
+  let encoded = "";
+  for (const value of values) encoded += encodeKeyPart(value);
+  return encoded;
 }
 
 /** Renders a key value the way MongoDB's E11000 messages do: `{ a: "x", b: 1 }`. */
