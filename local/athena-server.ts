@@ -21,6 +21,17 @@ import {
  * through `AWS_ENDPOINT_URL_ATHENA`. Queries run in an in-memory DuckDB after
  * StartQueryExecution returns; results are written through the S3 API as Athena writes
  * them (`<id>.csv` in Athena's CSV dialect, plus `<id>.csv.metadata`).
+ *
+ * Where it knowingly differs from Athena:
+ * - The engine is DuckDB, not Trino: beyond the macros in ./athena/duckdb-engine.ts
+ *   (DATE_FORMAT, from_iso8601_*), Trino-only functions are missing, and failure reasons
+ *   are DuckDB's messages (AthenaError type 1000) rather than Trino's.
+ * - Parameters are bound by substituting each value, checked to be one self-contained
+ *   expression, in parentheses; Trino binds them during analysis.
+ * - The catalog is ignored and the database becomes DuckDB's search path; one in-memory
+ *   database serves every work group.
+ * - Every statement's result is written as CSV (Athena writes DDL output as .txt), the
+ *   `.csv.metadata` is not Athena's protobuf, and Statistics are timings only (no bytes scanned).
  */
 
 export type QueryState = "QUEUED" | "RUNNING" | "SUCCEEDED" | "FAILED" | "CANCELLED";

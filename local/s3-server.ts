@@ -31,6 +31,19 @@ import {
  * SDK v3 S3Client, with S3-shaped event notifications delivered asynchronously to
  * in-process callbacks (as S3 invokes a Lambda asynchronously). Object bytes are kept in
  * files, metadata in memory. Signatures are not checked.
+ *
+ * Where it knowingly differs from S3:
+ * - Path-style addressing only; one region; any credentials.
+ * - Events: ObjectCreated (Put, Copy, CompleteMultipartUpload) only, each delivered exactly
+ *   once (S3 promises at least once). Rule prefix/suffix match the plain key; S3 matches
+ *   filter values against the URL-encoded key (a space must be written "+").
+ * - `versioning: true` gives objects a versionId but keeps only the latest version, and
+ *   DeleteObject removes it (no delete markers).
+ * - CRC32, SHA-1, SHA-256 and Content-MD5 are verified; CRC32C/CRC64NVME are accepted
+ *   unverified; checksums are not stored or returned on GET.
+ * - Not served (NotImplemented): ListObjects v1, ListParts, ListMultipartUploads,
+ *   UploadPartCopy, ACLs, policies and other bucket configuration, SSE, object lock.
+ * - Last-Modified has whole seconds, in listings too.
  */
 
 export interface NotificationRule {
