@@ -345,6 +345,22 @@ describe("S3 stand-in through the real S3Client", () => {
       expect(tags.TagSet).toEqual([{ Key: "dryRun", Value: "true" }]);
     });
 
+    it("finishes a download in progress with the old bytes when the key is overwritten meanwhile", async () => {
+      const before = Buffer.alloc(2 * MiB, "a");
+      const after = Buffer.alloc(2 * MiB, "b");
+      await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "swap.bin", Body: before }));
+
+      const download = await s3.client.send(
+        new GetObjectCommand({ Bucket: BUCKET, Key: "swap.bin" }),
+      );
+      await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "swap.bin", Body: after }));
+      const downloaded = await bodyBytes(download.Body);
+      const fresh = await s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: "swap.bin" }));
+
+      expect(downloaded.equals(before)).toBe(true);
+      expect((await bodyBytes(fresh.Body)).equals(after)).toBe(true);
+    });
+
     it("keeps object bytes in files under its directory and removes a temp dir it made on stop", async () => {
       const server = await startS3Server();
       const client = createClientFor(server.endpoint);
