@@ -27,6 +27,8 @@ export interface IngestHarness {
   db: Db;
   dbName: string;
   env: Record<string, string>;
+  /** Log lines the handler wrote (JSON), captured instead of printed. */
+  logs: string[];
   loadHandler(extraEnv?: Record<string, string | undefined>): Promise<Handler>;
   putObject(key: string, body: string, options?: { tagging?: string }): Promise<S3Event>;
   readText(key: string): Promise<string | undefined>;
@@ -49,6 +51,7 @@ export async function startIngestHarness(): Promise<IngestHarness> {
     AWS_REGION: "us-east-1",
   };
   const savedEnv = { ...process.env };
+  const logs: string[] = [];
 
   const harness: IngestHarness = {
     mongo,
@@ -57,6 +60,7 @@ export async function startIngestHarness(): Promise<IngestHarness> {
     db,
     dbName,
     env,
+    logs,
     async loadHandler(extraEnv = {}) {
       process.env = { ...savedEnv, ...env };
       for (const [name, value] of Object.entries(extraEnv)) {
@@ -65,6 +69,9 @@ export async function startIngestHarness(): Promise<IngestHarness> {
       }
       vi.resetModules();
       const module = await import("../../handlers/ingest-results");
+      // The same (fresh) logger module instance the handler just imported.
+      const { setDefaultLogWriter } = await import("../../handlers/shared/logger");
+      setDefaultLogWriter((line) => logs.push(line));
       return module.handler as Handler;
     },
     async putObject(key, body, options = {}) {
