@@ -141,9 +141,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     const record = async (step: Omit<DemoStep, "entries" | "changes">): Promise<DemoStep> => {
       const after = await snapshotEntries(pipeline);
       const full = { ...step, entries: after, changes: compareEntries(entries, after) };
+      const before = entries;
       entries = after;
       steps.push(full);
-      print(describeStep(steps.length, full, pipeline));
+      print(describeStep(steps.length, full, pipeline, before));
       return full;
     };
 
@@ -169,7 +170,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       start: first.start,
       ...(first.ingest ? { ingest: first.ingest } : {}),
     });
-    checks.push(ingestCheck("the nightly file was ingested", first.ingest));
+    checks.push(ingestCheck("Athena's result file was ingested", first.ingest));
     const dryFirst = first.start.dryRun === true;
     checks.push({
       name: dryFirst ? "the dry run wrote nothing" : "the nightly run wrote entries",
@@ -239,7 +240,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
         },
         ingest,
       });
-      checks.push(ingestCheck(`${drop.key} was ingested`, ingest));
+      checks.push(
+        ingestCheck(`the ${drop.dryRun ? "dry-run " : ""}reprocess drop was ingested`, ingest),
+      );
       if (drop.dryRun) {
         checks.push({
           name: "the dry run wrote nothing",
@@ -253,7 +256,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     checks.push({
       name: "nothing reached the on-failure destination",
       ok: pipeline.onFailure.length === 0,
-      detail: `${pipeline.onFailure.length} record(s)`,
+      detail: plural(pipeline.onFailure.length, "record"),
     });
     await options.inspect?.(pipeline);
 
@@ -466,7 +469,7 @@ function ingestCheck(name: string, ingest: IngestOutcome | undefined): DemoCheck
       detail: `failed ${ingest.attempts} times: ${ingest.onFailure.responsePayload.errorMessage}`,
     };
   }
-  return { name, ok: true, detail: `${ingest.attempts} attempt(s)` };
+  return { name, ok: true, detail: plural(ingest.attempts, "attempt") };
 }
 
 function describeChanges(changes: EntryChanges): string {
@@ -504,7 +507,12 @@ function row(label: string, text: string, indent = 0): string {
   return `${" ".repeat(indent)}${label.padEnd(14)}${text}`;
 }
 
-function describeStep(index: number, step: DemoStep, pipeline: LocalPipeline): string {
+function describeStep(
+  index: number,
+  step: DemoStep,
+  pipeline: LocalPipeline,
+  before: Record<string, unknown>[],
+): string {
   const lines = [`${index}. ${step.title}`];
   const i = 3;
   if (step.start) {
@@ -542,13 +550,14 @@ function describeStep(index: number, step: DemoStep, pipeline: LocalPipeline): s
   if (step.name === "nightly" || step.name === "manual") {
     lines.push(...describeEntries(step.entries, i));
   }
+  if (step.changes.updated > 0) lines.push(...describeUpdates(before, step.entries, i));
   lines.push("");
   return lines.join("\n");
 }
 
 function describeReport(ingest: IngestOutcome, pipeline: LocalPipeline, indent: number): string[] {
   const lines: string[] = [];
-  const attempts = `${ingest.attempts} attempt${ingest.attempts === 1 ? "" : "s"}`;
+  const attempts = plural(ingest.attempts, "attempt");
   if (ingest.onFailure) {
     lines.push(
       row(
@@ -563,7 +572,7 @@ function describeReport(ingest: IngestOutcome, pipeline: LocalPipeline, indent: 
     lines.push(
       row(
         "rows",
-        `${summary.rows} read: ${summary.synced} synced, ${summary.skipped} skipped, ${summary.errors} errors  (${attempts}, ${summary.durationMs} ms)`,
+        `${summary.rows} read: ${summary.synced} synced, ${summary.skipped} skipped, ${plural(summary.errors, "error")}  (${attempts}, ${summary.durationMs} ms)`,
         indent,
       ),
     );
@@ -583,7 +592,7 @@ function describeReport(ingest: IngestOutcome, pipeline: LocalPipeline, indent: 
     lines.push(
       row(
         "rejects",
-        `s3://${pipeline.bucket}/${ingest.rejectsKey}  (${ingest.rejectedRows} rows)`,
+        `s3://${pipeline.bucket}/${ingest.rejectsKey}  (${plural(ingest.rejectedRows ?? 0, "row")})`,
         indent,
       ),
     );
@@ -653,8 +662,55 @@ function describeEntries(entries: Record<string, unknown>[], indent: number): st
   return lines;
 }
 
+/**
+ * Entries whose stored values changed in the step: impressions before and after, and
+ * which creatives' shares changed and which were kept as stored.
+ */
+function describeUpdates(
+  before: Record<string, unknown>[],
+  after: Record<string, unknown>[],
+  indent: number,
+): string[] {
+  const old = new Map(before.map((entry) => [entryKey(entry), entry]));
+  const pad = " ".repeat(indent + 4);
+  const lines: string[] = [];
+  for (const entry of after) {
+    const previous = old.get(entryKey(entry));
+    if (!previous || JSON.stringify(previous) === JSON.stringify(entry)) continue;
+    const was = (previous.metrics ?? {}) as Record<string, number>;
+    const now = (entry.metrics ?? {}) as Record<string, number>;
+    const shares = new Map(contributionsOf(previous).map((c) => [c.key, JSON.stringify(c)]));
+    const changed = contributionsOf(entry).filter((c) => shares.get(c.key) !== JSON.stringify(c));
+    const kept = contributionsOf(entry).filter((c) => shares.get(c.key) === JSON.stringify(c));
+    lines.push(
+      `${" ".repeat(indent + 2)}${entry.publicationName} · ${entry.campaignId} · ${entry.itemPath} · ${String(entry.dateStart).slice(0, 10)}`,
+      `${pad}impressions ${fmt(was.impressions)} → ${fmt(now.impressions)}  clicks ${fmt(was.clicks)} → ${fmt(now.clicks)}`,
+      `${pad}changed ${creativeNames(changed)}${kept.length > 0 ? `; kept ${creativeNames(kept)}` : ""}`,
+    );
+  }
+  const count = lines.length / 3;
+  return [row("updated", `${count} ${count === 1 ? "entry" : "entries"}:`, indent), ...lines];
+}
+
+interface ContributionView {
+  key: string;
+  creativeId?: string;
+}
+
+function contributionsOf(entry: Record<string, unknown>): ContributionView[] {
+  return Array.isArray(entry.contributions) ? (entry.contributions as ContributionView[]) : [];
+}
+
+function creativeNames(contributions: ContributionView[]): string {
+  return contributions.map((c) => c.creativeId ?? c.key).join(", ") || "-";
+}
+
 function contributionCount(entry: Record<string, unknown>): number {
   return Array.isArray(entry.contributions) ? entry.contributions.length : 1;
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 
 function fmt(value: number | undefined): string {
@@ -676,11 +732,13 @@ function describeChecks(result: DemoResult): string {
     "",
     row(
       "CloudWatch",
-      `${result.metrics.length} data points received in ${[...namespaces].join(", ") || "no namespace"}`,
+      result.metrics.length === 0
+        ? "no data points received"
+        : `${plural(result.metrics.length, "data point")} received in ${[...namespaces].join(", ")}`,
     ),
     row(
       "On-failure",
-      result.onFailure.length === 0 ? "empty" : `${result.onFailure.length} record(s)`,
+      result.onFailure.length === 0 ? "empty" : plural(result.onFailure.length, "record"),
     ),
     "",
   );
