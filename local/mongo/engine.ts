@@ -321,10 +321,10 @@ export class MongoEngine {
     const batchSize = nonNegativeOrUndefined(command.batchSize, "batchSize");
 
     const collection = this.collection(db, name);
-    const query = new Query(filter, queryOptions(filter, projection));
-    const source = collection
-      ? (collection.candidatesFor(filter)?.documents ?? collection.documents.values())
-      : [];
+    const lookup = collection?.candidatesFor(filter);
+    // An exact index lookup already is the match (mongod's numeric equality included).
+    const query = new Query(lookup?.exact ? {} : filter, queryOptions(filter, projection));
+    const source = lookup?.documents ?? collection?.documents.values() ?? [];
     let cursor = query.find<Document>(source, hasKeys(projection) ? projection : undefined);
     if (hasKeys(sort)) cursor = cursor.sort(sort as Record<string, 1 | -1>);
     if (skip > 0) cursor = cursor.skip(skip);

@@ -81,6 +81,17 @@ describe("indexes", () => {
     expect(await entries.listIndexes().toArray()).toHaveLength(2);
   });
 
+  it("refuses the same key under another name with IndexOptionsConflict (85)", async () => {
+    const entries = client.db(mongo.freshDbName("index_renamed")).collection("entries");
+    await entries.createIndex({ k: 1 }, { unique: true, name: "first" });
+
+    const error = await rejectionOf(
+      entries.createIndex({ k: 1 }, { unique: true, name: "second" }),
+    );
+
+    expect(error.code).toBe(85);
+  });
+
   it("refuses a unique index over existing duplicates with 11000", async () => {
     const entries = client.db(mongo.freshDbName("index_dups")).collection("entries");
     await entries.insertMany([{ k: 1 }, { k: 1 }, { k: 2 }]);

@@ -89,6 +89,49 @@ describe("find", () => {
   });
 });
 
+describe("filters", () => {
+  it("evaluates $expr comparisons between fields", async () => {
+    const entries = freshCollection("expr");
+    await entries.insertMany([
+      { clicks: 5, impressions: 10 },
+      { clicks: 20, impressions: 10 },
+    ]);
+
+    const suspicious = await entries
+      .find({ $expr: { $gt: ["$clicks", "$impressions"] } }, { projection: { _id: 0 } })
+      .toArray();
+
+    expect(suspicious).toEqual([{ clicks: 20, impressions: 10 }]);
+  });
+
+  it("combines a unique-index equality with further conditions", async () => {
+    const entries = freshCollection("index_residual");
+    await entries.createIndex({ k: 1 }, { unique: true });
+    await entries.insertMany([
+      { k: 1, n: 1 },
+      { k: 2, n: 2 },
+    ]);
+
+    const hit = await entries.findOne({ k: 2, n: 2 }, { projection: { _id: 0 } });
+    const miss = await entries.findOne({ k: 2, n: 1 });
+
+    expect(hit).toEqual({ k: 2, n: 2 });
+    expect(miss).toBeNull();
+  });
+
+  it("matches numbers of different BSON types through a unique index", async () => {
+    const entries = freshCollection("numeric_types");
+    await entries.createIndex({ k: 1 }, { unique: true });
+    await entries.insertOne({ k: Long.fromNumber(5), label: "long" });
+
+    const found = await entries.findOne({ k: 5 }, { projection: { _id: 0, label: 1 } });
+    const duplicate = await entries.insertOne({ k: new Double(5) }).catch((error) => error);
+
+    expect(found).toEqual({ label: "long" });
+    expect((duplicate as MongoServerError).code).toBe(11000);
+  });
+});
+
 describe("cursors", () => {
   it("returns a first batch of 101 documents by default and the rest through getMore", async () => {
     const dbName = mongo.freshDbName("default_batch");

@@ -266,6 +266,50 @@ describe("operator updates", () => {
   });
 });
 
+describe("array and date operators", () => {
+  it("updates the array element the filter matched with the positional $", async () => {
+    const entries = freshCollection("positional");
+    await entries.insertOne({
+      k: 1,
+      items: [
+        { sku: "a", qty: 1 },
+        { sku: "b", qty: 1 },
+      ],
+    });
+
+    await entries.updateOne({ k: 1, "items.sku": "b" }, { $set: { "items.$.qty": 5 } });
+
+    expect((await entries.findOne({ k: 1 }))?.items).toEqual([
+      { sku: "a", qty: 1 },
+      { sku: "b", qty: 5 },
+    ]);
+  });
+
+  it("updates the elements chosen by arrayFilters", async () => {
+    const entries = freshCollection("array_filters");
+    await entries.insertOne({ k: 1, scores: [1, 7, 3, 9] });
+
+    await entries.updateOne(
+      { k: 1 },
+      { $set: { "scores.$[high]": 0 } },
+      { arrayFilters: [{ high: { $gt: 5 } }] },
+    );
+
+    expect((await entries.findOne({ k: 1 }))?.scores).toEqual([1, 0, 3, 0]);
+  });
+
+  it("sets $currentDate to one Date for every document of the command", async () => {
+    const entries = freshCollection("current_date");
+    await entries.insertMany([{ g: 1 }, { g: 1 }]);
+
+    await entries.updateMany({ g: 1 }, { $currentDate: { touchedAt: true } });
+
+    const stamps = (await entries.find({}).toArray()).map((doc) => doc.touchedAt);
+    expect(stamps[0]).toBeInstanceOf(Date);
+    expect(stamps[1]).toEqual(stamps[0]);
+  });
+});
+
 describe("unique indexes", () => {
   it("reports a violation with MongoDB's message shape, keyPattern and keyValue", async () => {
     const dbName = mongo.freshDbName("unique_message");
@@ -365,6 +409,19 @@ describe("unique indexes", () => {
     expect(bulkError.upsertedCount).toBe(1);
     expect(bulkError.modifiedCount).toBe(1);
     expect(await entries.countDocuments()).toBe(2);
+  });
+
+  it("inserts (and collides) when an upsert's extra condition rules out the indexed document", async () => {
+    const entries = freshCollection("upsert_residual");
+    await entries.createIndex({ k: 1 }, { unique: true });
+    await entries.insertOne({ k: 1, n: 3 });
+
+    const error = await rejectionOf(
+      entries.updateOne({ k: 1, n: { $gt: 5 } }, { $set: { seen: true } }, { upsert: true }),
+    );
+
+    expect((error as MongoServerError).code).toBe(11000);
+    expect(await entries.findOne({ k: 1 }, { projection: { _id: 0 } })).toEqual({ k: 1, n: 3 });
   });
 
   it("rolls back an update that would violate the index, keeping both documents intact", async () => {
