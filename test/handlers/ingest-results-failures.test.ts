@@ -1,0 +1,181 @@
+import { CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
+import { mockClient } from "aws-sdk-client-mock";
+import type { Document } from "mongodb";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { buildCsv, csvRow } from "../helpers/ingest-csv";
+import { order, seedLookups, trackingScript } from "../helpers/ingest-fixtures";
+import {
+  BUCKET,
+  type IngestHarness,
+  lambdaContext,
+  startIngestHarness,
+} from "../helpers/ingest-harness";
+import { s3Event } from "../helpers/s3-event";
+
+const cloudwatch = mockClient(CloudWatchClient);
+let harness: IngestHarness;
+
+beforeAll(async () => {
+  harness = await startIngestHarness();
+});
+afterAll(async () => {
+  await harness?.stop();
+});
+beforeEach(async () => {
+  cloudwatch.reset();
+  cloudwatch.on(PutMetricDataCommand).resolves({});
+  harness.logs.length = 0;
+  harness.mongo.server?.faults.reset();
+  await harness.clearDb();
+});
+
+/** Entries without ids and clocks: what must be equal between a clean run and a retried one. */
+async function comparableEntries(): Promise<Document[]> {
+  const stored = await harness.db
+    .collection("performance_entries")
+    .find({}, { projection: { _id: 0, createdAt: 0, updatedAt: 0, enteredAt: 0 } })
+    .sort({ orderId: 1, itemPath: 1, dateStart: 1 })
+    .toArray();
+  return stored;
+}
+
+async function seedThreeCampaigns() {
+  const orders = ["c1", "c2", "c3"].map((campaignId) => order({ campaignId }));
+  await seedLookups(harness.db, {
+    orders,
+    trackingScripts: orders.map((o) =>
+      trackingScript({ creativeId: `s-${o.campaignId}`, campaignId: o.campaignId }),
+    ),
+  });
+}
+
+const fault = () => {
+  const server = harness.mongo.server;
+  if (!server) throw new Error("fault injection needs the embedded server");
+  return server.faults;
+};
+
+/** One entry per (campaign, day): batches of four rows write distinct entries. */
+function rowsOverDays(days: number) {
+  const rows = [];
+  for (let day = 1; day <= days; day++) {
+    const date = `2025-12-${String(day).padStart(2, "0")}`;
+    for (const campaign of ["c1", "c2"]) {
+      rows.push(
+        csvRow({ report_date: date, creative_id: `s-${campaign}`, impressions: day * 100 }),
+      );
+      rows.push(csvRow({ report_date: date, creative_id: `cr_${campaign}_x`, ad_size: "728x90" }));
+    }
+  }
+  rows.push(csvRow({ publication_code: "nowhere" }));
+  return rows;
+}
+
+async function waitForEntries(): Promise<void> {
+  const entries = harness.db.collection("performance_entries");
+  for (let i = 0; i < 2_000; i++) {
+    if ((await entries.countDocuments()) > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error("no entry was ever written");
+}
+
+describe.skipIf(process.env.MONGODB_TEST_URI !== undefined)(
+  "ingestResults: MongoDB failures",
+  () => {
+    it("throws when MongoDB fails mid-file, and the retried event ends exactly as a clean run", async () => {
+      const handler = await harness.loadHandler({ BATCH_SIZE: "4", MAX_IN_FLIGHT: "1" });
+      await seedThreeCampaigns();
+      const event = await harness.putObject("reprocess/outage.csv", buildCsv(rowsOverDays(6)));
+      await handler(event, lambdaContext);
+      const clean = await comparableEntries();
+      await harness.db.collection("performance_entries").deleteMany({});
+
+      // Writes answer slowly; once the first batch's entries exist, the next update fails.
+      fault().setLatency(300, "update");
+      const run = handler(event, lambdaContext);
+      const outcome = run.then(
+        () => new Error("handler did not throw"),
+        (error: Error) => error,
+      );
+      await waitForEntries();
+      fault().failNext({ command: "update", code: 8, errmsg: "simulated outage" });
+      const error = await outcome;
+      fault().reset();
+
+      expect(error).toMatchObject({ name: "IngestFailedError" });
+      expect(error.message).toContain("simulated outage");
+      expect(error.message).not.toContain(harness.mongo.uri);
+      const partial = await comparableEntries();
+      expect(partial.length).toBeGreaterThan(0);
+      expect(partial.length).toBeLessThan(clean.length);
+      expect(await harness.readJson("reports/reprocess/outage.csv.json")).toMatchObject({
+        success: false,
+        outcome: "failed",
+        error: expect.stringContaining("simulated outage"),
+      });
+
+      await handler(event, lambdaContext);
+
+      expect(await comparableEntries()).toEqual(clean);
+      expect(await harness.readJson("reports/reprocess/outage.csv.json")).toMatchObject({
+        success: true,
+      });
+    });
+
+    it("throws fast when MongoDB is unreachable, without the connection string anywhere", async () => {
+      const unreachable = "mongodb://sync-user:s3cr3t-pass@127.0.0.1:9/?directConnection=true";
+      const handler = await harness.loadHandler({ MONGODB_URI: unreachable });
+      const event = await harness.putObject("reprocess/unreachable.csv", buildCsv([csvRow()]));
+
+      const error = await handler(event, lambdaContext).then(
+        () => new Error("handler did not throw"),
+        (caught: Error) => caught,
+      );
+
+      expect(error).toMatchObject({ name: "IngestFailedError" });
+      expect(error.message).not.toContain("s3cr3t-pass");
+      const report = await harness.readText("reports/reprocess/unreachable.csv.json");
+      expect(report).toContain('"success": false');
+      expect(report).not.toContain("s3cr3t-pass");
+      expect(harness.logs.join("\n")).not.toContain("s3cr3t-pass");
+      expect(harness.logs.some((line) => line.includes("Ingest failed"))).toBe(true);
+    });
+  },
+);
+
+describe("ingestResults: configuration", () => {
+  it("refuses records for another bucket when RESULTS_BUCKET is set", async () => {
+    const handler = await harness.loadHandler({ RESULTS_BUCKET: BUCKET });
+    await seedThreeCampaigns();
+
+    const response = await handler(
+      s3Event("someone-elses-bucket", "reprocess/x.csv"),
+      lambdaContext,
+    );
+
+    expect(response).toMatchObject({
+      success: false,
+      objects: [{ status: "refused", bucket: "someone-elses-bucket" }],
+    });
+    expect(harness.logs.some((line) => line.includes("Object refused"))).toBe(true);
+  });
+
+  it("merges PUBLICATION_CODE_MAP over the built-in map", async () => {
+    const handler = await harness.loadHandler({ PUBLICATION_CODE_MAP: '{"NewSite": 5050}' });
+    const target = order({ campaignId: "fresh", publicationId: 5050 });
+    await seedLookups(harness.db, { orders: [target] });
+    const event = await harness.putObject(
+      "reprocess/override.csv",
+      buildCsv([csvRow({ creative_id: "cr_fresh_1", publication_code: "newsite" })]),
+    );
+
+    await handler(event, lambdaContext);
+
+    expect(
+      await harness.db
+        .collection("performance_entries")
+        .countDocuments({ orderId: target._id.toString() }),
+    ).toBe(1);
+  });
+});
