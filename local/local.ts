@@ -89,8 +89,9 @@ ${Object.entries(env)
   ${s3} s3 ls s3://${bucket}/reports/ --recursive
 
   # Athena directly
+  # (any result with the ingest's columns under athena-results/ is ingested, as in AWS)
   ${athena} athena start-query-execution --work-group ${workGroup} \\
-    --query-string "SELECT publication_code, sum(impressions) AS impressions FROM ad_tracking.daily_aggregates WHERE report_date = ? GROUP BY 1" \\
+    --query-string "SELECT DATE_FORMAT(report_date, '%Y-%m-%d') AS report_date, creative_id, publication_code, channel, ad_size, impressions, clicks, viewable_impressions, unique_ips FROM ad_tracking.daily_aggregates WHERE report_date = ? AND impressions > 0" \\
     --execution-parameters "DATE '${end}'"
   ${athena} athena get-query-execution --query-execution-id <id>
 
@@ -114,10 +115,13 @@ async function announce(pipeline: LocalPipeline, invocation: IngestInvocation): 
   await invocation.done;
   const keys = invocation.event.Records.map((record) => decodeS3EventKey(record.s3.object.key));
   const attempts = `${invocation.attempts.length} attempt${invocation.attempts.length === 1 ? "" : "s"}`;
-  const stats = (invocation.result as { stats?: Record<string, number> } | undefined)?.stats;
+  const result = invocation.result as
+    | { success?: boolean; error?: string; stats?: Record<string, number> }
+    | undefined;
+  const stats = result?.stats;
   const outcome = invocation.onFailure
     ? `failed after ${attempts} → on-failure: ${invocation.onFailure.responsePayload.errorMessage}`
-    : `${stats ? `${stats.rowsFromAthena} rows: ${stats.synced} synced, ${stats.skipped} skipped, ${stats.errors} errors` : "done"} (${attempts}); reports under s3://${pipeline.bucket}/reports/`;
+    : `${stats ? `${stats.rowsFromAthena} row${stats.rowsFromAthena === 1 ? "" : "s"}: ${stats.synced} synced, ${stats.skipped} skipped, ${stats.errors} errors` : "done"} (${attempts}); reports under s3://${pipeline.bucket}/reports/${result?.success === false ? ` (not ingested: ${result.error})` : ""}`;
   process.stdout.write(`ingest ${keys.join(", ")}: ${outcome}\n`);
 }
 

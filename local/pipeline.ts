@@ -201,6 +201,8 @@ export async function startLocalPipeline(
 
     const env: Record<PipelineEnvName, string> = {
       AWS_REGION: LOCAL_REGION,
+      // The AWS CLI v1 reads only this one; `npm run local` prints both.
+      AWS_DEFAULT_REGION: LOCAL_REGION,
       AWS_ACCESS_KEY_ID: "local",
       AWS_SECRET_ACCESS_KEY: "local",
       AWS_ENDPOINT_URL_S3: s3Server.endpoint,
@@ -377,6 +379,7 @@ const LOCAL_ONLY_ENV = {
 // Every variable the pipeline sets for the handlers (restored on stop).
 const PIPELINE_ENV_NAMES = [
   "AWS_REGION",
+  "AWS_DEFAULT_REGION",
   "AWS_ACCESS_KEY_ID",
   "AWS_SECRET_ACCESS_KEY",
   "AWS_ENDPOINT_URL_S3",
