@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Query } from "mingo/query";
-import type { Document } from "mongodb";
+import { BSON, type Document } from "mongodb";
 import { CommandError } from "./errors.js";
 import { contextFor } from "./mingo-context.js";
 import { encodeKey, formatKeyValue, isPlainObject, type StoredDocument } from "./values.js";
@@ -83,6 +83,32 @@ class UniqueIndex {
   }
 }
 
+/** Stored bytes keep Longs as Long, like commands; Int32/Double become JS numbers. */
+const DECODE_OPTIONS = { promoteLongs: false } as const;
+const ENCODE_OPTIONS = { ignoreUndefined: true } as const;
+const MAX_DOCUMENT_SIZE = 16 * 1024 * 1024;
+
+function decode(bytes: Uint8Array): StoredDocument {
+  return BSON.deserialize(bytes, DECODE_OPTIONS);
+}
+
+function encode(doc: StoredDocument): Uint8Array {
+  const bytes = BSON.serialize(doc, ENCODE_OPTIONS);
+  if (bytes.byteLength > MAX_DOCUMENT_SIZE) {
+    throw new CommandError(
+      10334,
+      `BSONObj size: ${bytes.byteLength} (0x${bytes.byteLength.toString(16)}) is invalid. Size must be between 0 and 16793600(16MB)`,
+      {},
+      "BSONObjectTooLarge",
+    );
+  }
+  return bytes;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+}
+
 export function idKeyOf(id: unknown): string {
   return encodeKey([id]);
 }
@@ -120,10 +146,16 @@ function equalityValue(condition: unknown): { ok: true; value: unknown } | { ok:
   return { ok: true, value: condition };
 }
 
+/**
+ * One collection. Documents are kept as BSON bytes, keyed by the canonical key of their
+ * _id (Map order is insertion order, MongoDB's natural order): a million stored documents
+ * are a million small buffers rather than tens of millions of JS objects for the garbage
+ * collector to trace, and every reader gets its own copy, so nothing a command does to a
+ * document it read can change the store.
+ */
 export class Collection {
   readonly uuid = randomUUID();
-  /** Documents by the canonical key of their _id; Map order is insertion (natural) order. */
-  readonly documents = new Map<string, StoredDocument>();
+  private readonly stored = new Map<string, Uint8Array>();
   private readonly indexSpecs: IndexSpec[] = [
     { name: "_id_", key: { _id: 1 }, unique: true, options: {} },
   ];
@@ -142,6 +174,20 @@ export class Collection {
     return this.indexSpecs;
   }
 
+  get size(): number {
+    return this.stored.size;
+  }
+
+  /** Every document in natural order, decoded lazily; sees writes made while iterating. */
+  *scan(): Generator<StoredDocument> {
+    for (const bytes of this.stored.values()) yield decode(bytes);
+  }
+
+  private getByIdKey(idKey: string): StoredDocument | undefined {
+    const bytes = this.stored.get(idKey);
+    return bytes === undefined ? undefined : decode(bytes);
+  }
+
   private duplicateKeyError(spec: IndexSpec, keyValue: Document, messagePrefix = ""): CommandError {
     return new CommandError(
       11000,
@@ -153,26 +199,35 @@ export class Collection {
   /** Adds a document; throws 11000 (touching nothing) when a unique key is taken. */
   insert(doc: StoredDocument): void {
     const idKey = idKeyOf(doc._id);
-    if (this.documents.has(idKey)) {
+    if (this.stored.has(idKey)) {
       throw this.duplicateKeyError(this.indexSpecs[0] as IndexSpec, { _id: doc._id });
     }
     const keys = this.uniqueKeysFor(doc, undefined);
-    this.documents.set(idKey, doc);
+    const bytes = encode(doc);
+    this.stored.set(idKey, bytes);
     this.addIndexEntries(keys, idKey);
   }
 
-  /** Replaces the stored document with the same _id; throws 11000 (touching nothing). */
-  replace(previous: StoredDocument, next: StoredDocument): void {
+  /**
+   * Replaces the stored document with the same _id; throws 11000 (touching nothing).
+   * Returns false, storing nothing, when the new bytes equal the stored ones (mongod's
+   * test for "modified").
+   */
+  replace(previous: StoredDocument, next: StoredDocument): boolean {
     const idKey = idKeyOf(previous._id);
+    const bytes = encode(next);
+    const current = this.stored.get(idKey);
+    if (current !== undefined && sameBytes(current, bytes)) return false;
     const keys = this.uniqueKeysFor(next, idKey);
     this.removeIndexEntries(previous, idKey);
-    this.documents.set(idKey, next);
+    this.stored.set(idKey, bytes);
     this.addIndexEntries(keys, idKey);
+    return true;
   }
 
   remove(doc: StoredDocument): void {
     const idKey = idKeyOf(doc._id);
-    if (!this.documents.delete(idKey)) return;
+    if (!this.stored.delete(idKey)) return;
     this.removeIndexEntries(doc, idKey);
   }
 
@@ -223,7 +278,7 @@ export class Collection {
     const idCondition = filter._id;
     const idEquality = equalityValue(idCondition);
     if (idCondition !== undefined && idEquality.ok) {
-      const doc = this.documents.get(idKeyOf(idEquality.value));
+      const doc = this.getByIdKey(idKeyOf(idEquality.value));
       return { documents: doc ? [doc] : [], exact: filterFields.length === 1 };
     }
     if (isPlainObject(idCondition) && Object.keys(idCondition).length === 1) {
@@ -232,7 +287,7 @@ export class Collection {
         const found = new Map<string, StoredDocument>();
         for (const value of list) {
           const key = idKeyOf(value);
-          const doc = this.documents.get(key);
+          const doc = found.has(key) ? undefined : this.getByIdKey(key);
           if (doc) found.set(key, doc);
         }
         return { documents: [...found.values()], exact: filterFields.length === 1 };
@@ -246,7 +301,7 @@ export class Collection {
       if (!index.fields.every((field) => equalities.has(field))) continue;
       const key = encodeKey(index.fields.map((field) => equalities.get(field) ?? null));
       const idKey = index.entries.get(key);
-      const doc = idKey === undefined ? undefined : this.documents.get(idKey);
+      const doc = idKey === undefined ? undefined : this.getByIdKey(idKey);
       return {
         documents: doc ? [doc] : [],
         exact: consumedAll && equalities.size === index.fields.length,
@@ -268,7 +323,8 @@ export class Collection {
   createIndex(spec: IndexSpec): void {
     if (spec.unique) {
       const index = new UniqueIndex(spec);
-      for (const [idKey, doc] of this.documents) {
+      for (const [idKey, bytes] of this.stored) {
+        const doc = decode(bytes);
         const entry = index.keyOf(doc);
         if (!entry) continue;
         if (index.entries.has(entry.key)) {

@@ -123,7 +123,7 @@ export class MongoEngine {
       return;
     }
     const query = new Query(filter, queryOptions(filter));
-    for (const doc of lookup?.documents ?? collection.documents.values()) {
+    for (const doc of lookup?.documents ?? collection.scan()) {
       if (query.test(doc)) yield doc;
     }
   }
@@ -174,7 +174,7 @@ export class MongoEngine {
     const databases = [...this.databases.entries()].map(([name, collections]) => ({
       name,
       sizeOnDisk: 0,
-      empty: [...collections.values()].every((collection) => collection.documents.size === 0),
+      empty: [...collections.values()].every((collection) => collection.size === 0),
     }));
     const filter = isPlainObject(command.filter) ? command.filter : {};
     const query = new Query(filter, queryOptions(filter));
@@ -265,8 +265,7 @@ export class MongoEngine {
       matched++;
       const next = applyUpdate(doc, parsed, { filter, arrayFilters, inserting: false });
       if (!next.changed) continue;
-      (collection as Collection).replace(doc, next.doc);
-      modified++;
+      if ((collection as Collection).replace(doc, next.doc)) modified++;
     }
     if (matched > 0 || statement.upsert !== true) return { matched, modified };
 
@@ -324,7 +323,7 @@ export class MongoEngine {
     const lookup = collection?.candidatesFor(filter);
     // An exact index lookup already is the match (mongod's numeric equality included).
     const query = new Query(lookup?.exact ? {} : filter, queryOptions(filter, projection));
-    const source = lookup?.documents ?? collection?.documents.values() ?? [];
+    const source = lookup?.documents ?? collection?.scan() ?? [];
     let cursor = query.find<Document>(source, hasKeys(projection) ? projection : undefined);
     if (hasKeys(sort)) cursor = cursor.sort(sort as Record<string, 1 | -1>);
     if (skip > 0) cursor = cursor.skip(skip);
@@ -410,11 +409,9 @@ export class MongoEngine {
     const aggregator = new Aggregator(bindNow(pipeline, new Date()) as Document[], {
       context: FULL_CONTEXT,
       scriptEnabled: false,
-      collectionResolver: (name: string) => [
-        ...(this.collection(db, name)?.documents.values() ?? []),
-      ],
+      collectionResolver: (name: string) => [...(this.collection(db, name)?.scan() ?? [])],
     });
-    const output = aggregator.stream(collection ? collection.documents.values() : []);
+    const output = aggregator.stream(collection ? collection.scan() : []);
     const iterator: Iterator<Document> = {
       next: () => {
         const result = output.next();

@@ -239,7 +239,7 @@ export interface ApplyContext {
 
 /**
  * Applies a parsed update to a copy of `original` and returns the new document and
- * whether anything changed; the original is never mutated, so a failed statement leaves
+ * whether it may have changed (false only when no operator changed a field); the original is never mutated, so a failed statement leaves
  * the store untouched.
  */
 export function applyUpdate(
@@ -278,7 +278,8 @@ export function applyUpdate(
     }
   }
   if (original._id !== undefined && !context.inserting) checkIdUnchanged(original._id, next._id);
-  return { doc: next, changed: context.inserting || (changed ?? !sameDocument(original, next)) };
+  // Pipelines and replacements may rewrite a document to the same bytes: the store compares.
+  return { doc: next, changed: context.inserting || (changed ?? true) };
 }
 
 /** Runs mingo's update operators on `doc` in place; true when a field changed. */
@@ -355,11 +356,6 @@ function formatId(id: unknown): string {
 export function withIdFirst(doc: StoredDocument): StoredDocument {
   const { _id, ...rest } = doc;
   return { _id: _id ?? new ObjectId(), ...rest };
-}
-
-/** Whether an update changed anything: mongod compares the stored bytes. */
-export function sameDocument(a: StoredDocument, b: StoredDocument): boolean {
-  return bytesEqual(BSON.serialize(a), BSON.serialize(b));
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
