@@ -15,6 +15,7 @@
  * Other flags: --baseline-rows N (2,000), --profile (node --cpu-prof on the 0 ms ingest,
  * written to .bench/profiles), --keep (keep the temp dir).
  */
+import { execFileSync } from "node:child_process";
 import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { mkdtemp, stat } from "node:fs/promises";
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from "node:os";
@@ -117,6 +118,24 @@ interface MachineInfo {
   node: string;
   /** 1-minute load average when each phase started. */
   loadByPhase: Record<string, number>;
+}
+
+/** Which code was measured: others change the ingest while the bench runs. */
+function codeVersion(): { commit: string; uncommitted: string[] } {
+  const git = (args: string[]) => {
+    try {
+      return execFileSync("git", args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    } catch {
+      return "";
+    }
+  };
+  return {
+    commit: git(["rev-parse", "--short", "HEAD"]).trim() || "unknown",
+    uncommitted: git(["status", "--porcelain", "--", "handlers", "local"])
+      .split("\n")
+      .filter((line) => line.trim() !== "")
+      .map((line) => line.slice(3)),
+  };
 }
 
 function machineInfo(): MachineInfo {
@@ -378,6 +397,8 @@ async function runBaseline(
 
 interface BenchReport {
   command: string;
+  /** HEAD and the uncommitted files under handlers/ and local/ when the bundle was built. */
+  code: { commit: string; uncommitted: string[] };
   startedAt: string;
   seed: number;
   machine: MachineInfo;
@@ -436,6 +457,7 @@ async function main(): Promise<void> {
   // The worker runs as Lambda runs it: one esbuild bundle, plain node, no TypeScript loader
   // (whose compile CPU and memory would otherwise be charged to the ingest).
   const workerBundle = join(dir, "ingest-worker.mjs");
+  const code = codeVersion();
   await bundle(benchScript("ingest-worker.ts"), workerBundle, { target: "node20", minify: false });
   const services = await startServices(dir);
   const profileDir = options.profile
@@ -500,6 +522,7 @@ async function main(): Promise<void> {
   const ratios = computeRatios(figures);
   const report: BenchReport = {
     command: `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim(),
+    code,
     startedAt: new Date(started).toISOString(),
     seed: DEFAULT_SEED,
     machine,
@@ -581,6 +604,7 @@ function formatReport(report: BenchReport): string {
   const width = Math.max(...rows.map(([label]) => label.length));
   const lines = [
     `tracking-sync bench — ${report.command}`,
+    `code: ${report.code.commit}${report.code.uncommitted.length > 0 ? ` + uncommitted ${report.code.uncommitted.join(", ")}` : ""}`,
     `machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGb} GB, Node ${m.node}; load (1 min) by phase: ${Object.entries(
       m.loadByPhase,
     )
