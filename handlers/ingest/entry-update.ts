@@ -102,41 +102,61 @@ export function metricsOf(contributions: readonly Contribution[]): EntryMetrics 
   };
 }
 
-// Temporary fields used inside the pipeline, removed by its last stage.
-const NEXT = "_trackingSyncNext";
-const CHANGED = "_trackingSyncChanged";
+// Temporary fields used inside the pipeline, removed by its last stage. Names are short
+// on purpose: the pipeline is serialized once per entry per batch, so its size is CPU.
+const NEXT = "_tsc";
+const CHANGED = "_tsu";
 
 /** Distinct non-empty strings of an array expression, sorted, joined with ", ". */
-function joinDistinct(arrayExpression: unknown): Document {
+function joinDistinct(arrayExpression: string): Document {
   return {
     $reduce: {
-      input: {
-        $sortArray: {
-          input: {
-            $setUnion: [{ $filter: { input: arrayExpression, cond: { $gt: ["$$this", ""] } } }],
-          },
-          sortBy: 1,
-        },
-      },
+      input: { $sortArray: { input: { $setUnion: [arrayExpression] }, sortBy: 1 } },
       initialValue: "",
       in: {
-        $concat: ["$$value", { $cond: [{ $eq: ["$$value", ""] }, "", ", "] }, "$$this"],
+        $cond: [
+          { $in: ["$$this", [null, ""]] },
+          "$$value",
+          { $concat: ["$$value", { $cond: [{ $eq: ["$$value", ""] }, "", ", "] }, "$$this"] },
+        ],
       },
     },
   };
 }
+
+/** A value as an expression constant: only `$`-strings, objects and arrays need `$literal`. */
+function literal(value: unknown): unknown {
+  if (typeof value === "string") return value.startsWith("$") ? { $literal: value } : value;
+  if (value === null || typeof value !== "object" || value instanceof Date) return value;
+  return { $literal: value };
+}
+
+const percent = (part: string) => ({
+  $cond: ["$$i", { $multiply: [{ $divide: [part, "$$i"] }, 100] }, 0],
+});
 
 /**
  * The update pipeline for one entry. In one atomic update it: removes this file's
  * contribution keys from the stored array, adds the new contributions (sorted by key,
  * so the array is the same whatever order files and batches arrive in), derives
  * metrics/itemName/dimensions from ALL contributions, and moves `updatedAt` and
- * `enteredAt` only when a stored value actually changes. Every CSV-derived value is
- * inside `$literal`, so nothing from the file is read as an operator or field path.
+ * `enteredAt` only when the contributions or the order's fields actually change
+ * (metrics, itemName and dimensions derive from those). Every value from the file or
+ * the lookups is inside `$literal` (contribution keys are JSON arrays, so they never
+ * start with `$`), so nothing is read as an operator or a field path.
  */
 export function buildUpdatePipeline(update: EntryUpdate): Document[] {
   const keys = update.contributions.map((contribution) => contribution.key);
   const f = update.fields;
+  const next = `$${NEXT}`;
+  const fields = {
+    dateEnd: f.dateEnd,
+    campaignId: literal(f.campaignId),
+    publicationId: f.publicationId,
+    publicationName: literal(f.publicationName),
+    channel: literal(f.channel),
+    enteredBy: ENTERED_BY,
+  };
   return [
     {
       $set: {
@@ -147,7 +167,7 @@ export function buildUpdatePipeline(update: EntryUpdate): Document[] {
                 {
                   $filter: {
                     input: { $ifNull: ["$contributions", []] },
-                    cond: { $not: [{ $in: ["$$this.key", { $literal: keys }] }] },
+                    cond: { $not: [{ $in: ["$$this.key", keys] }] },
                   },
                 },
                 { $literal: update.contributions },
@@ -159,91 +179,44 @@ export function buildUpdatePipeline(update: EntryUpdate): Document[] {
       },
     },
     {
-      $set: {
-        [NEXT]: {
-          contributions: `$${NEXT}`,
-          metrics: {
-            $let: {
-              vars: {
-                i: { $sum: `$${NEXT}.impressions` },
-                c: { $sum: `$${NEXT}.clicks` },
-                v: { $sum: `$${NEXT}.viewableImpressions` },
-              },
-              in: {
-                impressions: "$$i",
-                clicks: "$$c",
-                ctr: {
-                  $cond: [
-                    { $gt: ["$$i", 0] },
-                    { $multiply: [{ $divide: ["$$c", "$$i"] }, 100] },
-                    0,
-                  ],
-                },
-                viewability: {
-                  $cond: [
-                    { $gt: ["$$i", 0] },
-                    { $multiply: [{ $divide: ["$$v", "$$i"] }, 100] },
-                    0,
-                  ],
-                },
-                reach: { $sum: `$${NEXT}.uniqueIps` },
-              },
-            },
-          },
-          itemName: joinDistinct(`$${NEXT}.itemName`),
-          dimensions: {
-            $let: {
-              vars: { d: joinDistinct(`$${NEXT}.adSize`) },
-              in: { $cond: [{ $eq: ["$$d", ""] }, "$$REMOVE", "$$d"] },
-            },
-          },
-          dateEnd: { $literal: f.dateEnd },
-          campaignId: { $literal: f.campaignId },
-          publicationId: { $literal: f.publicationId },
-          publicationName: { $literal: f.publicationName },
-          channel: { $literal: f.channel },
-          enteredBy: ENTERED_BY,
-        },
-      },
-    },
-    {
+      // Expressions here read the stored document (this stage's own assignments are not
+      // visible to each other), so CHANGED compares stored values with new ones.
       $set: {
         [CHANGED]: {
-          $or: [
-            { $eq: [{ $type: "$createdAt" }, "missing"] },
-            {
-              $ne: [
-                `$${NEXT}`,
-                {
-                  contributions: "$contributions",
-                  metrics: "$metrics",
-                  itemName: "$itemName",
-                  dimensions: "$dimensions",
-                  dateEnd: "$dateEnd",
-                  campaignId: "$campaignId",
-                  publicationId: "$publicationId",
-                  publicationName: "$publicationName",
-                  channel: "$channel",
-                  enteredBy: "$enteredBy",
-                },
-              ],
-            },
+          $ne: [
+            [next, ...Object.values(fields)],
+            ["$contributions", ...Object.keys(fields).map((name) => `$${name}`)],
           ],
         },
+        contributions: next,
+        metrics: {
+          $let: {
+            vars: {
+              i: { $sum: `${next}.impressions` },
+              c: { $sum: `${next}.clicks` },
+              v: { $sum: `${next}.viewableImpressions` },
+            },
+            in: {
+              impressions: "$$i",
+              clicks: "$$c",
+              ctr: percent("$$c"),
+              viewability: percent("$$v"),
+              reach: { $sum: `${next}.uniqueIps` },
+            },
+          },
+        },
+        itemName: joinDistinct(`${next}.itemName`),
+        dimensions: {
+          $let: {
+            vars: { d: joinDistinct(`${next}.adSize`) },
+            in: { $cond: [{ $eq: ["$$d", ""] }, "$$REMOVE", "$$d"] },
+          },
+        },
+        ...fields,
       },
     },
     {
       $set: {
-        contributions: `$${NEXT}.contributions`,
-        metrics: `$${NEXT}.metrics`,
-        itemName: `$${NEXT}.itemName`,
-        dimensions: { $ifNull: [`$${NEXT}.dimensions`, "$$REMOVE"] },
-        dateEnd: `$${NEXT}.dateEnd`,
-        campaignId: `$${NEXT}.campaignId`,
-        publicationId: `$${NEXT}.publicationId`,
-        publicationName: `$${NEXT}.publicationName`,
-        channel: `$${NEXT}.channel`,
-        enteredBy: `$${NEXT}.enteredBy`,
         enteredAt: { $cond: [`$${CHANGED}`, "$$NOW", "$enteredAt"] },
         createdAt: { $ifNull: ["$createdAt", "$$NOW"] },
         updatedAt: { $cond: [`$${CHANGED}`, "$$NOW", "$updatedAt"] },
@@ -260,6 +233,15 @@ export interface AppliedUpdate {
   /** Top-level fields (and `metrics.*`) whose value changed; empty for `unchanged`. */
   changedFields: string[];
 }
+
+const ORDER_FIELDS = [
+  "dateEnd",
+  "campaignId",
+  "publicationId",
+  "publicationName",
+  "channel",
+  "enteredBy",
+] as const;
 
 const COMPARED_FIELDS = [
   "contributions",
@@ -320,7 +302,11 @@ export function applyEntryUpdate(
     }
   }
   const inserted = existing === null;
-  const changed = inserted || existing.createdAt === undefined || changedFields.length > 0;
+  // As the pipeline decides: only the contributions and the order's fields move the clock.
+  const changed =
+    inserted ||
+    !bsonEqual(contributions, existing.contributions) ||
+    ORDER_FIELDS.some((field) => !bsonEqual(next[field], existing[field]));
   const document: Document = { ...(existing ?? { ...update.key }) };
   for (const field of COMPARED_FIELDS) {
     if (next[field] === undefined) delete document[field];
@@ -332,7 +318,8 @@ export function applyEntryUpdate(
   if (document.enteredAt === undefined) delete document.enteredAt;
   if (document.updatedAt === undefined) delete document.updatedAt;
   return {
-    kind: inserted ? "insert" : changed ? "update" : "unchanged",
+    // Counted like MongoDB's modifiedCount: any stored difference is an update.
+    kind: inserted ? "insert" : changed || changedFields.length > 0 ? "update" : "unchanged",
     document,
     changedFields: inserted ? [] : changedFields,
   };

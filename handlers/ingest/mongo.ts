@@ -120,12 +120,12 @@ export function asMongoUnavailable(error: unknown, doing: string): Error {
 export class MongoLookupStore implements LookupStore {
   constructor(private readonly db: Db) {}
 
-  async findTrackingScripts(creativeIds: string[], publicationIds: number[]) {
+  async findTrackingScripts(creativeIds: string[]) {
     return this.read("reading tracking_scripts", () =>
       this.db
         .collection<TrackingScriptDoc>(TRACKING_SCRIPTS_COLLECTION)
         .find(
-          { creativeId: { $in: creativeIds }, publicationId: { $in: publicationIds } },
+          { creativeId: { $in: creativeIds } },
           {
             projection: {
               creativeId: 1,
@@ -142,15 +142,11 @@ export class MongoLookupStore implements LookupStore {
     );
   }
 
-  async findOrdersByCampaignIds(campaignIds: unknown[], publicationIds: number[]) {
+  async findOrdersByCampaignIds(campaignIds: unknown[]) {
     return this.read("reading orders", () =>
       this.orders()
         .find(
-          {
-            campaignId: { $in: campaignIds },
-            publicationId: { $in: publicationIds },
-            deletedAt: { $exists: false },
-          },
+          { campaignId: { $in: campaignIds }, deletedAt: { $exists: false } },
           {
             projection: { campaignId: 1, publicationId: 1, publicationName: 1 },
             batchSize: 10_000,
@@ -160,15 +156,11 @@ export class MongoLookupStore implements LookupStore {
     );
   }
 
-  async findOrdersByCampaignPattern(pattern: string, publicationIds: number[]) {
+  async findOrdersByCampaignPattern(pattern: string) {
     return this.read("reading orders", () =>
       this.orders()
         .find(
-          {
-            campaignId: { $regex: pattern, $options: "i" },
-            publicationId: { $in: publicationIds },
-            deletedAt: { $exists: false },
-          },
+          { campaignId: { $regex: pattern, $options: "i" }, deletedAt: { $exists: false } },
           {
             projection: {
               campaignId: 1,

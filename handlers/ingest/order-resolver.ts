@@ -26,18 +26,15 @@ export interface OrderDoc {
 
 /** The reads the resolver needs; the MongoDB adapter implements them (one query each). */
 export interface LookupStore {
-  /** Tracking scripts with any of the creative ids at any of the publications. */
-  findTrackingScripts(
-    creativeIds: string[],
-    publicationIds: number[],
-  ): Promise<TrackingScriptDoc[]>;
-  /** Orders not soft-deleted with one of the campaign ids (exact) at one of the publications. */
-  findOrdersByCampaignIds(campaignIds: unknown[], publicationIds: number[]): Promise<OrderDoc[]>;
+  /** Tracking scripts of any of the creative ids, at every publication. */
+  findTrackingScripts(creativeIds: string[]): Promise<TrackingScriptDoc[]>;
+  /** Orders not soft-deleted with one of the campaign ids (exact), at every publication. */
+  findOrdersByCampaignIds(campaignIds: unknown[]): Promise<OrderDoc[]>;
   /**
-   * Orders not soft-deleted at one of the publications whose campaignId matches
-   * `pattern` (a case-insensitive regex source built by `wholeCampaignIdPattern`).
+   * Orders not soft-deleted whose campaignId matches `pattern` (a case-insensitive
+   * regex source built by `wholeCampaignIdPattern`), at every publication.
    */
-  findOrdersByCampaignPattern(pattern: string, publicationIds: number[]): Promise<OrderDoc[]>;
+  findOrdersByCampaignPattern(pattern: string): Promise<OrderDoc[]>;
 }
 
 /** Where a resolved row's numbers go: the entry's identity and descriptive fields. */
@@ -99,169 +96,149 @@ const pairKey = (creativeId: string, publicationId: number) => `${publicationId}
 
 /**
  * Resolves (creative id, publicationId) pairs to entry targets with the spec's two
- * strategies, in batches: `prepare` issues at most three queries for all pairs of a
- * batch not seen before; results, negative ones included, are cached for the
- * invocation, so a creative is looked up once however many rows it has.
+ * strategies. Lookups are fetched per CREATIVE, for all publications at once, and
+ * cached for the invocation with negative results: `prepare` issues at most three
+ * queries for all creatives of a batch not seen before, and none once every creative
+ * has been seen, however many publications and rows it has.
  */
 export class OrderResolver {
-  private readonly cache = new Map<string, Resolution>();
+  private readonly resolutions = new Map<string, Resolution>();
+  private readonly scriptsByCreative = new Map<string, TrackingScriptDoc[]>();
+  /** Orders by exact campaign id (strategy 1), all publications. */
+  private readonly ordersByCampaign = new Map<string, OrderDoc[]>();
+  /** Orders by lower-cased campaign id (strategy 2), all publications. */
+  private readonly ordersByCampaignLower = new Map<string, OrderDoc[]>();
   /** Number of queries issued (for the report and the benchmark). */
   queries = 0;
 
   constructor(private readonly store: LookupStore) {}
 
-  /** The cached resolution of a pair; `prepare` must have seen it. */
+  /** The resolution of a pair; `prepare` must have seen its creative. */
   get(creativeId: string, publicationId: number): Resolution {
-    const resolution = this.cache.get(pairKey(creativeId, publicationId));
-    if (!resolution) throw new Error(`pair not prepared: ${creativeId} at ${publicationId}`);
+    const key = pairKey(creativeId, publicationId);
+    let resolution = this.resolutions.get(key);
+    if (!resolution) {
+      if (!this.scriptsByCreative.has(creativeId)) {
+        throw new Error(`creative not prepared: ${creativeId}`);
+      }
+      resolution = this.resolve(creativeId, publicationId);
+      this.resolutions.set(key, resolution);
+    }
     return resolution;
   }
 
-  has(creativeId: string, publicationId: number): boolean {
-    return this.cache.has(pairKey(creativeId, publicationId));
-  }
-
   async prepare(pairs: Iterable<CreativeAtPublication>): Promise<void> {
-    const pending = new Map<string, CreativeAtPublication>();
+    const creatives = new Set<string>();
     for (const pair of pairs) {
-      const key = pairKey(pair.creativeId, pair.publicationId);
-      if (!this.cache.has(key)) pending.set(key, pair);
+      if (!this.scriptsByCreative.has(pair.creativeId)) creatives.add(pair.creativeId);
     }
-    if (pending.size === 0) return;
-    const unresolved = await this.resolveByTrackingScripts(pending);
-    await this.resolveByCampaignId(unresolved);
+    if (creatives.size === 0) return;
+    const newCreatives = [...creatives];
+
+    // Strategy 1's data: the creatives' tracking scripts and their campaigns' orders.
+    this.queries++;
+    const scripts = await this.store.findTrackingScripts(newCreatives);
+    for (const creativeId of newCreatives) this.scriptsByCreative.set(creativeId, []);
+    const campaignIds = new Map<string, unknown>();
+    for (const script of scripts) {
+      if (script.campaignId === undefined || script.campaignId === null) continue;
+      this.scriptsByCreative.get(script.creativeId)?.push(script);
+      const campaignKey = String(script.campaignId);
+      if (!this.ordersByCampaign.has(campaignKey)) campaignIds.set(campaignKey, script.campaignId);
+    }
+    if (campaignIds.size > 0) {
+      this.queries++;
+      const orders = await this.store.findOrdersByCampaignIds([...campaignIds.values()]);
+      for (const campaignKey of campaignIds.keys()) this.ordersByCampaign.set(campaignKey, []);
+      for (const order of orders) this.ordersByCampaign.get(String(order.campaignId))?.push(order);
+    }
+
+    // Strategy 2's data: orders whose campaign id is the one parsed from a creative id.
+    const parsed = new Set<string>();
+    for (const creativeId of newCreatives) {
+      const campaignId = campaignIdFromCreativeId(creativeId)?.toLowerCase();
+      if (campaignId !== undefined && !this.ordersByCampaignLower.has(campaignId))
+        parsed.add(campaignId);
+    }
+    if (parsed.size > 0) {
+      this.queries++;
+      const orders = await this.store.findOrdersByCampaignPattern(
+        wholeCampaignIdPattern([...parsed]),
+      );
+      for (const campaignId of parsed) this.ordersByCampaignLower.set(campaignId, []);
+      for (const order of orders) {
+        if (typeof order.campaignId !== "string") continue;
+        this.ordersByCampaignLower.get(order.campaignId.toLowerCase())?.push(order);
+      }
+    }
   }
 
-  // Strategy 1: tracking_scripts {creativeId, publicationId} → order {campaignId, publicationId}.
-  private async resolveByTrackingScripts(
-    pending: Map<string, CreativeAtPublication>,
-  ): Promise<Map<string, CreativeAtPublication>> {
-    const pairs = [...pending.values()];
-    this.queries++;
-    const scripts = await this.store.findTrackingScripts(
-      unique(pairs.map((pair) => pair.creativeId)),
-      unique(pairs.map((pair) => pair.publicationId)),
-    );
-    const scriptsByPair = new Map<string, TrackingScriptDoc[]>();
-    for (const script of scripts) {
-      const key = pairKey(script.creativeId, script.publicationId);
-      if (!pending.has(key) || script.campaignId === undefined || script.campaignId === null) {
-        continue;
-      }
-      const list = scriptsByPair.get(key);
-      if (list) list.push(script);
-      else scriptsByPair.set(key, [script]);
-    }
-    const ordersByCampaign = new Map<string, OrderDoc[]>();
-    if (scriptsByPair.size > 0) {
-      const campaignIds = uniqueBy([...scriptsByPair.values()].flat().map((s) => s.campaignId));
-      const publicationIds = unique(
-        [...scriptsByPair.values()].map((s) => s[0]?.publicationId ?? 0),
-      );
-      this.queries++;
-      const orders = await this.store.findOrdersByCampaignIds(campaignIds, publicationIds);
-      for (const order of orders) {
-        const key = `${String(order.publicationId)}|${String(order.campaignId)}`;
-        const list = ordersByCampaign.get(key);
-        if (list) list.push(order);
-        else ordersByCampaign.set(key, [order]);
+  private resolve(creativeId: string, publicationId: number): Resolution {
+    // Strategy 1: tracking_scripts {creativeId, publicationId} → order {campaignId, publicationId}.
+    const candidates = new Map<string, { order: OrderDoc; script: TrackingScriptDoc }>();
+    for (const script of this.scriptsByCreative.get(creativeId) ?? []) {
+      if (script.publicationId !== publicationId) continue;
+      for (const order of this.ordersByCampaign.get(String(script.campaignId)) ?? []) {
+        if (order.publicationId !== publicationId) continue;
+        const id = String(order._id);
+        if (!candidates.has(id)) candidates.set(id, { order, script });
       }
     }
-    const unresolved = new Map<string, CreativeAtPublication>();
-    for (const [key, pair] of pending) {
-      const pairScripts = scriptsByPair.get(key) ?? [];
-      const candidates = new Map<string, { order: OrderDoc; script: TrackingScriptDoc }>();
-      for (const script of pairScripts) {
-        const matching = ordersByCampaign.get(`${pair.publicationId}|${String(script.campaignId)}`);
-        for (const order of matching ?? []) {
-          const id = String(order._id);
-          if (!candidates.has(id)) candidates.set(id, { order, script });
-        }
-      }
-      if (candidates.size > 1) {
-        this.cache.set(key, {
-          kind: "skipped",
-          reason: "ambiguous-order",
-          detail: `tracking scripts lead to ${candidates.size} orders`,
-        });
-        continue;
-      }
-      const only = [...candidates.values()][0];
-      if (!only) {
-        unresolved.set(key, pair);
-        continue;
-      }
+    if (candidates.size > 1) {
+      return {
+        kind: "skipped",
+        reason: "ambiguous-order",
+        detail: `tracking scripts lead to ${candidates.size} orders`,
+      };
+    }
+    const only = [...candidates.values()][0];
+    if (only) {
       const rawChannel = typeof only.script.channel === "string" ? only.script.channel : "";
       const creativeName = only.script.creative?.name;
-      this.cache.set(key, {
+      return {
         kind: "resolved",
         target: {
-          ...orderFields(only.order, pair.publicationId),
+          ...orderFields(only.order, publicationId),
           // A script without a channel counts as "website", as normalizeChannel does.
           itemPath: `tracking-${rawChannel || "website"}`,
           itemName:
-            typeof creativeName === "string" && creativeName !== ""
-              ? creativeName
-              : pair.creativeId,
+            typeof creativeName === "string" && creativeName !== "" ? creativeName : creativeId,
           channel: normalizeChannel(rawChannel),
           strategy: 1,
         },
-      });
+      };
     }
-    return unresolved;
-  }
 
-  // Strategy 2: the campaign id parsed from the creative id, matched whole and case-insensitively.
-  private async resolveByCampaignId(pending: Map<string, CreativeAtPublication>): Promise<void> {
-    const wanted = new Map<string, { pair: CreativeAtPublication; campaignId: string }>();
-    for (const [key, pair] of pending) {
-      const campaignId = campaignIdFromCreativeId(pair.creativeId);
-      if (campaignId === undefined) {
-        this.cache.set(key, {
-          kind: "skipped",
-          reason: "order-not-found",
-          detail: "no tracking script and no campaign id in the creative id",
-        });
-      } else {
-        wanted.set(key, { pair, campaignId: campaignId.toLowerCase() });
-      }
+    // Strategy 2: the campaign id parsed from the creative id, matched whole and case-insensitively.
+    const campaignId = campaignIdFromCreativeId(creativeId)?.toLowerCase();
+    if (campaignId === undefined) {
+      return {
+        kind: "skipped",
+        reason: "order-not-found",
+        detail: "no tracking script and no campaign id in the creative id",
+      };
     }
-    if (wanted.size === 0) return;
-    const entries = [...wanted.values()];
-    this.queries++;
-    const orders = await this.store.findOrdersByCampaignPattern(
-      wholeCampaignIdPattern(unique(entries.map((entry) => entry.campaignId))),
-      unique(entries.map((entry) => entry.pair.publicationId)),
-    );
-    const byCampaign = new Map<string, Map<string, OrderDoc>>();
-    for (const order of orders) {
-      if (typeof order.campaignId !== "string") continue;
-      const key = `${String(order.publicationId)}|${order.campaignId.toLowerCase()}`;
-      const byId = byCampaign.get(key) ?? new Map<string, OrderDoc>();
-      byId.set(String(order._id), order);
-      byCampaign.set(key, byId);
+    const orders = new Map<string, OrderDoc>();
+    for (const order of this.ordersByCampaignLower.get(campaignId) ?? []) {
+      if (order.publicationId === publicationId) orders.set(String(order._id), order);
     }
-    for (const [key, { pair, campaignId }] of wanted) {
-      const candidates = [
-        ...(byCampaign.get(`${pair.publicationId}|${campaignId}`)?.values() ?? []),
-      ];
-      const order = candidates[0];
-      if (candidates.length > 1) {
-        this.cache.set(key, {
-          kind: "skipped",
-          reason: "ambiguous-order",
-          detail: `campaign "${campaignId}" matches ${candidates.length} orders`,
-        });
-      } else if (!order) {
-        this.cache.set(key, {
-          kind: "skipped",
-          reason: "order-not-found",
-          detail: `no order for campaign "${campaignId}"`,
-        });
-      } else {
-        this.cache.set(key, { kind: "resolved", target: strategyTwoTarget(order, pair) });
-      }
+    const matches = [...orders.values()];
+    const order = matches[0];
+    if (matches.length > 1) {
+      return {
+        kind: "skipped",
+        reason: "ambiguous-order",
+        detail: `campaign "${campaignId}" matches ${matches.length} orders`,
+      };
     }
+    if (!order) {
+      return {
+        kind: "skipped",
+        reason: "order-not-found",
+        detail: `no order for campaign "${campaignId}"`,
+      };
+    }
+    return { kind: "resolved", target: strategyTwoTarget(order, { creativeId, publicationId }) };
   }
 }
 
@@ -292,17 +269,4 @@ function orderFields(order: OrderDoc, publicationId: number) {
 
 function nonEmptyString(value: unknown): string | undefined {
   return typeof value === "string" && value !== "" ? value : undefined;
-}
-
-function unique<T>(values: T[]): T[] {
-  return [...new Set(values)];
-}
-
-function uniqueBy(values: unknown[]): unknown[] {
-  const seen = new Map<string, unknown>();
-  for (const value of values) {
-    const key = `${typeof value}:${String(value)}`;
-    if (!seen.has(key)) seen.set(key, value);
-  }
-  return [...seen.values()];
 }

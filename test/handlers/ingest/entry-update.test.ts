@@ -195,6 +195,8 @@ describe("buildUpdatePipeline against MongoDB", () => {
       update([b, c]),
       update([{ ...a, impressions: 7, key: a.key }]),
       update([b, c]),
+      // Order fields from the database are data too, even when they look like operators.
+      update([b], { campaignId: "$camp", publicationName: "a.b", channel: "$$NOW" }),
     ];
     let twin: Document | null = null;
 
