@@ -1,3 +1,6 @@
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import type { App } from "aws-cdk-lib";
 import { Match, type Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
@@ -14,11 +17,29 @@ const START = "empowerlocal-tracking-sync-start";
 const INGEST = "empowerlocal-tracking-sync-ingest";
 
 let template: Template;
+let app: App;
 
 beforeAll(() => {
   // Synthesized once, with real esbuild bundling of both handlers.
-  ({ template } = synthesize());
+  ({ template, app } = synthesize({ "aws:cdk:enable-asset-metadata": true }));
 }, 120_000);
+
+/** Loads a bundled handler in a fresh Node process with `env`, calls it with `event`, prints the result. */
+function runBundle(functionName: string, env: Record<string, string>, event: unknown): unknown {
+  const fn = Object.values(template.findResources("AWS::Lambda::Function")).find(
+    (resource) => resource.Properties.FunctionName === functionName,
+  );
+  const bundle = join(app.synth().directory, String(fn?.Metadata["aws:asset:path"]), "index.mjs");
+  const script = `const m = await import(${JSON.stringify(bundle)});
+const result = await m.handler(${JSON.stringify(event)}, { awsRequestId: "smoke", getRemainingTimeInMillis: () => 30000 });
+process.stdout.write("RESULT " + JSON.stringify(result) + "\\n");`;
+  const output = execFileSync(process.execPath, ["--input-type=module", "-e", script], {
+    env: { PATH: process.env.PATH ?? "", AWS_REGION: "us-east-1", LOG_LEVEL: "error", ...env },
+    encoding: "utf8",
+  });
+  const line = output.split("\n").find((entry) => entry.startsWith("RESULT "));
+  return JSON.parse(line?.slice("RESULT ".length) ?? "null");
+}
 
 describe("the results bucket", () => {
   it("is encrypted, private, versioned and TLS-only", () => {
@@ -93,6 +114,19 @@ describe("the Athena workgroup", () => {
 });
 
 describe("the functions", () => {
+  it("are bundled into ES modules that load and run as Lambda would load them", () => {
+    expect(
+      runBundle(START, { ATHENA_WORKGROUP: "wg", RESULTS_BUCKET: "bucket" }, { days: 0 }),
+    ).toMatchObject({ success: false, error: expect.stringContaining("days must be") });
+    expect(
+      runBundle(
+        INGEST,
+        { MONGODB_URI: "mongodb://127.0.0.1:9", MONGODB_DB_NAME: "smoke" },
+        { Records: [] },
+      ),
+    ).toMatchObject({ success: true, stats: { rowsFromAthena: 0 } });
+  });
+
   it("run Node.js 24 on arm64, bundled as one ES module", () => {
     for (const name of [START, INGEST]) {
       template.hasResourceProperties("AWS::Lambda::Function", {
