@@ -8,6 +8,7 @@
  *   npm run bench:mongo -- --max 100000 # a quicker run
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { type AnyBulkWriteOperation, type Document, MongoClient, ObjectId } from "mongodb";
@@ -24,6 +25,30 @@ interface Measurement {
   documents: number;
   ops: number;
   seconds: number;
+  /** CPU time of the server process, when the OS exposes it (Linux /proc). */
+  serverCpuSeconds?: number;
+  clientCpuSeconds: number;
+}
+
+/** Wall-clock figures move with whatever else runs on the machine; CPU time much less. */
+interface Window {
+  seconds: number;
+  serverCpuSeconds?: number;
+  clientCpuSeconds: number;
+}
+
+const CLOCK_TICKS_PER_SECOND = 100;
+
+function processCpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
 }
 
 function parseMax(argv: readonly string[]): number {
@@ -89,7 +114,10 @@ async function runUpserts(
   to: number,
   orderIds: readonly ObjectId[],
   round: number,
-): Promise<number> {
+  serverPid?: number,
+): Promise<Window> {
+  const serverCpuBefore = processCpuSeconds(serverPid);
+  const clientCpuBefore = process.cpuUsage();
   const started = process.hrtime.bigint();
   for (let start = from; start < to; start += BATCH_SIZE) {
     const operations: AnyBulkWriteOperation[] = [];
@@ -98,18 +126,40 @@ async function runUpserts(
     }
     await entries.bulkWrite(operations, { ordered: false });
   }
-  return Number(process.hrtime.bigint() - started) / 1e9;
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const clientCpu = process.cpuUsage(clientCpuBefore);
+  const serverCpuAfter = processCpuSeconds(serverPid);
+  return {
+    seconds,
+    serverCpuSeconds:
+      serverCpuBefore === undefined || serverCpuAfter === undefined
+        ? undefined
+        : serverCpuAfter - serverCpuBefore,
+    clientCpuSeconds: (clientCpu.user + clientCpu.system) / 1e6,
+  };
 }
 
 function printTable(measurements: readonly Measurement[]): void {
+  const perOp = (seconds: number | undefined, ops: number) =>
+    seconds === undefined ? "n/a" : ((seconds / ops) * 1e6).toFixed(1);
   const rows = measurements.map((m) => [
     m.label,
     m.documents.toLocaleString("en-US"),
     m.ops.toLocaleString("en-US"),
     Math.round(m.ops / m.seconds).toLocaleString("en-US"),
-    ((m.seconds / m.ops) * 1e6).toFixed(1),
+    perOp(m.seconds, m.ops),
+    perOp(m.serverCpuSeconds, m.ops),
+    perOp(m.clientCpuSeconds, m.ops),
   ]);
-  const header = ["measured window", "docs stored", "upserts", "upserts/s", "µs/upsert"];
+  const header = [
+    "measured window",
+    "docs stored",
+    "upserts",
+    "upserts/s",
+    "wall µs/op",
+    "server CPU µs/op",
+    "client CPU µs/op",
+  ];
   const widths = header.map((title, column) =>
     Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)),
   );
@@ -129,27 +179,29 @@ async function main(): Promise<void> {
   const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000 });
   const measurements: Measurement[] = [];
   try {
+    // Warm both JITs on a throwaway collection so the 10k figure is not a cold start.
+    const warmup = client.db("bench").collection("warmup");
+    await warmup.createIndex(
+      { orderId: 1, itemPath: 1, dateStart: 1, source: 1 },
+      { unique: true },
+    );
+    await runUpserts(warmup, 0, 2 * WINDOW, orderIds, 0);
+    await runUpserts(warmup, 0, 2 * WINDOW, orderIds, 1);
+    await warmup.drop();
+
     const entries = client.db("bench").collection("performance_entries");
     await entries.createIndex(
       { orderId: 1, itemPath: 1, dateStart: 1, source: 1 },
       { unique: true, name: "upsert_key" },
     );
 
-    const smallInsert = await runUpserts(entries, 0, WINDOW, orderIds, 0);
-    measurements.push({
-      label: "inserting 0 -> 10k",
-      documents: WINDOW,
-      ops: WINDOW,
-      seconds: smallInsert,
-    });
-    const smallUpdate = await runUpserts(entries, 0, WINDOW, orderIds, 1);
-    measurements.push({
-      label: "updating at 10k",
-      documents: WINDOW,
-      ops: WINDOW,
-      seconds: smallUpdate,
-    });
+    const measure = async (label: string, documents: number, from: number, round: number) => {
+      const window = await runUpserts(entries, from, from + WINDOW, orderIds, round, child.pid);
+      measurements.push({ label, documents, ops: WINDOW, ...window });
+    };
 
+    await measure("inserting 0 -> 10k", WINDOW, 0, 0);
+    await measure("updating at 10k", WINDOW, 0, 1);
     let stored = WINDOW;
     while (stored < max - WINDOW) {
       const next = Math.min(stored + 100_000, max - WINDOW);
@@ -158,20 +210,8 @@ async function main(): Promise<void> {
       process.stderr.write(`\rfilled ${stored.toLocaleString("en-US")} documents`);
     }
     process.stderr.write("\n");
-    const bigInsert = await runUpserts(entries, max - WINDOW, max, orderIds, 0);
-    measurements.push({
-      label: `inserting last 10k -> ${max / 1000}k`,
-      documents: max,
-      ops: WINDOW,
-      seconds: bigInsert,
-    });
-    const bigUpdate = await runUpserts(entries, max - WINDOW, max, orderIds, 1);
-    measurements.push({
-      label: `updating at ${max / 1000}k`,
-      documents: max,
-      ops: WINDOW,
-      seconds: bigUpdate,
-    });
+    await measure(`inserting last 10k -> ${max / 1000}k`, max, max - WINDOW, 0);
+    await measure(`updating at ${max / 1000}k`, max, max - WINDOW, 1);
 
     const count = await entries.estimatedDocumentCount();
     if (count !== max) throw new Error(`expected ${max} stored documents, found ${count}`);

@@ -109,6 +109,17 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
+interface IndexEntry {
+  index: UniqueIndex;
+  key: string;
+  multikey: boolean;
+}
+
+export interface DocumentSnapshot {
+  idKey: string;
+  entries: Array<IndexEntry | undefined>;
+}
+
 export function idKeyOf(id: unknown): string {
   return encodeKey([id]);
 }
@@ -209,33 +220,47 @@ export class Collection {
   }
 
   /**
-   * Replaces the stored document with the same _id; throws 11000 (touching nothing).
+   * Where a stored document sits in the indexes; taken before an update changes the
+   * (decoded, private) document in place, so the old entries can be removed afterwards.
+   */
+  snapshot(doc: StoredDocument): DocumentSnapshot {
+    return {
+      idKey: idKeyOf(doc._id),
+      entries: this.uniqueIndexes.map((index) => {
+        const entry = index.keyOf(doc);
+        return entry && { index, key: entry.key, multikey: entry.extraction.touchesArray };
+      }),
+    };
+  }
+
+  /**
+   * Replaces the stored document `previous` describes; throws 11000 (touching nothing).
    * Returns false, storing nothing, when the new bytes equal the stored ones (mongod's
    * test for "modified").
    */
-  replace(previous: StoredDocument, next: StoredDocument): boolean {
-    const idKey = idKeyOf(previous._id);
+  replace(previous: DocumentSnapshot, next: StoredDocument): boolean {
+    const { idKey } = previous;
     const bytes = encode(next);
     const current = this.stored.get(idKey);
     if (current !== undefined && sameBytes(current, bytes)) return false;
     const keys = this.uniqueKeysFor(next, idKey);
-    this.removeIndexEntries(previous, idKey);
+    this.removeIndexEntries(previous);
     this.stored.set(idKey, bytes);
     this.addIndexEntries(keys, idKey);
     return true;
   }
 
   remove(doc: StoredDocument): void {
-    const idKey = idKeyOf(doc._id);
-    if (!this.stored.delete(idKey)) return;
-    this.removeIndexEntries(doc, idKey);
+    const snapshot = this.snapshot(doc);
+    if (!this.stored.delete(snapshot.idKey)) return;
+    this.removeIndexEntries(snapshot);
   }
 
   /** Checks every unique index for `doc` (owned by `ownIdKey` when it is an update). */
   private uniqueKeysFor(
     doc: StoredDocument,
     ownIdKey: string | undefined,
-  ): Array<{ index: UniqueIndex; key: string; multikey: boolean } | undefined> {
+  ): Array<IndexEntry | undefined> {
     return this.uniqueIndexes.map((index) => {
       const entry = index.keyOf(doc);
       if (!entry) return undefined;
@@ -247,10 +272,7 @@ export class Collection {
     });
   }
 
-  private addIndexEntries(
-    keys: Array<{ index: UniqueIndex; key: string; multikey: boolean } | undefined>,
-    idKey: string,
-  ): void {
+  private addIndexEntries(keys: Array<IndexEntry | undefined>, idKey: string): void {
     for (const entry of keys) {
       if (!entry) continue;
       entry.index.entries.set(entry.key, idKey);
@@ -258,12 +280,11 @@ export class Collection {
     }
   }
 
-  private removeIndexEntries(doc: StoredDocument, idKey: string): void {
-    for (const index of this.uniqueIndexes) {
-      const entry = index.keyOf(doc);
-      if (!entry || index.entries.get(entry.key) !== idKey) continue;
-      index.entries.delete(entry.key);
-      if (entry.extraction.touchesArray) index.multikeyDocs--;
+  private removeIndexEntries({ idKey, entries }: DocumentSnapshot): void {
+    for (const entry of entries) {
+      if (!entry || entry.index.entries.get(entry.key) !== idKey) continue;
+      entry.index.entries.delete(entry.key);
+      if (entry.multikey) entry.index.multikeyDocs--;
     }
   }
 

@@ -263,9 +263,11 @@ export class MongoEngine {
       : takeFirst(this.matching(collection, filter));
     for (const doc of targets) {
       matched++;
+      // Documents read from the store are private copies: the update may change them in place.
+      const before = (collection as Collection).snapshot(doc);
       const next = applyUpdate(doc, parsed, { filter, arrayFilters, inserting: false });
       if (!next.changed) continue;
-      if ((collection as Collection).replace(doc, next.doc)) modified++;
+      if ((collection as Collection).replace(before, next.doc)) modified++;
     }
     if (matched > 0 || statement.upsert !== true) return { matched, modified };
 

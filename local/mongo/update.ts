@@ -238,15 +238,18 @@ export interface ApplyContext {
 }
 
 /**
- * Applies a parsed update to a copy of `original` and returns the new document and
- * whether it may have changed (false only when no operator changed a field); the original is never mutated, so a failed statement leaves
- * the store untouched.
+ * Applies a parsed update to `original`, which the caller owns (a private copy decoded
+ * from the store, or an upsert seed) and which may be changed in place. Returns the new
+ * document and whether it may have changed (false only when no operator changed a field).
+ * Nothing reaches the store until the caller stores the result, so a failed statement
+ * leaves it untouched.
  */
 export function applyUpdate(
   original: StoredDocument,
   parsed: ParsedUpdate,
   context: ApplyContext,
 ): { doc: StoredDocument; changed: boolean } {
+  const originalId = original._id;
   let next: StoredDocument;
   let changed: boolean | undefined;
   switch (parsed.kind) {
@@ -264,7 +267,7 @@ export function applyUpdate(
         context: parsed.context,
         scriptEnabled: false,
       });
-      const [result] = aggregator.run([cloneValue(original)]);
+      const [result] = aggregator.run([original]);
       if (!isPlainObject(result)) {
         throw new CommandError(2, "The update pipeline must produce a document");
       }
@@ -272,12 +275,12 @@ export function applyUpdate(
       break;
     }
     case "operators": {
-      next = cloneValue(original);
+      next = original;
       changed = applyOperators(next, parsed, context);
       break;
     }
   }
-  if (original._id !== undefined && !context.inserting) checkIdUnchanged(original._id, next._id);
+  if (originalId !== undefined && !context.inserting) checkIdUnchanged(originalId, next._id);
   // Pipelines and replacements may rewrite a document to the same bytes: the store compares.
   return { doc: next, changed: context.inserting || (changed ?? true) };
 }
