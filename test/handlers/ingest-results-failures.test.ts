@@ -1,4 +1,6 @@
 import { CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { mockClient } from "aws-sdk-client-mock";
 import type { Document } from "mongodb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -13,6 +15,7 @@ import {
 import { s3Event } from "../helpers/s3-event";
 
 const cloudwatch = mockClient(CloudWatchClient);
+const secrets = mockClient(SecretsManagerClient);
 let harness: IngestHarness;
 
 beforeAll(async () => {
@@ -23,6 +26,7 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   cloudwatch.reset();
+  secrets.reset();
   cloudwatch.on(PutMetricDataCommand).resolves({});
   harness.logs.length = 0;
   harness.mongo.server?.faults.reset();
@@ -143,6 +147,88 @@ describe.skipIf(process.env.MONGODB_TEST_URI !== undefined)(
     });
   },
 );
+
+describe("ingestResults: objects and manifests", () => {
+  it("throws when the object cannot be read, after writing a failure report", async () => {
+    const handler = await harness.loadHandler();
+
+    const error = await handler(s3Event(BUCKET, "reprocess/vanished.csv"), lambdaContext).then(
+      () => new Error("handler did not throw"),
+      (caught: Error) => caught,
+    );
+
+    expect(error).toMatchObject({ name: "IngestFailedError" });
+    expect(await harness.readJson("reports/reprocess/vanished.csv.json")).toMatchObject({
+      success: false,
+      outcome: "failed",
+    });
+  });
+
+  it("rejects, without writing or throwing, an Athena result whose run manifest is invalid", async () => {
+    const handler = await harness.loadHandler();
+    await seedThreeCampaigns();
+    const qid = "44444444-2222-4333-8444-555555555555";
+    await harness.s3.client.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: `runs/${qid}.json`, Body: '{"version": 1}' }),
+    );
+    const event = await harness.putObject(
+      `athena-results/${qid}.csv`,
+      buildCsv([csvRow({ creative_id: "s-c1" })]),
+    );
+
+    const response = await handler(event, lambdaContext);
+
+    expect(response).toMatchObject({ success: false, objects: [{ status: "rejected" }] });
+    expect(await harness.db.collection("performance_entries").countDocuments()).toBe(0);
+  });
+});
+
+describe("ingestResults: MongoDB setup", () => {
+  it("reads the connection string from Secrets Manager once per cold start", async () => {
+    const arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:tracking-sync-mongo";
+    secrets.on(GetSecretValueCommand, { SecretId: arn }).resolves({
+      SecretString: JSON.stringify({ uri: harness.mongo.uri }),
+    });
+    const handler = await harness.loadHandler({
+      MONGODB_URI: undefined,
+      MONGODB_URI_SECRET_ARN: arn,
+    });
+    await seedThreeCampaigns();
+    const event = await harness.putObject(
+      "reprocess/secret.csv",
+      buildCsv([csvRow({ creative_id: "s-c1" })]),
+    );
+
+    await handler(event, lambdaContext);
+    await handler(event, lambdaContext);
+
+    expect(secrets).toHaveReceivedCommandTimes(GetSecretValueCommand, 1);
+    expect(await harness.db.collection("performance_entries").countDocuments()).toBe(1);
+  });
+
+  it("fails with a clear error when duplicate entries prevent the unique upsert-key index", async () => {
+    const dbName = harness.mongo.freshDbName("duplicates");
+    const key = {
+      orderId: "o1",
+      itemPath: "tracking-display",
+      dateStart: new Date("2025-12-10"),
+      source: "automated",
+    };
+    await harness.client
+      .db(dbName)
+      .collection("performance_entries")
+      .insertMany([{ ...key }, { ...key }]);
+    const handler = await harness.loadHandler({ MONGODB_DB_NAME: dbName });
+    const event = await harness.putObject("reprocess/dups.csv", buildCsv([csvRow()]));
+
+    const error = await handler(event, lambdaContext).then(
+      () => new Error("handler did not throw"),
+      (caught: Error) => caught,
+    );
+
+    expect(error.message).toContain("duplicate entries for the upsert key");
+  });
+});
 
 describe("ingestResults: configuration", () => {
   it("refuses records for another bucket when RESULTS_BUCKET is set", async () => {
