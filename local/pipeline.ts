@@ -1,4 +1,3 @@
-import { AthenaClient, GetQueryExecutionCommand } from "@aws-sdk/client-athena";
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import type { Context, S3Event } from "aws-lambda";
 import { type Db, MongoClient } from "mongodb";
@@ -94,13 +93,13 @@ export interface WaitForIngestOptions {
   after?: number;
 }
 
-export class IngestTimeoutError extends Error {
+export class IngestNotStartedError extends Error {
   constructor(
     message: string,
     readonly key: string,
   ) {
     super(message);
-    this.name = "IngestTimeoutError";
+    this.name = "IngestNotStartedError";
   }
 }
 
@@ -224,12 +223,6 @@ export async function startLocalPipeline(
       credentials: { accessKeyId: "local", secretAccessKey: "local" },
     });
     cleanups.push(() => s3.destroy());
-    const athenaClient = new AthenaClient({
-      region: LOCAL_REGION,
-      endpoint: athena.endpoint,
-      credentials: { accessKeyId: "local", secretAccessKey: "local" },
-    });
-    cleanups.push(() => athenaClient.destroy());
 
     const ingestInvocations: IngestInvocation[] = [];
     const onFailure: OnFailureRecord[] = [];
@@ -264,20 +257,15 @@ export async function startLocalPipeline(
     const keysOf = (invocation: IngestInvocation) =>
       (invocation.event.Records ?? []).map((record) => decodeS3EventKey(record.s3.object.key));
 
-    const describeQuery = async (key: string): Promise<string> => {
+    // Athena names its result `<QueryExecutionId>.csv`; the query's state explains a missing file.
+    const queryOf = (key: string) => {
       const queryId = /^athena-results\/(.+)\.csv$/.exec(key)?.[1];
-      if (!queryId) return "";
-      try {
-        const { QueryExecution } = await athenaClient.send(
-          new GetQueryExecutionCommand({ QueryExecutionId: queryId }),
-        );
-        const status = QueryExecution?.Status;
-        return ` (Athena says the query is ${status?.State ?? "unknown"}${
-          status?.StateChangeReason ? `: ${status.StateChangeReason}` : ""
-        })`;
-      } catch (error) {
-        return ` (Athena does not know the query: ${(error as Error).message})`;
-      }
+      return queryId ? athena.executions().find((e) => e.queryExecutionId === queryId) : undefined;
+    };
+    const describeQuery = (key: string): string => {
+      const query = queryOf(key);
+      if (!query) return "";
+      return ` (Athena says the query is ${query.state}${query.stateChangeReason ? `: ${query.stateChangeReason}` : ""})`;
     };
 
     const waitForIngest = async (
@@ -293,8 +281,14 @@ export async function startLocalPipeline(
             if (found) finish(found);
           };
           const timer = setTimeout(() => finish(undefined), timeoutMs);
+          // A failed or cancelled query writes no file: say so at once rather than at the timeout.
+          const poll = setInterval(() => {
+            const state = queryOf(key)?.state;
+            if (state === "FAILED" || state === "CANCELLED") finish(undefined);
+          }, 200);
           const finish = (value: IngestInvocation | undefined) => {
             clearTimeout(timer);
+            clearInterval(poll);
             listeners.delete(listener);
             resolve(value);
           };
@@ -302,8 +296,11 @@ export async function startLocalPipeline(
         });
       }
       if (!invocation) {
-        throw new IngestTimeoutError(
-          `No ingest of s3://${bucket}/${key} started within ${timeoutMs / 1000} s${await describeQuery(key)}`,
+        const state = queryOf(key)?.state;
+        const when =
+          state === "FAILED" || state === "CANCELLED" ? "" : ` within ${timeoutMs / 1000} s`;
+        throw new IngestNotStartedError(
+          `No ingest of s3://${bucket}/${key} started${when}${describeQuery(key)}`,
           key,
         );
       }
