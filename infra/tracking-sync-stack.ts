@@ -331,7 +331,12 @@ export class TrackingSyncStack extends Stack {
     const keysUnknown = "object keys are query ids, unknown in advance";
     this.allow(role, {
       sid: "StartAndInspectQueriesInTheWorkgroup",
-      actions: ["athena:StartQueryExecution", "athena:GetQueryExecution"],
+      // Stop: only a dry run whose manifest could not be written (it would be ingested for real).
+      actions: [
+        "athena:StartQueryExecution",
+        "athena:GetQueryExecution",
+        "athena:StopQueryExecution",
+      ],
       resources: [this.arn("athena", "workgroup", settings.athenaWorkgroupName)],
     });
     this.allow(role, {

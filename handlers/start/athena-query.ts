@@ -2,6 +2,7 @@ import {
   type AthenaClient,
   GetQueryExecutionCommand,
   StartQueryExecutionCommand,
+  StopQueryExecutionCommand,
 } from "@aws-sdk/client-athena";
 import { isCalendarDate } from "../shared/dates";
 import { TrackingSyncError } from "../shared/errors";
@@ -68,9 +69,10 @@ export interface StartQueryInput {
   clientRequestToken: string;
 }
 
-/** The one thing the core needs from Athena: start a query, get its id. */
+/** What the core needs from Athena to start a query (and take it back). */
 export interface QueryStarter {
   start(input: StartQueryInput): Promise<string>;
+  stop(queryExecutionId: string): Promise<void>;
 }
 
 export interface QueryFailure {
@@ -110,6 +112,10 @@ export function createAthenaQueryStarter(
         });
       }
       return response.QueryExecutionId;
+    },
+
+    async stop(queryExecutionId) {
+      await athena.send(new StopQueryExecutionCommand({ QueryExecutionId: queryExecutionId }));
     },
 
     async describeFailure(queryExecutionId) {

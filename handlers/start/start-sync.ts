@@ -168,7 +168,20 @@ export async function startRun(
       : {}),
     startedAt: now.toISOString(),
   };
-  await deps.runs.writeManifest(manifest);
+  try {
+    await deps.runs.writeManifest(manifest);
+  } catch (error) {
+    if (plan.dryRun) {
+      // Without its manifest the ingest would take this dry run's result for a real run.
+      await deps.queries.stop(queryExecutionId).catch((stopError: unknown) => {
+        log.error("Could not stop the dry-run query; its result may be ingested for real", {
+          error: stopError,
+        });
+      });
+      log.error("Run manifest not written; dry-run query stopped", { error });
+    }
+    throw error;
+  }
   log.info("Query started", {
     dateRange: plan.dateRange,
     publicationCode: plan.publicationCode,

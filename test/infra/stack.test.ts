@@ -327,11 +327,12 @@ describe("least privilege", () => {
       expect(role.Properties.ManagedPolicyArns).toBeUndefined();
   });
 
-  it("lets the start function start and inspect queries in its workgroup only", () => {
+  it("lets the start function start, inspect and stop queries in its workgroup only", () => {
     const statement = statementFor(roleStatements(template, START), "athena:StartQueryExecution");
     expect(actionsOf(statement).sort()).toEqual([
       "athena:GetQueryExecution",
       "athena:StartQueryExecution",
+      "athena:StopQueryExecution",
     ]);
     expect(objectSuffix(statement.Resource)).toMatch(/:workgroup\/empowerlocal-tracking-sync$/);
   });

@@ -1,6 +1,8 @@
-import { StartQueryExecutionCommand } from "@aws-sdk/client-athena";
+import { StartQueryExecutionCommand, StopQueryExecutionCommand } from "@aws-sdk/client-athena";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import {
+  accessDenied,
   athena,
   BUCKET,
   captureLogs,
@@ -11,6 +13,7 @@ import {
   queryIdForToken,
   resetAws,
   type StartHandler,
+  s3,
   scheduledEvent,
   setToday,
   silenceLogs,
@@ -169,6 +172,23 @@ describe("a started query", () => {
     athena.on(StartQueryExecutionCommand).rejects(new Error("Rate exceeded"));
     await expect(handler({}, lambdaContext())).rejects.toThrow("Rate exceeded");
     expect(manifestPuts()).toHaveLength(0);
+  });
+});
+
+describe("a run manifest that cannot be written", () => {
+  it("stops a dry-run query, whose result would otherwise be ingested for real, and throws", async () => {
+    s3.on(PutObjectCommand).rejects(accessDenied());
+    await expect(handler({ dryRun: true }, lambdaContext())).rejects.toThrow("Access Denied");
+    const queryExecutionId = queryIdForToken(startCalls()[0]?.ClientRequestToken);
+    expect(athena).toHaveReceivedCommandWith(StopQueryExecutionCommand, {
+      QueryExecutionId: queryExecutionId,
+    });
+  });
+
+  it("leaves a real query running (its result is ingested as a real run either way) and throws", async () => {
+    s3.on(PutObjectCommand).rejects(accessDenied());
+    await expect(handler({}, lambdaContext())).rejects.toThrow("Access Denied");
+    expect(athena).not.toHaveReceivedCommand(StopQueryExecutionCommand);
   });
 });
 
