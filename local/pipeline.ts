@@ -1,7 +1,7 @@
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import type { Context, S3Event } from "aws-lambda";
 import { type Db, MongoClient } from "mongodb";
-import { ATHENA_RESULTS_PREFIX, REPROCESS_PREFIX } from "../handlers/shared/bucket-layout";
+import { ATHENA_RESULTS_PREFIX, DEFAULT_INGEST_PREFIXES } from "../handlers/shared/bucket-layout";
 import { addDays, toIsoDate } from "../handlers/shared/dates";
 import { setDefaultLogWriter } from "../handlers/shared/logger";
 import { isNotFound } from "../handlers/shared/s3";
@@ -24,7 +24,7 @@ import { type MongoServer, startMongoServer } from "./mongo-server";
 import { decodeS3EventKey } from "./s3-events";
 import { type S3Server, startS3Server } from "./s3-server";
 import { generateSampleData, type SampleData } from "./sample-data";
-import { seedDuckDb, seedMongo } from "./seed";
+import { seedDuckDb, seedMongo, TRACKING_SCHEMA, TRACKING_TABLE } from "./seed";
 
 /**
  * The whole pipeline on one machine, shared by `npm run demo` and `npm run local`:
@@ -162,9 +162,14 @@ export async function startLocalPipeline(
     if (errors.length > 0) throw new AggregateError(errors, "stopping the local pipeline failed");
   };
 
-  const previousEnv = snapshotEnv([...PIPELINE_ENV_NAMES, ...Object.keys(LOCAL_ONLY_ENV)]);
+  const previousEnv = snapshotEnv([
+    ...PIPELINE_ENV_NAMES,
+    ...Object.keys(LOCAL_ONLY_ENV),
+    ...POINTS_ELSEWHERE,
+  ]);
   cleanups.push(() => restoreEnv(previousEnv));
   // Before any AWS client exists (the Athena stand-in creates one).
+  for (const name of POINTS_ELSEWHERE) delete process.env[name];
   Object.assign(process.env, LOCAL_ONLY_ENV);
 
   try {
@@ -210,6 +215,9 @@ export async function startLocalPipeline(
       S3_FORCE_PATH_STYLE: "true",
       RESULTS_BUCKET: bucket,
       ATHENA_WORKGROUP: workGroup,
+      ATHENA_DATABASE: TRACKING_SCHEMA,
+      ATHENA_TABLE: TRACKING_TABLE,
+      INGEST_PREFIXES: DEFAULT_INGEST_PREFIXES.join(","),
       MONGODB_URI: mongo.uri,
       MONGODB_DB_NAME: dbName,
     };
@@ -242,9 +250,9 @@ export async function startLocalPipeline(
       await s3Server.idle();
       await Promise.all(ingestInvocations.map((i) => i.done));
     });
-    for (const prefix of [ATHENA_RESULTS_PREFIX, REPROCESS_PREFIX]) {
+    for (const prefix of DEFAULT_INGEST_PREFIXES) {
       s3Server.addNotification({
-        id: `ingest-${prefix.replace("/", "")}`,
+        id: `ingest-${prefix.replace("/", "")}`, // as the stack names them: one rule per prefix
         bucket,
         prefix,
         suffix: ".csv",
@@ -373,6 +381,16 @@ const LOCAL_ONLY_ENV = {
   AWS_EC2_METADATA_DISABLED: "true",
 };
 
+// Settings of a real deployment a developer may have exported; any of them would send
+// the local handlers to AWS (a secret ARN wins over MONGODB_URI). Unset while running.
+const POINTS_ELSEWHERE = [
+  "MONGODB_URI_SECRET_ARN",
+  "RETRY_QUEUE_URL",
+  "AWS_PROFILE",
+  "AWS_SESSION_TOKEN",
+  "AWS_ENDPOINT_URL",
+];
+
 // Every variable the pipeline sets for the handlers (restored on stop).
 const PIPELINE_ENV_NAMES = [
   "AWS_REGION",
@@ -385,6 +403,9 @@ const PIPELINE_ENV_NAMES = [
   "S3_FORCE_PATH_STYLE",
   "RESULTS_BUCKET",
   "ATHENA_WORKGROUP",
+  "ATHENA_DATABASE",
+  "ATHENA_TABLE",
+  "INGEST_PREFIXES",
   "MONGODB_URI",
   "MONGODB_DB_NAME",
 ] as const;
