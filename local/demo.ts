@@ -173,7 +173,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     checks.push(ingestCheck("Athena's result file was ingested", first.ingest));
     const dryFirst = first.start.dryRun === true;
     checks.push({
-      name: dryFirst ? "the dry run wrote nothing" : "the nightly run wrote entries",
+      name: dryFirst ? "the dry run wrote nothing" : "the first run wrote entries",
       ok: dryFirst
         ? firstStep.changes.inserted + firstStep.changes.updated === 0
         : firstStep.changes.inserted + firstStep.changes.updated > 0,
@@ -299,7 +299,8 @@ function sampleRangeFor(
   return { end, days: Math.max(7, days ?? 1) };
 }
 
-// The rule fires at 06:00 UTC; the demo plays tonight's run (or this morning's, after 06:00).
+// The rule fires at 06:00 UTC and syncs the day before. The demo plays this morning's
+// firing, or before 06:00 fires "now": either way the night it syncs is yesterday.
 function scheduleTime(): Date {
   const now = new Date();
   const sixToday = new Date(`${toIsoDate(now)}T06:00:00.000Z`);
