@@ -138,9 +138,9 @@ function shellQuote(value: string): string {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    process.stderr.write(
-      `local pipeline failed: ${error instanceof Error ? error.message : String(error)}\n`,
-    );
+    const message = error instanceof Error ? error.message : String(error);
+    const hint = (error as { code?: string }).code === "EADDRINUSE" ? " (try --free-ports)" : "";
+    process.stderr.write(`local pipeline failed: ${message}${hint}\n`);
     process.exit(1);
   },
 );
