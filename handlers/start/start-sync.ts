@@ -1,4 +1,4 @@
-import { toIsoDate } from "../shared/dates";
+import { isCalendarDate, toIsoDate } from "../shared/dates";
 import type { Logger } from "../shared/logger";
 import type { RunManifest, RunTrigger } from "../shared/run-manifest";
 import type { DateRange, SyncRequest } from "../shared/sync-request";
@@ -55,22 +55,28 @@ export async function requestSync(
   logger: Logger,
 ): Promise<StartResult> {
   const startedAt = Date.now();
-  const today = toIsoDate(input.now);
-  const validated = validateSyncRequest(input.payload, { today, maxDays: deps.settings.maxDays });
-  if (!validated.ok) {
-    logger.warn("Request refused; nothing started", { error: validated.error });
+  const refuse = (error: string): StartResult => {
+    logger.warn("Request refused; nothing started", { error });
     return {
       success: false,
       dateRange: { start: "", end: "" },
       dryRun: false,
       duration: Date.now() - startedAt,
-      error: validated.error,
+      error,
     };
-  }
+  };
+  const today = toIsoDate(input.now);
+  const validated = validateSyncRequest(input.payload, { today, maxDays: deps.settings.maxDays });
+  if (!validated.ok) return refuse(validated.error);
 
   const request = validated.value;
   const publicationCode = request.publicationCode?.toLowerCase();
   let dateRange = requestedDateRange(request, today);
+  if (!isCalendarDate(dateRange.start)) {
+    return refuse(
+      `Invalid request: ${request.days} days ending ${dateRange.end} start before year 100`,
+    );
+  }
   // The watermark is about all publications, so only unfiltered runs without an
   // explicit date catch up; an explicit date means "exactly this".
   if (request.date === undefined && publicationCode === undefined) {

@@ -60,6 +60,11 @@ const refused: Array<[string, unknown, RegExp]> = [
   ["a 65-character publication code", { publicationCode: "a".repeat(65) }, /publicationCode/],
   ["a numeric publication code", { publicationCode: 1035 }, /publicationCode/],
   ["dryRun as a string", { dryRun: "true" }, /dryRun must be true or false/],
+  [
+    "a range reaching before year 100",
+    { date: "0100-01-10", days: 90 },
+    /90 days ending 0100-01-10 start before year 100/,
+  ],
   ["an array", [{ days: 1 }], /must be a JSON object/],
   ["a string", "2025-12-10", /must be a JSON object/],
 ];
