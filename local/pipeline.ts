@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import type { Context, S3Event } from "aws-lambda";
 import { type Db, MongoClient } from "mongodb";
@@ -179,7 +182,11 @@ export async function startLocalPipeline(
 
     const mongo: MongoServer = await startMongoServer({ port: options.ports?.mongo ?? 0 });
     cleanups.push(() => mongo.stop());
-    const s3Server: S3Server = await startS3Server({ port: options.ports?.s3 ?? 0 });
+    // Our own temp dir for the object bytes, removed by us: also when the S3 stand-in
+    // fails to start (a taken port), which would leave its own dir behind.
+    const dir = await mkdtemp(join(tmpdir(), "tracking-sync-local-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const s3Server: S3Server = await startS3Server({ port: options.ports?.s3 ?? 0, dir });
     cleanups.push(() => s3Server.stop());
     s3Server.createBucket(bucket);
     const cloudwatch: CloudWatchServer = await startCloudWatchServer({
