@@ -5,6 +5,7 @@ import { Collection, type IndexSpec } from "./collection.js";
 import { CursorRegistry } from "./cursors.js";
 import { badValue, CommandError, failedToParse, toCommandError, typeMismatch } from "./errors.js";
 import { contextFor, FULL_CONTEXT } from "./mingo-context.js";
+import { RetryableWrites } from "./retryable-writes.js";
 import {
   applyUpdate,
   bindNow,
@@ -38,6 +39,7 @@ type Handler = (command: Document, db: string, context: CommandContext) => Docum
 export class MongoEngine {
   private readonly databases = new Map<string, Map<string, Collection>>();
   readonly cursors = new CursorRegistry();
+  private readonly retryableWrites = new RetryableWrites();
   private readonly handlers: Record<string, Handler>;
 
   constructor(private readonly hostAndPort: () => string) {
@@ -49,7 +51,10 @@ export class MongoEngine {
       ping: () => ({ ok: 1 }),
       buildInfo: () => this.buildInfo(),
       buildinfo: () => this.buildInfo(),
-      endSessions: () => ({ ok: 1 }),
+      endSessions: (command) => {
+        this.retryableWrites.forget(command);
+        return { ok: 1 };
+      },
       killCursors: (command) => this.killCursors(command),
       insert: (command, db) => this.insert(command, db),
       update: (command, db) => this.update(command, db),
@@ -79,7 +84,7 @@ export class MongoEngine {
         throw new CommandError(59, `no such command: '${name ?? ""}'`);
       }
       const db = typeof command.$db === "string" ? command.$db : "test";
-      return handler(command, db, context);
+      return this.retryableWrites.run(name as string, command, () => handler(command, db, context));
     } catch (error) {
       return toCommandError(error).toReply();
     }
@@ -88,6 +93,7 @@ export class MongoEngine {
   reset(): void {
     this.databases.clear();
     this.cursors.clear();
+    this.retryableWrites.clear();
   }
 
   // ---- storage helpers -------------------------------------------------------------
