@@ -157,6 +157,14 @@ function checkDemoResult(result: DemoResult, publicationCode?: string): void {
   expect(report.skippedByReason).toEqual(countReasons(nightlyRows, "skipped"));
   expect(report.errorsByReason).toEqual(countReasons(nightlyRows, "error"));
   expectEntriesToMatch(first.entries, expectedEntries(nightlyRows));
+  const synced = nightlyRows.filter((r) => r.outcome.kind === "synced").length;
+  expect(result.metrics).toContainEqual(
+    expect.objectContaining({
+      namespace: "EmpowerLocal/TrackingSync",
+      name: "RowsSynced",
+      value: synced,
+    }),
+  );
   expect(first.ingest?.rejectsKey).toBe(`rejects/${first.ingest?.key}`);
 
   // The same event again starts nothing new; a new event for the same night changes nothing.
