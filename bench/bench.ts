@@ -225,7 +225,15 @@ async function seededMongo(universe: BenchUniverse, latencyMs: number): Promise<
   const mongo = await startMongoChild({ latencyMs });
   const client = new MongoClient(mongo.uri);
   try {
-    await seedMongo(client.db(DB_NAME), universe.fixtures);
+    const db = client.db(DB_NAME);
+    await seedMongo(db, universe.fixtures);
+    // The lookup indexes a Hub database has for these reads. Without them every one of
+    // the baseline's per-row findOne calls would scan a collection, and the comparison
+    // would measure the embedded server's scan speed rather than round trips.
+    await db.collection("tracking_scripts").createIndex({ creativeId: 1, publicationId: 1 });
+    await db
+      .collection("publication_insertion_orders")
+      .createIndex({ campaignId: 1, publicationId: 1 });
   } finally {
     await client.close();
   }
@@ -254,6 +262,7 @@ async function parseCeiling(path: string, rows: number): Promise<BenchFigures["p
 
 interface IngestRun {
   figures: IngestFigures;
+  memoryAtEnd: NodeJS.MemoryUsage;
   /** CPU seconds of the MongoDB server process during the run. */
   serverCpuSeconds: number;
   importMs: number;
@@ -338,6 +347,7 @@ async function runIngest(options: {
         errors: stats.errors,
       },
       serverCpuSeconds,
+      memoryAtEnd: result.memoryAtEnd,
       importMs: result.importMs,
       processCpuSeconds: result.processCpuSeconds,
       updateStatements,
@@ -411,6 +421,9 @@ interface BenchReport {
     ingestProcessCpuSeconds: number;
     serverCpuSeconds: number;
     serverCpuSecondsAtLatency: number;
+    /** The 0 ms ingest process's memory when the handler returned. */
+    ingestMemoryAtEnd: NodeJS.MemoryUsage;
+    ingestSmallMemoryAtEnd: NodeJS.MemoryUsage;
     entryUpserts: number;
     entryUpsertsAtLatency: number;
     baselineCommandsPerRow: number;
@@ -545,6 +558,8 @@ async function main(): Promise<void> {
       ingestProcessCpuSeconds: ingest.processCpuSeconds,
       serverCpuSeconds: ingest.serverCpuSeconds,
       serverCpuSecondsAtLatency: ingestAtLatency.serverCpuSeconds,
+      ingestMemoryAtEnd: ingest.memoryAtEnd,
+      ingestSmallMemoryAtEnd: ingestSmall.memoryAtEnd,
       entryUpserts: ingest.updateStatements,
       entryUpsertsAtLatency: ingestAtLatency.updateStatements,
       baselineCommandsPerRow: baseline.commands / baseline.rows,
