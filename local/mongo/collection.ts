@@ -21,14 +21,18 @@ interface KeyExtraction {
   allMissing: boolean;
 }
 
-function extractKey(doc: StoredDocument, fields: readonly string[]): KeyExtraction {
+function extractKey(
+  doc: StoredDocument,
+  fields: readonly string[],
+  paths: readonly (readonly string[])[],
+): KeyExtraction {
   const values: unknown[] = [];
   const keyValue: Document = {};
   let touchesArray = false;
   let allMissing = true;
-  for (const field of fields) {
+  for (const [position, field] of fields.entries()) {
     let current: unknown = doc;
-    for (const part of field.split(".")) {
+    for (const part of paths[position] ?? []) {
       if (Array.isArray(current)) {
         touchesArray = true;
         current = undefined;
@@ -53,6 +57,8 @@ function extractKey(doc: StoredDocument, fields: readonly string[]): KeyExtracti
  */
 class UniqueIndex {
   readonly fields: string[];
+  /** The fields split at their dots once, not for every document. */
+  private readonly paths: string[][];
   readonly entries = new Map<string, string>();
   /** Documents whose key crosses an array: lookups would miss multikey matches, so scan. */
   multikeyDocs = 0;
@@ -61,6 +67,7 @@ class UniqueIndex {
 
   constructor(readonly spec: IndexSpec) {
     this.fields = Object.keys(spec.key);
+    this.paths = this.fields.map((field) => field.split("."));
     this.sparse = spec.options.sparse === true;
     const partialFilter = spec.options.partialFilterExpression;
     if (isPlainObject(partialFilter))
@@ -72,7 +79,7 @@ class UniqueIndex {
 
   /** The entry key for a document, or undefined when the index does not cover it. */
   keyOf(doc: StoredDocument): { key: string; extraction: KeyExtraction } | undefined {
-    const extraction = extractKey(doc, this.fields);
+    const extraction = extractKey(doc, this.fields, this.paths);
     if (this.sparse && extraction.allMissing) return undefined;
     if (this.partial && !this.partial.test(doc)) return undefined;
     return { key: encodeKey(extraction.values), extraction };

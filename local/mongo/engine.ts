@@ -729,6 +729,8 @@ function parseIndexSpec(raw: unknown): IndexSpec {
 }
 
 function equivalentIndexes(a: IndexSpec, b: IndexSpec): boolean {
+  // The implicit _id index is unique without saying so: {key: {_id: 1}, name: "_id_"} is it.
+  if (a.name === "_id_") return JSON.stringify(a.key) === JSON.stringify(b.key);
   return (
     JSON.stringify(a.key) === JSON.stringify(b.key) &&
     a.unique === b.unique &&

@@ -88,8 +88,8 @@ export function parseUpdate(update: unknown, now: Date): ParsedUpdate {
       );
     }
     for (const field of Object.keys(fields)) {
-      if (field === "" || field.split(".").some((part) => part === "")) {
-        throw failedToParse(`An empty update path is not valid.`);
+      if (field === "" || field.startsWith(".") || field.endsWith(".") || field.includes("..")) {
+        throw failedToParse("An empty update path is not valid.");
       }
     }
     operators[key] = fields;
@@ -98,7 +98,7 @@ export function parseUpdate(update: unknown, now: Date): ParsedUpdate {
   checkNumericArguments(operators);
   bindCurrentDate(operators, now);
   const positional = Object.values(operators).some((fields) =>
-    Object.keys(fields).some((path) => path.split(".").includes("$")),
+    Object.keys(fields).some(isPositionalPath),
   );
   return { kind: "operators", operators, positional };
 }
@@ -132,6 +132,11 @@ function describeType(value: unknown): string {
   if (typeof value === "number") return Number.isInteger(value) ? "int" : "double";
   if (typeof value === "boolean") return "bool";
   return bsonTypeOf(value)?.toLowerCase() ?? typeof value;
+}
+
+/** Whether a path uses the positional `$` (which needs the statement's filter). */
+function isPositionalPath(path: string): boolean {
+  return path === "$" || path.startsWith("$.") || path.endsWith(".$") || path.includes(".$.");
 }
 
 /** Two operators may not touch the same path, nor a path and its prefix (code 40). */

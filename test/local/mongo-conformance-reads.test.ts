@@ -104,6 +104,25 @@ describe("filters", () => {
     expect(suspicious).toEqual([{ clicks: 20, impressions: 10 }]);
   });
 
+  it("matches an anchored case-insensitive regular expression on the whole value", async () => {
+    const entries = freshCollection("regex");
+    await entries.insertMany([
+      { campaignId: "ABC" },
+      { campaignId: "xabcx" },
+      { campaignId: "a.c" },
+    ]);
+
+    const whole = await entries
+      .find({ campaignId: /^abc$/i }, { projection: { _id: 0 } })
+      .toArray();
+    const escaped = await entries
+      .find({ campaignId: { $regex: "^a\\.c$", $options: "i" } }, { projection: { _id: 0 } })
+      .toArray();
+
+    expect(whole).toEqual([{ campaignId: "ABC" }]);
+    expect(escaped).toEqual([{ campaignId: "a.c" }]);
+  });
+
   it("combines a unique-index equality with further conditions", async () => {
     const entries = freshCollection("index_residual");
     await entries.createIndex({ k: 1 }, { unique: true });
