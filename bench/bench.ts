@@ -13,7 +13,8 @@
  * exit, error or Ctrl-C.
  *
  * Other flags: --baseline-rows N (2,000), --profile (node --cpu-prof on the 0 ms ingest,
- * written to .bench/profiles), --keep (keep the temp dir).
+ * written to .bench/profiles), --keep (keep the temp dir), --working-tree (measure the
+ * uncommitted working tree; by default the bench measures HEAD, see lib/snapshot.ts).
  */
 import { execFileSync } from "node:child_process";
 import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync } from "node:fs";
@@ -58,6 +59,7 @@ import {
   type Ratios,
   type TargetCheck,
 } from "./lib/ratios";
+import { REPO_ENV, runInSnapshot, SNAPSHOT_ENV } from "./lib/snapshot";
 import type { ParsePass } from "./parse-ceiling";
 
 const BUCKET = "tracking-sync-bench-results";
@@ -71,6 +73,7 @@ interface Options {
   baselineRows: number;
   profile: boolean;
   keep: boolean;
+  workingTree: boolean;
 }
 
 function readOptions(argv: string[]): Options {
@@ -83,6 +86,7 @@ function readOptions(argv: string[]): Options {
       "baseline-rows": { type: "string", default: "2000" },
       profile: { type: "boolean", default: false },
       keep: { type: "boolean", default: false },
+      "working-tree": { type: "boolean", default: false },
     },
     strict: true,
   });
@@ -104,6 +108,7 @@ function readOptions(argv: string[]): Options {
     baselineRows: integer("baseline-rows", values["baseline-rows"], 10),
     profile: values.profile,
     keep: values.keep,
+    workingTree: values["working-tree"],
   };
 }
 
@@ -122,6 +127,8 @@ interface MachineInfo {
 
 /** Which code was measured: others change the ingest while the bench runs. */
 function codeVersion(): { commit: string; uncommitted: string[] } {
+  const snapshot = process.env[SNAPSHOT_ENV];
+  if (snapshot) return { commit: snapshot, uncommitted: [] };
   const git = (args: string[]) => {
     try {
       return execFileSync("git", args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
@@ -435,6 +442,7 @@ interface BenchReport {
 
 async function main(): Promise<void> {
   const options = readOptions(process.argv.slice(2));
+  const repo = process.env[REPO_ENV] ?? fileURLToPath(new URL("..", import.meta.url));
   const machine = machineInfo();
   const phase = (name: string) => {
     machine.loadByPhase[name] = Math.round((loadavg()[0] ?? 0) * 100) / 100;
@@ -473,9 +481,7 @@ async function main(): Promise<void> {
   const code = codeVersion();
   await bundle(benchScript("ingest-worker.ts"), workerBundle, { target: "node20", minify: false });
   const services = await startServices(dir);
-  const profileDir = options.profile
-    ? fileURLToPath(new URL("../.bench/profiles", import.meta.url))
-    : undefined;
+  const profileDir = options.profile ? join(repo, ".bench", "profiles") : undefined;
   if (profileDir) {
     mkdirSync(profileDir, { recursive: true });
     // Kept beside the profiles: profile-summary maps bundle lines back to modules.
@@ -640,13 +646,24 @@ function formatReport(report: BenchReport): string {
   return `${lines.join("\n")}\n`;
 }
 
-main()
-  .then(() => {
-    cleanUpNow();
-    process.exit(0);
-  })
-  .catch((error: unknown) => {
-    progress(`failed: ${(error as Error).stack ?? String(error)}`);
-    cleanUpNow();
-    process.exit(1);
-  });
+const inSnapshot = process.env[SNAPSHOT_ENV] !== undefined;
+if (!inSnapshot && !process.argv.includes("--working-tree")) {
+  // Validate the arguments here, so a typo fails before anything is extracted.
+  readOptions(process.argv.slice(2));
+  runInSnapshot(fileURLToPath(new URL("..", import.meta.url)), process.argv.slice(2));
+} else {
+  runBench();
+}
+
+function runBench(): void {
+  main()
+    .then(() => {
+      cleanUpNow();
+      process.exit(0);
+    })
+    .catch((error: unknown) => {
+      progress(`failed: ${(error as Error).stack ?? String(error)}`);
+      cleanUpNow();
+      process.exit(1);
+    });
+}

@@ -1,6 +1,6 @@
 /**
- * Summarizes a V8 .cpuprofile of the bundled ingest worker: self time by function and
- * by source module. The bundle is not minified, and esbuild marks where each module
+ * Summarizes a V8 .cpuprofile of the bundled ingest worker: self time (idle excluded)
+ * by function, by source module and by package. The bundle is not minified, and esbuild marks where each module
  * starts with a `// path` comment, so bundle line numbers map back to source files.
  *
  *   tsx bench/profile-summary.ts <profile.cpuprofile> <ingest-worker.mjs> [top]
@@ -61,7 +61,8 @@ export function selfTimes(profile: CpuProfile, keyOf: (node: ProfileNode) => str
   profile.samples.forEach((id, index) => {
     const micros = profile.timeDeltas[index] ?? 0;
     const node = byId.get(id);
-    if (!node) return;
+    // Waiting (for MongoDB, for S3 bytes) is not CPU: shares are of busy time only.
+    if (!node || node.callFrame.functionName === "(idle)") return;
     const key = keyOf(node);
     totals.set(key, (totals.get(key) ?? 0) + micros);
     all += micros;
