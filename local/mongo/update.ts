@@ -290,6 +290,24 @@ export function applyUpdate(
   return { doc: next, changed: context.inserting || (changed ?? true) };
 }
 
+/**
+ * Since MongoDB 5.0 an operator's fields are applied in lexicographic order (numeric names
+ * numerically), which decides where new fields land in the stored document.
+ */
+function inFieldOrder(fields: Record<string, unknown>): Record<string, unknown> {
+  const names = Object.keys(fields);
+  if (names.length < 2) return fields;
+  const sorted = [...names].sort((a, b) => {
+    const numeric = /^\d+$/.test(a) && /^\d+$/.test(b);
+    if (numeric) return Number(a) - Number(b);
+    return a < b ? -1 : a > b ? 1 : 0;
+  });
+  if (sorted.every((name, position) => name === names[position])) return fields;
+  const ordered: Record<string, unknown> = {};
+  for (const name of sorted) ordered[name] = fields[name];
+  return ordered;
+}
+
 /** Runs mingo's update operators on `doc` in place; true when a field changed. */
 function applyOperators(
   doc: StoredDocument,
@@ -313,7 +331,7 @@ function applyOperators(
     let changed = false;
     for (const [operator, fields] of Object.entries(modifier)) {
       const factory = OPERATOR_FACTORIES[operator] as OperatorFactory;
-      if (factory(fields, context.arrayFilters)(doc).length > 0) changed = true;
+      if (factory(inFieldOrder(fields), context.arrayFilters)(doc).length > 0) changed = true;
     }
     return changed;
   } catch (error) {

@@ -141,6 +141,26 @@ describe("upserts", () => {
     });
   });
 
+  it("stores _id first, then the filter's fields, then new fields in lexicographic order", async () => {
+    const entries = freshCollection("field_order");
+
+    await entries.updateOne(
+      { orderId: "o-1", day: 1 },
+      { $set: { updatedAt: 1, clicks: 2 }, $setOnInsert: { createdAt: 3 } },
+      { upsert: true },
+    );
+
+    const stored = await entries.findOne({ orderId: "o-1" });
+    expect(Object.keys(stored ?? {})).toEqual([
+      "_id",
+      "orderId",
+      "day",
+      "clicks",
+      "createdAt",
+      "updatedAt",
+    ]);
+  });
+
   it("reports a matched but unchanged document as not modified", async () => {
     const entries = freshCollection("unchanged");
     await entries.insertOne({ k: 1, n: 5 });

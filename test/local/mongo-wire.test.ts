@@ -143,3 +143,18 @@ describe("wire protocol", () => {
     expect(counted.reply).toMatchObject({ n: 1 });
   });
 });
+
+describe("stop", () => {
+  it("closes the listener so new connections are refused, and can be called twice", async () => {
+    const temporary = await startMongoServer();
+
+    await temporary.stop();
+    await temporary.stop();
+    const outcome = await new Promise<string>((resolve) => {
+      const socket = connect(temporary.port, "127.0.0.1", () => resolve("connected"));
+      socket.on("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? "error"));
+    });
+
+    expect(outcome).toBe("ECONNREFUSED");
+  });
+});
