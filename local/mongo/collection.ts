@@ -151,6 +151,14 @@ function collectEqualities(filter: Document, into: Map<string, unknown>): boolea
   return consumedAll;
 }
 
+/** The values of `{$in: [...]}` when every one is a plain equality value. */
+function inList(condition: unknown): unknown[] | undefined {
+  if (!isPlainObject(condition) || Object.keys(condition).length !== 1) return undefined;
+  const list = condition.$in;
+  if (!Array.isArray(list) || !list.every((value) => equalityValue(value).ok)) return undefined;
+  return list;
+}
+
 function equalityValue(condition: unknown): { ok: true; value: unknown } | { ok: false } {
   if (condition instanceof RegExp || Array.isArray(condition)) return { ok: false };
   if (isPlainObject(condition)) {
@@ -302,25 +310,52 @@ export class Collection {
    * how mongod answers a point query on an index without a residual filter.
    */
   candidatesFor(filter: Document): { documents: StoredDocument[]; exact: boolean } | undefined {
+    const plan = this.plan(filter);
+    if (!plan) return undefined;
+    const documents: StoredDocument[] = [];
+    for (const idKey of plan.idKeys) {
+      const doc = this.getByIdKey(idKey);
+      if (doc) documents.push(doc);
+    }
+    return { documents, exact: plan.exact };
+  }
+
+  /**
+   * The _id keys of the only documents that can match `filter` (possibly absent ones), or
+   * undefined when no index narrows it down. Handles equality and `$in` on _id, equality
+   * on every field of a unique index, `$in` on a single-field unique index, and `$or`
+   * whose branches all do (the union, as mongod's OR plan over index scans).
+   */
+  private plan(filter: Document): { idKeys: Iterable<string>; exact: boolean } | undefined {
     const filterFields = Object.keys(filter);
+    const branches = filter.$or;
+    if (Array.isArray(branches) && branches.length > 0) {
+      const union = new Set<string>();
+      let exact = filterFields.length === 1;
+      for (const branch of branches) {
+        const branchPlan = isPlainObject(branch) ? this.plan(branch) : undefined;
+        if (!branchPlan) {
+          // The other conditions beside $or may still narrow it down.
+          const { $or: _ignored, ...rest } = filter;
+          const restPlan = Object.keys(rest).length > 0 ? this.plan(rest) : undefined;
+          return restPlan && { idKeys: restPlan.idKeys, exact: false };
+        }
+        for (const idKey of branchPlan.idKeys) union.add(idKey);
+        if (!branchPlan.exact) exact = false;
+      }
+      return { idKeys: union, exact };
+    }
+
     const idCondition = filter._id;
     const idEquality = equalityValue(idCondition);
     if (idCondition !== undefined && idEquality.ok) {
-      const doc = this.getByIdKey(idKeyOf(idEquality.value));
-      return { documents: doc ? [doc] : [], exact: filterFields.length === 1 };
+      return { idKeys: [idKeyOf(idEquality.value)], exact: filterFields.length === 1 };
     }
-    if (isPlainObject(idCondition) && Object.keys(idCondition).length === 1) {
-      const list = idCondition.$in;
-      if (Array.isArray(list) && list.every((value) => equalityValue(value).ok)) {
-        const found = new Map<string, StoredDocument>();
-        for (const value of list) {
-          const key = idKeyOf(value);
-          const doc = found.has(key) ? undefined : this.getByIdKey(key);
-          if (doc) found.set(key, doc);
-        }
-        return { documents: [...found.values()], exact: filterFields.length === 1 };
-      }
+    const idList = inList(idCondition);
+    if (idList) {
+      return { idKeys: new Set(idList.map(idKeyOf)), exact: filterFields.length === 1 };
     }
+
     if (this.uniqueIndexes.length === 0) return undefined;
     const equalities = new Map<string, unknown>();
     const consumedAll = collectEqualities(filter, equalities);
@@ -329,11 +364,22 @@ export class Collection {
       if (!index.fields.every((field) => equalities.has(field))) continue;
       const key = encodeKey(index.fields.map((field) => equalities.get(field) ?? null));
       const idKey = index.entries.get(key);
-      const doc = idKey === undefined ? undefined : this.getByIdKey(idKey);
       return {
-        documents: doc ? [doc] : [],
+        idKeys: idKey === undefined ? [] : [idKey],
         exact: consumedAll && equalities.size === index.fields.length,
       };
+    }
+    for (const index of this.uniqueIndexes) {
+      const [field] = index.fields;
+      if (!index.usableForLookup || index.fields.length !== 1 || field === undefined) continue;
+      const list = inList(filter[field]);
+      if (!list) continue;
+      const idKeys = new Set<string>();
+      for (const value of list) {
+        const idKey = index.entries.get(encodeKey([value]));
+        if (idKey !== undefined) idKeys.add(idKey);
+      }
+      return { idKeys, exact: filterFields.length === 1 };
     }
     return undefined;
   }

@@ -138,6 +138,48 @@ describe("filters", () => {
     expect(miss).toBeNull();
   });
 
+  it("answers $or over compound unique keys, with and without further conditions", async () => {
+    const entries = freshCollection("or_keys");
+    await entries.createIndex({ orderId: 1, day: 1 }, { unique: true });
+    await entries.insertMany([
+      { orderId: "a", day: 1, n: 1 },
+      { orderId: "a", day: 2, n: 2 },
+      { orderId: "b", day: 1, n: 3 },
+    ]);
+    const keys = [
+      { orderId: "a", day: 2 },
+      { orderId: "b", day: 1 },
+      { orderId: "b", day: 1 },
+      { orderId: "z", day: 9 },
+    ];
+
+    const byKeys = await entries.find({ $or: keys }, { projection: { _id: 0, n: 1 } }).toArray();
+    const narrowed = await entries.countDocuments({ $or: keys, n: { $gte: 3 } });
+    const mixed = await entries.countDocuments({ $or: [...keys, { n: 1 }] });
+    const updated = await entries.updateMany({ $or: keys }, [{ $set: { seen: true } }]);
+
+    expect(byKeys.map((doc) => doc.n).sort()).toEqual([2, 3]);
+    expect(narrowed).toBe(1);
+    expect(mixed).toBe(3);
+    expect(updated).toMatchObject({ matchedCount: 2, modifiedCount: 2 });
+  });
+
+  it("answers $in on a single-field unique index and on _id", async () => {
+    const entries = freshCollection("in_unique");
+    await entries.createIndex({ code: 1 }, { unique: true });
+    await entries.insertMany([
+      { _id: 1 as never, code: "x" },
+      { _id: 2 as never, code: "y" },
+      { _id: 3 as never, code: "z" },
+    ]);
+
+    const byCode = await entries.find({ code: { $in: ["z", "x", "nope"] } }).toArray();
+    const byId = await entries.find({ _id: { $in: [3, 2, 2] as never[] }, code: "y" }).toArray();
+
+    expect(byCode.map((doc) => doc._id).sort()).toEqual([1, 3]);
+    expect(byId.map((doc) => doc._id)).toEqual([2]);
+  });
+
   it("matches numbers of different BSON types through a unique index", async () => {
     const entries = freshCollection("numeric_types");
     await entries.createIndex({ k: 1 }, { unique: true });
