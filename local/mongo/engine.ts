@@ -14,7 +14,14 @@ import {
   upsertSeed,
   withIdFirst,
 } from "./update.js";
-import { encodeKey, getPath, isPlainObject, type StoredDocument, toNumber } from "./values.js";
+import {
+  cloneValue,
+  encodeKey,
+  getPath,
+  isPlainObject,
+  type StoredDocument,
+  toNumber,
+} from "./values.js";
 import { MAX_BSON_OBJECT_SIZE, MAX_MESSAGE_SIZE } from "./wire.js";
 
 export const MAX_WIRE_VERSION = 21;
@@ -59,6 +66,8 @@ export class MongoEngine {
       insert: (command, db) => this.insert(command, db),
       update: (command, db) => this.update(command, db),
       delete: (command, db) => this.delete(command, db),
+      findAndModify: (command, db) => this.findAndModify(command, db, "findAndModify"),
+      findandmodify: (command, db) => this.findAndModify(command, db, "findandmodify"),
       find: (command, db) => this.find(command, db),
       getMore: (command, db) => this.getMore(command, db),
       aggregate: (command, db) => this.aggregate(command, db),
@@ -283,6 +292,65 @@ export class MongoEngine {
     );
     this.ensureCollection(db, name).collection.insert(inserted);
     return { matched: 0, modified: 0, upsertedId: inserted._id };
+  }
+
+  /** findOneAndUpdate / findOneAndReplace / findOneAndDelete. */
+  private findAndModify(command: Document, db: string, commandField: string): Document {
+    const name = requireCollectionName(command, commandField);
+    const filter = optionalObject(command.query, "query");
+    const sort = optionalObject(command.sort, "sort");
+    const projection = optionalObject(command.fields, "fields");
+    const remove = command.remove === true;
+    const returnNew = command.new === true;
+    const upsert = command.upsert === true;
+    if (remove && (command.update !== undefined || upsert || returnNew)) {
+      throw failedToParse("Cannot specify both an update and remove=true");
+    }
+    if (!remove && command.update === undefined) {
+      throw failedToParse("Either an update or remove=true must be specified");
+    }
+    const collection = this.collection(db, name);
+    const target = hasKeys(sort)
+      ? firstInOrder([...this.matching(collection, filter)], sort)
+      : takeFirst(this.matching(collection, filter))[0];
+    const shape = (doc: Document | undefined): Document | null => {
+      if (!doc) return null;
+      if (!hasKeys(projection)) return doc;
+      const projected = new Query({}, queryOptions(projection)).find([doc], projection);
+      return projected.hasNext() ? restoreFieldOrder(projected.next() as Document) : null;
+    };
+
+    if (remove) {
+      if (target) collection?.remove(target);
+      return { lastErrorObject: { n: target ? 1 : 0 }, value: shape(target), ok: 1 };
+    }
+    const parsed = parseUpdate(command.update, new Date());
+    const arrayFilters = Array.isArray(command.arrayFilters)
+      ? (command.arrayFilters as Document[])
+      : undefined;
+    if (target && collection) {
+      const before = collection.snapshot(target);
+      // The update changes `target` in place; keep the pre-image the client asked for.
+      const original = returnNew ? undefined : cloneValue(target);
+      const next = applyUpdate(target, parsed, { filter, arrayFilters, inserting: false });
+      if (next.changed) collection.replace(before, next.doc);
+      return {
+        lastErrorObject: { n: 1, updatedExisting: true },
+        value: shape(returnNew ? next.doc : original),
+        ok: 1,
+      };
+    }
+    if (!upsert) return { lastErrorObject: { n: 0, updatedExisting: false }, value: null, ok: 1 };
+    const seed = upsertSeed(filter);
+    const inserted = withIdFirst(
+      applyUpdate(seed, parsed, { filter, arrayFilters, inserting: true }).doc,
+    );
+    this.ensureCollection(db, name).collection.insert(inserted);
+    return {
+      lastErrorObject: { n: 1, updatedExisting: false, upserted: inserted._id },
+      value: returnNew ? shape(inserted) : null,
+      ok: 1,
+    };
   }
 
   private delete(command: Document, db: string): Document {
@@ -677,6 +745,15 @@ function nonNegativeOrUndefined(value: unknown, field: string): number | undefin
     );
   }
   return Math.floor(number);
+}
+
+/** The first document in `sort` order (mingo's sort semantics). */
+function firstInOrder(docs: Document[], sort: Document): Document | undefined {
+  const cursor = new Query({}, queryOptions(sort))
+    .find<Document>(docs)
+    .sort(sort as Record<string, 1 | -1>)
+    .limit(1);
+  return cursor.hasNext() ? cursor.next() : undefined;
 }
 
 function takeFirst<T>(iterator: Iterator<T>): T[] {

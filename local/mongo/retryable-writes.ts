@@ -2,7 +2,7 @@ import { type Document, Long } from "mongodb";
 import { CommandError } from "./errors.js";
 import { toNumber } from "./values.js";
 
-const RETRYABLE_COMMANDS = new Set(["insert", "update", "delete"]);
+const RETRYABLE_COMMANDS = new Set(["insert", "update", "delete", "findAndModify"]);
 
 interface LastWrite {
   txnNumber: number;

@@ -605,6 +605,53 @@ describe("pipeline updates", () => {
   });
 });
 
+describe("findOneAnd*", () => {
+  it("returns the document before or after the update, and upserts", async () => {
+    const entries = freshCollection("find_and_modify");
+    await entries.insertOne({ k: 1, n: 1 });
+
+    const before = await entries.findOneAndUpdate({ k: 1 }, { $inc: { n: 1 } });
+    const after = await entries.findOneAndUpdate(
+      { k: 1 },
+      { $inc: { n: 1 } },
+      { returnDocument: "after", projection: { _id: 0 } },
+    );
+    const upserted = await entries.findOneAndUpdate(
+      { k: 2 },
+      { $set: { n: 10 } },
+      { upsert: true, returnDocument: "after", projection: { _id: 0 } },
+    );
+
+    expect(before).toMatchObject({ k: 1, n: 1 });
+    expect(after).toEqual({ k: 1, n: 3 });
+    expect(upserted).toEqual({ k: 2, n: 10 });
+  });
+
+  it("picks the first document in sort order and deletes or replaces it", async () => {
+    const entries = freshCollection("find_and_delete");
+    await entries.insertMany([
+      { g: 1, n: 2 },
+      { g: 1, n: 1 },
+      { g: 1, n: 3 },
+    ]);
+
+    const deleted = await entries.findOneAndDelete({ g: 1 }, { sort: { n: 1 } });
+    const replaced = await entries.findOneAndReplace(
+      { g: 1 },
+      { g: 1, n: 30 },
+      { sort: { n: -1 }, returnDocument: "after", projection: { _id: 0 } },
+    );
+
+    expect(deleted?.n).toBe(1);
+    expect(replaced).toEqual({ g: 1, n: 30 });
+    expect(
+      (await entries.find({}, { projection: { _id: 0 }, sort: { n: 1 } }).toArray()).map(
+        (doc) => doc.n,
+      ),
+    ).toEqual([2, 30]);
+  });
+});
+
 describe("deletes", () => {
   it("removes one or all matching documents", async () => {
     const entries = freshCollection("delete");
