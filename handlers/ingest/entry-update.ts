@@ -102,8 +102,8 @@ export function metricsOf(contributions: readonly Contribution[]): EntryMetrics 
   };
 }
 
-// Temporary fields used inside the pipeline, removed by its last stage. Names are short
-// on purpose: the pipeline is serialized once per entry per batch, so its size is CPU.
+// Temporary fields used inside the pipeline, removed by its last stage.
+const DATA = "_tsd";
 const NEXT = "_tsc";
 const CHANGED = "_tsu";
 
@@ -124,106 +124,131 @@ function joinDistinct(arrayExpression: string): Document {
   };
 }
 
-/** A value as an expression constant: only `$`-strings, objects and arrays need `$literal`. */
-function literal(value: unknown): unknown {
-  if (typeof value === "string") return value.startsWith("$") ? { $literal: value } : value;
-  if (value === null || typeof value !== "object" || value instanceof Date) return value;
-  return { $literal: value };
-}
-
 const percent = (part: string) => ({
   $cond: ["$$i", { $multiply: [{ $divide: [part, "$$i"] }, 100] }, 0],
 });
 
+/** The order's fields an update sets, in the order they are compared and written. */
+const ORDER_FIELDS = [
+  "dateEnd",
+  "campaignId",
+  "publicationId",
+  "publicationName",
+  "channel",
+  "enteredBy",
+] as const;
+
+/** One update statement for many existing entries (see `buildBatchUpdate`). */
+export interface BatchUpdate {
+  filter: Document;
+  pipeline: Document[];
+}
+
 /**
- * The update pipeline for one entry. In one atomic update it: removes this file's
- * contribution keys from the stored array, adds the new contributions (sorted by key,
- * so the array is the same whatever order files and batches arrive in), derives
- * metrics/itemName/dimensions from ALL contributions, and moves `updatedAt` and
- * `enteredAt` only when the contributions or the order's fields actually change
- * (metrics, itemName and dimensions derive from those). Every value from the file or
- * the lookups is inside `$literal` (contribution keys are JSON arrays, so they never
- * start with `$`), so nothing is read as an operator or a field path.
+ * ONE update statement (`multi: true`) for a batch's existing entries. The pipeline is
+ * the same for every entry and is sent once per batch, not once per entry: each entry's
+ * data sits in one `$literal` array and the pipeline picks its element by the entry's
+ * key. Per entry, in one atomic document update, it removes this file's contribution
+ * keys from the stored array, adds the new contributions (sorted by key, so the array is
+ * the same whatever order files and batches arrive in), derives metrics/itemName/
+ * dimensions from ALL contributions, and moves `updatedAt` and `enteredAt` only when the
+ * contributions or the order's fields change. File and lookup values only ever enter as
+ * `$literal` data or through field paths, so `$x` or `a.b` is never read as an operator
+ * or a path. New entries are inserted whole instead (`applyEntryUpdate(null, ...)`).
  */
-export function buildUpdatePipeline(update: EntryUpdate): Document[] {
-  const keys = update.contributions.map((contribution) => contribution.key);
-  const f = update.fields;
+export function buildBatchUpdate(updates: readonly EntryUpdate[]): BatchUpdate {
+  const keys = updates.map((update) => [
+    update.key.orderId,
+    update.key.itemPath,
+    update.key.dateStart,
+  ]);
+  const data = updates.map((update) => ({
+    k: update.contributions.map((contribution) => contribution.key),
+    c: update.contributions,
+    f: { ...update.fields, enteredBy: ENTERED_BY },
+  }));
   const next = `$${NEXT}`;
-  const fields = {
-    dateEnd: f.dateEnd,
-    campaignId: literal(f.campaignId),
-    publicationId: f.publicationId,
-    publicationName: literal(f.publicationName),
-    channel: literal(f.channel),
-    enteredBy: ENTERED_BY,
-  };
-  return [
-    {
-      $set: {
-        [NEXT]: {
-          $sortArray: {
-            input: {
-              $concatArrays: [
-                {
-                  $filter: {
-                    input: { $ifNull: ["$contributions", []] },
-                    cond: { $not: [{ $in: ["$$this.key", keys] }] },
+  const newFields = Object.fromEntries(ORDER_FIELDS.map((name) => [name, `$${DATA}.f.${name}`]));
+  return {
+    filter: { $or: updates.map((update) => update.key) },
+    pipeline: [
+      {
+        $set: {
+          [DATA]: {
+            $arrayElemAt: [
+              { $literal: data },
+              { $indexOfArray: [{ $literal: keys }, ["$orderId", "$itemPath", "$dateStart"]] },
+            ],
+          },
+        },
+      },
+      {
+        $set: {
+          [NEXT]: {
+            $sortArray: {
+              input: {
+                $concatArrays: [
+                  {
+                    $filter: {
+                      input: { $ifNull: ["$contributions", []] },
+                      cond: { $not: [{ $in: ["$$this.key", `$${DATA}.k`] }] },
+                    },
                   },
-                },
-                { $literal: update.contributions },
-              ],
-            },
-            sortBy: { key: 1 },
-          },
-        },
-      },
-    },
-    {
-      // Expressions here read the stored document (this stage's own assignments are not
-      // visible to each other), so CHANGED compares stored values with new ones.
-      $set: {
-        [CHANGED]: {
-          $ne: [
-            [next, ...Object.values(fields)],
-            ["$contributions", ...Object.keys(fields).map((name) => `$${name}`)],
-          ],
-        },
-        contributions: next,
-        metrics: {
-          $let: {
-            vars: {
-              i: { $sum: `${next}.impressions` },
-              c: { $sum: `${next}.clicks` },
-              v: { $sum: `${next}.viewableImpressions` },
-            },
-            in: {
-              impressions: "$$i",
-              clicks: "$$c",
-              ctr: percent("$$c"),
-              viewability: percent("$$v"),
-              reach: { $sum: `${next}.uniqueIps` },
+                  `$${DATA}.c`,
+                ],
+              },
+              sortBy: { key: 1 },
             },
           },
         },
-        itemName: joinDistinct(`${next}.itemName`),
-        dimensions: {
-          $let: {
-            vars: { d: joinDistinct(`${next}.adSize`) },
-            in: { $cond: [{ $eq: ["$$d", ""] }, "$$REMOVE", "$$d"] },
+      },
+      {
+        // Expressions here read the stored document (one stage's assignments do not see
+        // each other), so CHANGED compares the stored values with the new ones.
+        $set: {
+          [CHANGED]: {
+            $ne: [
+              [next, ...Object.values(newFields)],
+              ["$contributions", ...ORDER_FIELDS.map((name) => `$${name}`)],
+            ],
           },
+          contributions: next,
+          metrics: {
+            $let: {
+              vars: {
+                i: { $sum: `${next}.impressions` },
+                c: { $sum: `${next}.clicks` },
+                v: { $sum: `${next}.viewableImpressions` },
+              },
+              in: {
+                impressions: "$$i",
+                clicks: "$$c",
+                ctr: percent("$$c"),
+                viewability: percent("$$v"),
+                reach: { $sum: `${next}.uniqueIps` },
+              },
+            },
+          },
+          itemName: joinDistinct(`${next}.itemName`),
+          dimensions: {
+            $let: {
+              vars: { d: joinDistinct(`${next}.adSize`) },
+              in: { $cond: [{ $eq: ["$$d", ""] }, "$$REMOVE", "$$d"] },
+            },
+          },
+          ...newFields,
         },
-        ...fields,
       },
-    },
-    {
-      $set: {
-        enteredAt: { $cond: [`$${CHANGED}`, "$$NOW", "$enteredAt"] },
-        createdAt: { $ifNull: ["$createdAt", "$$NOW"] },
-        updatedAt: { $cond: [`$${CHANGED}`, "$$NOW", "$updatedAt"] },
+      {
+        $set: {
+          enteredAt: { $cond: [`$${CHANGED}`, "$$NOW", "$enteredAt"] },
+          createdAt: { $ifNull: ["$createdAt", "$$NOW"] },
+          updatedAt: { $cond: [`$${CHANGED}`, "$$NOW", "$updatedAt"] },
+        },
       },
-    },
-    { $unset: [NEXT, CHANGED] },
-  ];
+      { $unset: [DATA, NEXT, CHANGED] },
+    ],
+  };
 }
 
 /** What applying an update did (or, in a dry run, would do) to one entry. */
@@ -233,15 +258,6 @@ export interface AppliedUpdate {
   /** Top-level fields (and `metrics.*`) whose value changed; empty for `unchanged`. */
   changedFields: string[];
 }
-
-const ORDER_FIELDS = [
-  "dateEnd",
-  "campaignId",
-  "publicationId",
-  "publicationName",
-  "channel",
-  "enteredBy",
-] as const;
 
 const COMPARED_FIELDS = [
   "contributions",
@@ -257,9 +273,10 @@ const COMPARED_FIELDS = [
 ] as const;
 
 /**
- * The pure JavaScript twin of `buildUpdatePipeline`, for dry runs: the document the
- * pipeline would leave, given the stored one (or null) and the server's `$$NOW`.
- * A test runs both against the same inputs and compares the documents.
+ * The pure JavaScript twin of `buildBatchUpdate`: the document the pipeline would leave,
+ * given the stored one (or null) and the server's `$$NOW`. Dry runs use it for every
+ * entry, real runs for new entries (inserted whole). A test runs both against the same
+ * inputs and compares the documents.
  */
 export function applyEntryUpdate(
   existing: Document | null,

@@ -95,15 +95,15 @@ describe.skipIf(process.env.MONGODB_TEST_URI !== undefined)(
       const clean = await comparableEntries();
       await harness.db.collection("performance_entries").deleteMany({});
 
-      // Writes answer slowly; once the first batch's entries exist, the next update fails.
-      fault().setLatency(300, "update");
+      // Writes answer slowly; once the first batch's entries exist, the next write fails.
+      fault().setLatency(300, "insert");
       const run = handler(event, lambdaContext);
       const outcome = run.then(
         () => new Error("handler did not throw"),
         (error: Error) => error,
       );
       await waitForEntries();
-      fault().failNext({ command: "update", code: 8, errmsg: "simulated outage" });
+      fault().failNext({ command: "insert", code: 8, errmsg: "simulated outage" });
       const error = await outcome;
       fault().reset();
 

@@ -3,13 +3,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   applyEntryUpdate,
   bsonEqual,
-  buildUpdatePipeline,
   type Contribution,
   compareUtf8,
   contributionKey,
   type EntryUpdate,
   metricsOf,
 } from "../../../handlers/ingest/entry-update";
+import { MongoEntryWriter } from "../../../handlers/ingest/writer";
 import { startTestMongo, type TestMongo } from "../../helpers/mongo";
 
 function contribution(overrides: Partial<Contribution> = {}): Contribution {
@@ -161,30 +161,37 @@ describe("bsonEqual", () => {
   });
 });
 
-describe("buildUpdatePipeline against MongoDB", () => {
+describe("buildBatchUpdate and MongoEntryWriter against MongoDB", () => {
   let mongo: TestMongo;
   let client: MongoClient;
   let entries: Collection;
+  let writer: MongoEntryWriter;
 
   beforeAll(async () => {
     mongo = await startTestMongo();
     client = await new MongoClient(mongo.uri).connect();
     entries = client.db(mongo.freshDbName("pipeline")).collection("performance_entries");
+    await entries.createIndex(
+      { orderId: 1, itemPath: 1, dateStart: 1, source: 1 },
+      { unique: true },
+    );
+    writer = new MongoEntryWriter(entries);
   });
   afterAll(async () => {
     await client?.close();
     await mongo?.stop();
   });
 
-  async function upsert(entryUpdate: EntryUpdate) {
-    return entries.updateOne(entryUpdate.key, buildUpdatePipeline(entryUpdate), { upsert: true });
-  }
-
   async function stored(entryUpdate: EntryUpdate): Promise<Document> {
     const document = await entries.findOne(entryUpdate.key, { projection: { _id: 0 } });
     if (!document) throw new Error("entry not stored");
     return document;
   }
+
+  const onPath = (entryUpdate: EntryUpdate, itemPath: string): EntryUpdate => ({
+    ...entryUpdate,
+    key: { ...entryUpdate.key, itemPath },
+  });
 
   it("leaves the same document as the JavaScript twin, step after step", async () => {
     const a = contribution({ creativeId: "$x", itemName: "$x" });
@@ -198,37 +205,80 @@ describe("buildUpdatePipeline against MongoDB", () => {
       // Order fields from the database are data too, even when they look like operators.
       update([b], { campaignId: "$camp", publicationName: "a.b", channel: "$$NOW" }),
     ];
-    let twin: Document | null = null;
+    let previous: Document | null = null;
 
     for (const step of steps) {
-      await upsert(step);
+      await writer.write([step]);
       const real = await stored(step);
-      const applied = applyEntryUpdate(twin, step, real.updatedAt);
+      const applied = applyEntryUpdate(previous, step, real.updatedAt);
       // createdAt comes from the first step's clock; compare everything else exactly.
       expect({ ...real, createdAt: undefined, enteredAt: undefined }).toEqual({
         ...applied.document,
         createdAt: undefined,
         enteredAt: undefined,
       });
-      twin = real;
+      previous = real;
     }
   });
 
-  it("changes nothing, updatedAt included, when the same update runs again", async () => {
-    const step = update([contribution({ creativeId: "cr_same" })], { channel: "website" });
-    step.key.itemPath = "tracking-website";
-    await upsert(step);
-    const before = await stored(step);
+  it("updates many existing entries in one statement, each with its own data", async () => {
+    const steps = ["multi-1", "multi-2", "multi-3"].map((path, index) =>
+      onPath(
+        update([contribution({ creativeId: `cr_${index}`, impressions: 10 * (index + 1) })]),
+        path,
+      ),
+    );
+    await writer.write(steps);
+    const before = await Promise.all(steps.map(stored));
+    const changed = steps.map((step, index) =>
+      onPath(
+        update([contribution({ creativeId: `cr_x${index}`, impressions: index })]),
+        step.key.itemPath,
+      ),
+    );
 
-    const result = await upsert(step);
+    const result = await writer.write(changed);
 
-    expect(result.modifiedCount).toBe(0);
-    expect(await stored(step)).toEqual(before);
+    expect(result).toMatchObject({ inserted: 0, updated: 3, unchanged: 0 });
+    for (const [index, step] of changed.entries()) {
+      const real = await stored(step);
+      expect(real.metrics.impressions).toBe(10 * (index + 1) + index);
+      expect(real).toEqual(applyEntryUpdate(before[index] ?? null, step, real.updatedAt).document);
+    }
+  });
+
+  it("changes nothing, updatedAt included, when the same batch is written again", async () => {
+    const steps = [
+      onPath(update([contribution({ creativeId: "cr_same" })], { channel: "website" }), "same-1"),
+      onPath(update([contribution({ creativeId: "cr_same" })]), "same-2"),
+    ];
+    await writer.write(steps);
+    const before = await Promise.all(steps.map(stored));
+
+    const result = await writer.write(steps);
+
+    expect(result).toMatchObject({ inserted: 0, updated: 0, unchanged: 2 });
+    expect(await Promise.all(steps.map(stored))).toEqual(before);
+  });
+
+  it("inserts the new and updates the existing entries of one batch", async () => {
+    const old = onPath(update([contribution({ creativeId: "cr_old" })]), "mixed-old");
+    await writer.write([old]);
+
+    const result = await writer.write([
+      onPath(update([contribution({ creativeId: "cr_more" })]), "mixed-old"),
+      onPath(update([contribution({ creativeId: "cr_new" })]), "mixed-new"),
+    ]);
+
+    expect(result).toMatchObject({ inserted: 1, updated: 1, unchanged: 0 });
+    expect((await stored(old)).contributions).toHaveLength(2);
   });
 
   it("takes over an entry written row by row before contributions existed, as the twin does", async () => {
-    const step = update([contribution({ creativeId: "cr_legacy", adSize: null })]);
-    step.key.itemPath = "tracking-legacy";
+    const step = onPath(
+      update([contribution({ creativeId: "cr_legacy", adSize: null })]),
+      "tracking-legacy",
+    );
     await entries.insertOne({
       ...step.key,
       metrics: { impressions: 1, clicks: 0, ctr: 0, viewability: 0, reach: 1 },
@@ -237,7 +287,7 @@ describe("buildUpdatePipeline against MongoDB", () => {
     });
     const legacy = await stored(step);
 
-    await upsert(step);
+    await writer.write([step]);
     const real = await stored(step);
 
     expect(real.dimensions).toBeUndefined();
