@@ -113,7 +113,9 @@ export async function startMongoServer(options: MongoServerOptions = {}): Promis
   let port = options.port ?? 0;
   let nextConnectionId = 1;
   let nextRequestId = 1;
-  const engine = new MongoEngine(() => `${host}:${port}`);
+  // IPv6 literals need brackets in host:port strings and URIs.
+  const hostForUri = host.includes(":") ? `[${host}]` : host;
+  const engine = new MongoEngine(() => `${hostForUri}:${port}`);
 
   const delay = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -178,7 +180,7 @@ export async function startMongoServer(options: MongoServerOptions = {}): Promis
 
   let stopping: Promise<void> | undefined;
   return {
-    uri: `mongodb://${host.includes(":") ? `[${host}]` : host}:${port}/?directConnection=true`,
+    uri: `mongodb://${hostForUri}:${port}/?directConnection=true`,
     port,
     faults: {
       failNext: (spec) => faults.failNext(spec),
