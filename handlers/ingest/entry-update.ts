@@ -283,14 +283,62 @@ export function applyEntryUpdate(
   update: EntryUpdate,
   now: Date,
 ): AppliedUpdate {
-  const keys = new Set(update.contributions.map((contribution) => contribution.key));
   const stored: Contribution[] = Array.isArray(existing?.contributions)
     ? existing.contributions
     : [];
-  const contributions = [
-    ...stored.filter((contribution) => !keys.has(contribution.key)),
-    ...update.contributions,
-  ].sort((a, b) => compareUtf8(a.key, b.key));
+  let contributions = update.contributions;
+  if (stored.length > 0) {
+    const keys = new Set(update.contributions.map((contribution) => contribution.key));
+    contributions = [
+      ...stored.filter((contribution) => !keys.has(contribution.key)),
+      ...update.contributions,
+    ].sort((a, b) => compareUtf8(a.key, b.key));
+  }
+  const next = derivedFields(contributions, update.fields);
+  if (existing === null) {
+    // A new entry (every insert of a real run): nothing to compare.
+    return {
+      kind: "insert",
+      document: { ...update.key, ...next, enteredAt: now, createdAt: now, updatedAt: now },
+      changedFields: [],
+    };
+  }
+  const changedFields: string[] = [];
+  for (const field of COMPARED_FIELDS) {
+    if (field === "metrics") {
+      for (const [name, value] of Object.entries(next.metrics as EntryMetrics)) {
+        if (!bsonEqual(value, existing.metrics?.[name])) changedFields.push(`metrics.${name}`);
+      }
+      if (changedFields.some((name) => name.startsWith("metrics."))) continue;
+      if (!bsonEqual(next.metrics, existing.metrics)) changedFields.push("metrics");
+    } else if (!bsonEqual(next[field], existing[field])) {
+      changedFields.push(field);
+    }
+  }
+  // As the pipeline decides: only the contributions and the order's fields move the clock.
+  const changed =
+    !bsonEqual(contributions, existing.contributions) ||
+    ORDER_FIELDS.some((field) => !bsonEqual(next[field], existing[field]));
+  const document: Document = { ...existing };
+  for (const field of COMPARED_FIELDS) {
+    if (next[field] === undefined) delete document[field];
+    else document[field] = next[field];
+  }
+  document.enteredAt = changed ? now : existing.enteredAt;
+  document.createdAt = existing.createdAt ?? now;
+  document.updatedAt = changed ? now : existing.updatedAt;
+  if (document.enteredAt === undefined) delete document.enteredAt;
+  if (document.updatedAt === undefined) delete document.updatedAt;
+  return {
+    // Counted like MongoDB's modifiedCount: any stored difference is an update.
+    kind: changed || changedFields.length > 0 ? "update" : "unchanged",
+    document,
+    changedFields,
+  };
+}
+
+/** What the pipeline derives and sets, in the order it sets them (contributions sorted by key). */
+function derivedFields(contributions: Contribution[], fields: EntryFields): Document {
   const next: Document = {
     contributions,
     metrics: metricsOf(contributions),
@@ -298,48 +346,13 @@ export function applyEntryUpdate(
   };
   const dimensions = joinDistinctValues(contributions.map((c) => c.adSize));
   if (dimensions !== "") next.dimensions = dimensions;
-  Object.assign(next, {
-    dateEnd: update.fields.dateEnd,
-    campaignId: update.fields.campaignId,
-    publicationId: update.fields.publicationId,
-    publicationName: update.fields.publicationName,
-    channel: update.fields.channel,
-    enteredBy: ENTERED_BY,
-  });
-  const changedFields: string[] = [];
-  for (const field of COMPARED_FIELDS) {
-    if (field === "metrics") {
-      for (const [name, value] of Object.entries(next.metrics as EntryMetrics)) {
-        if (!bsonEqual(value, existing?.metrics?.[name])) changedFields.push(`metrics.${name}`);
-      }
-      if (changedFields.some((name) => name.startsWith("metrics."))) continue;
-      if (!bsonEqual(next.metrics, existing?.metrics)) changedFields.push("metrics");
-    } else if (!bsonEqual(next[field], existing?.[field])) {
-      changedFields.push(field);
-    }
-  }
-  const inserted = existing === null;
-  // As the pipeline decides: only the contributions and the order's fields move the clock.
-  const changed =
-    inserted ||
-    !bsonEqual(contributions, existing.contributions) ||
-    ORDER_FIELDS.some((field) => !bsonEqual(next[field], existing[field]));
-  const document: Document = { ...(existing ?? { ...update.key }) };
-  for (const field of COMPARED_FIELDS) {
-    if (next[field] === undefined) delete document[field];
-    else document[field] = next[field];
-  }
-  document.enteredAt = changed ? now : existing?.enteredAt;
-  document.createdAt = existing?.createdAt ?? now;
-  document.updatedAt = changed ? now : existing?.updatedAt;
-  if (document.enteredAt === undefined) delete document.enteredAt;
-  if (document.updatedAt === undefined) delete document.updatedAt;
-  return {
-    // Counted like MongoDB's modifiedCount: any stored difference is an update.
-    kind: inserted ? "insert" : changed || changedFields.length > 0 ? "update" : "unchanged",
-    document,
-    changedFields: inserted ? [] : changedFields,
-  };
+  next.dateEnd = fields.dateEnd;
+  next.campaignId = fields.campaignId;
+  next.publicationId = fields.publicationId;
+  next.publicationName = fields.publicationName;
+  next.channel = fields.channel;
+  next.enteredBy = ENTERED_BY;
+  return next;
 }
 
 function joinDistinctValues(values: readonly (string | null)[]): string {
