@@ -308,6 +308,26 @@ function inFieldOrder(fields: Record<string, unknown>): Record<string, unknown> 
   return ordered;
 }
 
+/**
+ * `$set` of plain top-level fields is what every upsert of the ingest does, and mingo's
+ * general path (dotted-path parsing, array filters, graph building) costs more than the
+ * rest of the statement together. For plain names the operation is an assignment. Whether
+ * it modified the document is left to the store's byte comparison, which is mongod's rule
+ * (mingo's `isEqual` ignores field order inside sub-documents, mongod does not). Returns
+ * undefined (use mingo) for any other kind of path.
+ */
+function setTopLevelFields(
+  doc: StoredDocument,
+  fields: Record<string, unknown>,
+): boolean | undefined {
+  const names = Object.keys(fields);
+  for (const name of names) {
+    if (name.includes(".") || name.startsWith("$") || name === "__proto__") return undefined;
+  }
+  for (const name of names) doc[name] = fields[name];
+  return names.length > 0;
+}
+
 /** Runs mingo's update operators on `doc` in place; true when a field changed. */
 function applyOperators(
   doc: StoredDocument,
@@ -330,8 +350,14 @@ function applyOperators(
     }
     let changed = false;
     for (const [operator, fields] of Object.entries(modifier)) {
+      const ordered = inFieldOrder(fields);
+      const topLevel = operator === "$set" ? setTopLevelFields(doc, ordered) : undefined;
+      if (topLevel !== undefined) {
+        changed ||= topLevel;
+        continue;
+      }
       const factory = OPERATOR_FACTORIES[operator] as OperatorFactory;
-      if (factory(inFieldOrder(fields), context.arrayFilters)(doc).length > 0) changed = true;
+      if (factory(ordered, context.arrayFilters)(doc).length > 0) changed = true;
     }
     return changed;
   } catch (error) {

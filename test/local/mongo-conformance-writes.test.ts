@@ -141,6 +141,34 @@ describe("upserts", () => {
     });
   });
 
+  it("counts $set of equal dates, ids and sub-documents as unchanged, and adds null fields", async () => {
+    const entries = freshCollection("set_equal");
+    const at = new Date("2025-12-10T00:00:00.000Z");
+    const ref = new ObjectId();
+    await entries.insertOne({ k: 1, at, ref, sub: { a: 1, b: [1, 2] } });
+
+    const same = await entries.updateOne(
+      { k: 1 },
+      {
+        $set: {
+          at: new Date(at.getTime()),
+          ref: new ObjectId(ref.toHexString()),
+          sub: { a: 1, b: [1, 2] },
+        },
+      },
+    );
+    const reordered = await entries.updateOne({ k: 1 }, { $set: { sub: { b: [1, 2], a: 1 } } });
+    const withNull = await entries.updateOne({ k: 1 }, { $set: { gone: null } });
+
+    expect(same.modifiedCount).toBe(0);
+    expect(reordered.modifiedCount).toBe(1);
+    expect(withNull.modifiedCount).toBe(1);
+    expect(await entries.findOne({ k: 1 }, { projection: { _id: 0, sub: 1, gone: 1 } })).toEqual({
+      sub: { b: [1, 2], a: 1 },
+      gone: null,
+    });
+  });
+
   it("stores _id first, then the filter's fields, then new fields in lexicographic order", async () => {
     const entries = freshCollection("field_order");
 
