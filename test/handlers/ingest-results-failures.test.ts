@@ -127,6 +127,28 @@ describe.skipIf(process.env.MONGODB_TEST_URI !== undefined)(
       });
     });
 
+    it("throws when updating existing entries fails, and the retry ends exactly as a clean run", async () => {
+      const handler = await harness.loadHandler({ BATCH_SIZE: "4" });
+      await seedThreeCampaigns();
+      const before = await harness.putObject(
+        "reprocess/update-outage.csv",
+        buildCsv(rowsOverDays(3)),
+      );
+      await handler(before, lambdaContext);
+      const changedRows = rowsOverDays(3).map((row) => ({ ...row, clicks: 99 }));
+      const event = await harness.putObject("reprocess/update-outage.csv", buildCsv(changedRows));
+      await handler(event, lambdaContext);
+      const clean = await comparableEntries();
+      await harness.db.collection("performance_entries").deleteMany({});
+      await handler(before, lambdaContext);
+
+      fault().failNext({ command: "update", code: 8, errmsg: "simulated outage" });
+      await expect(handler(event, lambdaContext)).rejects.toThrow("simulated outage");
+      await handler(event, lambdaContext);
+
+      expect(await comparableEntries()).toEqual(clean);
+    });
+
     it("throws fast when MongoDB is unreachable, without the connection string anywhere", async () => {
       const unreachable = "mongodb://sync-user:s3cr3t-pass@127.0.0.1:9/?directConnection=true";
       const handler = await harness.loadHandler({ MONGODB_URI: unreachable });
