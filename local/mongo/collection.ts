@@ -125,6 +125,81 @@ interface IndexEntry {
 export interface DocumentSnapshot {
   idKey: string;
   entries: Array<IndexEntry | undefined>;
+  /** Keys in each non-unique index, in `secondaryIndexes` order. */
+  secondary: string[][];
+}
+
+/**
+ * A non-unique index, used the way mongod uses an index prefix: equality or `$in` on its
+ * leading field narrows a query to the documents holding those values; the full filter is
+ * then tested on them. Values are indexed as mongod's multikey indexes do: every value at
+ * the path (arrays traversed), each array element, and the whole array as well, so the
+ * candidates always include every document the filter can match.
+ */
+class LeadingFieldIndex {
+  readonly entries = new Map<string, Set<string>>();
+  private readonly path: string[];
+  readonly usable: boolean;
+
+  constructor(readonly spec: IndexSpec) {
+    const [leading] = Object.keys(spec.key);
+    this.path = (leading ?? "").split(".");
+    // Sparse and partial indexes leave documents out; hashed/text/geo keys are not values.
+    this.usable =
+      leading !== undefined &&
+      spec.options.sparse !== true &&
+      spec.options.partialFilterExpression === undefined &&
+      Object.values(spec.key).every((direction) => direction === 1 || direction === -1);
+  }
+
+  get field(): string {
+    return this.path.join(".");
+  }
+
+  keysOf(doc: StoredDocument): string[] {
+    const keys = new Set<string>();
+    for (const value of valuesAlong(doc, this.path)) {
+      keys.add(encodeKey([value]));
+      if (Array.isArray(value)) for (const element of value) keys.add(encodeKey([element]));
+    }
+    return [...keys];
+  }
+
+  add(keys: readonly string[], idKey: string): void {
+    for (const key of keys) {
+      let holders = this.entries.get(key);
+      if (!holders) {
+        holders = new Set();
+        this.entries.set(key, holders);
+      }
+      holders.add(idKey);
+    }
+  }
+
+  remove(keys: readonly string[], idKey: string): void {
+    for (const key of keys) {
+      const holders = this.entries.get(key);
+      if (!holders) continue;
+      holders.delete(idKey);
+      if (holders.size === 0) this.entries.delete(key);
+    }
+  }
+}
+
+/** Every value at a dotted path, descending into arrays of sub-documents; missing is null. */
+function valuesAlong(value: unknown, path: readonly string[], depth = 0): unknown[] {
+  if (depth === path.length) return [value ?? null];
+  if (Array.isArray(value)) {
+    const found = value.flatMap((element) =>
+      isPlainObject(element) ? valuesAlong(element, path, depth) : [],
+    );
+    // A numeric path part may also address an element.
+    const part = path[depth] as string;
+    if (/^\d+$/.test(part)) found.push(...valuesAlong(value[Number(part)], path, depth + 1));
+    return found.length > 0 ? found : [null];
+  }
+  if (value === null || typeof value !== "object") return [null];
+  return valuesAlong((value as Record<string, unknown>)[path[depth] as string], path, depth + 1);
 }
 
 export function idKeyOf(id: unknown): string {
@@ -186,6 +261,7 @@ export class Collection {
     { name: "_id_", key: { _id: 1 }, unique: true, options: {} },
   ];
   private readonly uniqueIndexes: UniqueIndex[] = [];
+  private readonly secondaryIndexes: LeadingFieldIndex[] = [];
 
   constructor(
     readonly dbName: string,
@@ -232,6 +308,7 @@ export class Collection {
     const bytes = encode(doc);
     this.stored.set(idKey, bytes);
     this.addIndexEntries(keys, idKey);
+    for (const index of this.secondaryIndexes) index.add(index.keysOf(doc), idKey);
   }
 
   /**
@@ -245,6 +322,7 @@ export class Collection {
         const entry = index.keyOf(doc);
         return entry && { index, key: entry.key, multikey: entry.extraction.touchesArray };
       }),
+      secondary: this.secondaryIndexes.map((index) => index.keysOf(doc)),
     };
   }
 
@@ -262,6 +340,7 @@ export class Collection {
     this.removeIndexEntries(previous);
     this.stored.set(idKey, bytes);
     this.addIndexEntries(keys, idKey);
+    for (const index of this.secondaryIndexes) index.add(index.keysOf(next), idKey);
     return true;
   }
 
@@ -295,7 +374,10 @@ export class Collection {
     }
   }
 
-  private removeIndexEntries({ idKey, entries }: DocumentSnapshot): void {
+  private removeIndexEntries({ idKey, entries, secondary }: DocumentSnapshot): void {
+    for (const [position, index] of this.secondaryIndexes.entries()) {
+      index.remove(secondary[position] ?? [], idKey);
+    }
     for (const entry of entries) {
       if (!entry || entry.index.entries.get(entry.key) !== idKey) continue;
       entry.index.entries.delete(entry.key);
@@ -356,7 +438,7 @@ export class Collection {
       return { idKeys: new Set(idList.map(idKeyOf)), exact: filterFields.length === 1 };
     }
 
-    if (this.uniqueIndexes.length === 0) return undefined;
+    if (this.uniqueIndexes.length === 0 && this.secondaryIndexes.length === 0) return undefined;
     const equalities = new Map<string, unknown>();
     const consumedAll = collectEqualities(filter, equalities);
     for (const index of this.uniqueIndexes) {
@@ -380,6 +462,25 @@ export class Collection {
         if (idKey !== undefined) idKeys.add(idKey);
       }
       return { idKeys, exact: filterFields.length === 1 };
+    }
+    return this.planByLeadingField(filter, equalities);
+  }
+
+  /** Candidates from a non-unique index whose leading field the filter pins (never exact). */
+  private planByLeadingField(
+    filter: Document,
+    equalities: Map<string, unknown>,
+  ): { idKeys: Iterable<string>; exact: boolean } | undefined {
+    for (const index of this.secondaryIndexes) {
+      if (!index.usable) continue;
+      const field = index.field;
+      const values = equalities.has(field) ? [equalities.get(field)] : inList(filter[field]);
+      if (!values) continue;
+      const idKeys = new Set<string>();
+      for (const value of values) {
+        for (const idKey of index.entries.get(encodeKey([value])) ?? []) idKeys.add(idKey);
+      }
+      return { idKeys, exact: false };
     }
     return undefined;
   }
@@ -412,6 +513,10 @@ export class Collection {
         if (entry.extraction.touchesArray) index.multikeyDocs++;
       }
       this.uniqueIndexes.push(index);
+    } else {
+      const index = new LeadingFieldIndex(spec);
+      for (const [idKey, bytes] of this.stored) index.add(index.keysOf(decode(bytes)), idKey);
+      this.secondaryIndexes.push(index);
     }
     this.indexSpecs.push(spec);
   }
@@ -421,5 +526,7 @@ export class Collection {
     if (position > 0) this.indexSpecs.splice(position, 1);
     const uniquePosition = this.uniqueIndexes.findIndex((index) => index.spec.name === name);
     if (uniquePosition >= 0) this.uniqueIndexes.splice(uniquePosition, 1);
+    const secondaryPosition = this.secondaryIndexes.findIndex((index) => index.spec.name === name);
+    if (secondaryPosition >= 0) this.secondaryIndexes.splice(secondaryPosition, 1);
   }
 }

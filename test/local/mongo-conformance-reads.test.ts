@@ -164,6 +164,47 @@ describe("filters", () => {
     expect(updated).toMatchObject({ matchedCount: 2, modifiedCount: 2 });
   });
 
+  it("finds the same documents with and without a non-unique index, after writes too", async () => {
+    const db = client.db(mongo.freshDbName("secondary_index"));
+    const indexed = db.collection("indexed");
+    const plain = db.collection("plain");
+    await indexed.createIndex({ "tags.code": 1, n: 1 });
+    const day = new Date("2025-12-10T00:00:00.000Z");
+    const documents = [
+      { _id: 1, tags: { code: "a" }, n: 1 },
+      { _id: 2, tags: [{ code: "a" }, { code: "b" }], n: 2 },
+      { _id: 3, tags: [{ code: ["b", "c"] }], n: 3 },
+      { _id: 4, n: 4 },
+      { _id: 5, tags: { code: null }, n: 5 },
+      { _id: 6, tags: { code: day }, n: 6 },
+      { _id: 7, tags: { code: day.toISOString() }, n: 7 },
+    ];
+    for (const collection of [indexed, plain]) {
+      await collection.insertMany(documents.map((doc) => ({ ...doc })) as never[]);
+      await collection.updateOne({ _id: 1 as never }, { $set: { "tags.code": "z" } });
+      await collection.deleteOne({ _id: 7 as never });
+    }
+    const filters = [
+      { "tags.code": "a" },
+      { "tags.code": "b", n: { $gt: 2 } },
+      { "tags.code": ["b", "c"] },
+      { "tags.code": null },
+      { "tags.code": day },
+      { "tags.code": { $in: ["z", "c", day.toISOString()] } },
+      { $and: [{ "tags.code": "z" }, { n: 1 }] },
+    ];
+
+    for (const filter of filters) {
+      const fromIndex = await indexed.find(filter, { sort: { _id: 1 } }).toArray();
+      const fromScan = await plain.find(filter, { sort: { _id: 1 } }).toArray();
+      expect({ filter, ids: fromIndex.map((doc) => doc._id) }).toEqual({
+        filter,
+        ids: fromScan.map((doc) => doc._id),
+      });
+    }
+    expect((await indexed.find({ "tags.code": "z" }).toArray()).map((doc) => doc._id)).toEqual([1]);
+  });
+
   it("answers $in on a single-field unique index and on _id", async () => {
     const entries = freshCollection("in_unique");
     await entries.createIndex({ code: 1 }, { unique: true });
