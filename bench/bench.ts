@@ -621,6 +621,16 @@ function formatReport(report: BenchReport): string {
     [`ingest ${fmt(f.ingestSmall.rows)} rows 0 ms: peak RSS`, mb(f.ingestSmall.maxRssBytes)],
     [`baseline row-by-row ${f.baseline.latencyMs} ms: rows/s`, fmt(r.baselineRowsPerSecond, 1)],
     ["baseline commands per row", fmt(report.extra.baselineCommandsPerRow, 2)],
+    [
+      "baseline bound by round trips alone: rows/s",
+      r.baselineLatencyBoundRowsPerSecond === null
+        ? "n/a"
+        : fmt(r.baselineLatencyBoundRowsPerSecond, 1),
+    ],
+    [
+      "rows/s at latency ÷ that bound",
+      r.speedupVsLatencyBoundBaseline === null ? "n/a" : fmt(r.speedupVsLatencyBoundBaseline, 1),
+    ],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   const lines = [

@@ -62,6 +62,14 @@ export interface Ratios {
   baselineRowsPerSecond: number;
   /** Ingest rows/s at latency ÷ baseline rows/s at the same latency. */
   speedupVsBaseline: number;
+  /**
+   * The most the row-by-row loop could do at this latency with a server that costs
+   * nothing: 1000 / (latency ms × its commands per row); null at 0 ms. The embedded
+   * server's own time per command makes the measured baseline slower than that, so the
+   * ratio against this bound is the stricter comparison.
+   */
+  baselineLatencyBoundRowsPerSecond: number | null;
+  speedupVsLatencyBoundBaseline: number | null;
   /** How much slower the latency run is than the 0 ms run (0.1 = 10% slower). */
   latencySlowdown: number;
   /** Largest peak RSS of the two full-file runs, MB. */
@@ -79,6 +87,10 @@ export function computeRatios(figures: BenchFigures): Ratios {
   const cpuPerRow = (run: IngestFigures) => run.cpuSeconds / run.rows;
   const rowsPerSecond = (run: { rows: number; wallSeconds: number }) => run.rows / run.wallSeconds;
   const peakRss = Math.max(ingest.maxRssBytes, ingestAtLatency.maxRssBytes);
+  const latencyBound =
+    baseline.latencyMs > 0 && baseline.commands > 0
+      ? 1000 / (baseline.latencyMs * (baseline.commands / baseline.rows))
+      : null;
   return {
     parseRowsPerSecond: rowsPerSecond(parse),
     parseCpuMicrosPerRow: parseCpuPerRow * 1e6,
@@ -92,6 +104,9 @@ export function computeRatios(figures: BenchFigures): Ratios {
     commandsPer10kRowsAtLatency: (ingestAtLatency.commands / ingestAtLatency.rows) * 10_000,
     baselineRowsPerSecond: rowsPerSecond(baseline),
     speedupVsBaseline: rowsPerSecond(ingestAtLatency) / rowsPerSecond(baseline),
+    baselineLatencyBoundRowsPerSecond: latencyBound,
+    speedupVsLatencyBoundBaseline:
+      latencyBound === null ? null : rowsPerSecond(ingestAtLatency) / latencyBound,
     latencySlowdown: rowsPerSecond(ingest) / rowsPerSecond(ingestAtLatency) - 1,
     peakRssMb: peakRss / MB,
     peakRssSmallMb: ingestSmall.maxRssBytes / MB,

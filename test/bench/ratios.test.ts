@@ -64,6 +64,21 @@ describe("computeRatios", () => {
     expect(ratios.speedupVsBaseline).toBeCloseTo(1_000_000 / 12 / 50);
   });
 
+  it("bounds the baseline by its round trips alone: 1000 / (latency × commands per row)", () => {
+    // 6,000 commands for 2,000 rows at 5 ms: 15 ms a row at best, 66.7 rows/s.
+    const ratios = computeRatios(figures());
+    expect(ratios.baselineLatencyBoundRowsPerSecond).toBeCloseTo(1000 / 15);
+    expect(ratios.speedupVsLatencyBoundBaseline).toBeCloseTo(1_000_000 / 12 / (1000 / 15));
+  });
+
+  it("has no latency bound for a baseline at 0 ms", () => {
+    const ratios = computeRatios(
+      figures({ baseline: { rows: 2_000, latencyMs: 0, wallSeconds: 4, commands: 6_000 } }),
+    );
+    expect(ratios.baselineLatencyBoundRowsPerSecond).toBeNull();
+    expect(ratios.speedupVsLatencyBoundBaseline).toBeNull();
+  });
+
   it("states the latency slowdown as the fraction of 0 ms throughput lost", () => {
     // 10 s at 0 ms, 12 s at latency: the 0 ms run is 1.2 × as fast, i.e. 20% slower at latency.
     expect(computeRatios(figures()).latencySlowdown).toBeCloseTo(0.2);
