@@ -4,7 +4,7 @@
  * the count wraps `MongoEngine.prototype.execute` here rather than editing the server.
  *
  * Argv: `--latency-ms L`. Messages in: `counts`, `reset-counts`, `stop`.
- * Messages out: `ready {uri}`, `counts {counts, updateStatements, cpuSeconds}` (since the
+ * Messages out: `ready {uri}`, `counts {counts, updateStatements, insertedDocuments, cpuSeconds}` (since the
  * last reset).
  */
 import type { Document } from "mongodb";
@@ -16,6 +16,7 @@ const latencyMs = latencyArg >= 0 ? Number(process.argv[latencyArg + 1]) : 0;
 
 let counts: Record<string, number> = {};
 let updateStatements = 0;
+let insertedDocuments = 0;
 let cpuSince = process.cpuUsage();
 const execute = MongoEngine.prototype.execute;
 MongoEngine.prototype.execute = function countedExecute(
@@ -36,10 +37,17 @@ const server = await startMongoServer({ latencyMs });
 process.on("message", (message: { type: string }) => {
   if (message.type === "counts") {
     const cpu = process.cpuUsage(cpuSince);
-    send({ type: "counts", counts, updateStatements, cpuSeconds: (cpu.user + cpu.system) / 1e6 });
+    send({
+      type: "counts",
+      counts,
+      updateStatements,
+      insertedDocuments,
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    });
   } else if (message.type === "reset-counts") {
     counts = {};
     updateStatements = 0;
+    insertedDocuments = 0;
     cpuSince = process.cpuUsage();
     send({ type: "reset-counts" });
   } else if (message.type === "stop") {

@@ -9,6 +9,8 @@ export interface CommandCounts {
   counts: Record<string, number>;
   /** Statements inside `update` commands (documents upserted or updated). */
   updateStatements: number;
+  /** Documents inside `insert` commands. */
+  insertedDocuments: number;
   /** CPU seconds the server process spent. */
   cpuSeconds: number;
 }
