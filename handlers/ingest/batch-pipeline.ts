@@ -77,25 +77,24 @@ export class BatchPipeline {
 
   async submit(batch: RowBatch): Promise<void> {
     const { resolver, directory, writer } = this.options;
-    const pairs: { creativeId: string; publicationId: number }[] = [];
-    const withPublication: {
-      row: ValidRow;
-      fields: readonly (string | null)[];
-      publicationId: number;
-    }[] = [];
-    for (const item of batch.valid) {
+    // Publication per row, then one lookup round for the creatives not seen before.
+    const publicationIds: (number | undefined)[] = new Array(batch.valid.length);
+    const unseen = new Set<string>();
+    for (const [index, item] of batch.valid.entries()) {
       const publicationId = directory.lookup(item.row.publicationCode);
+      publicationIds[index] = publicationId;
       if (publicationId === undefined) {
         this.skip(batch, item.row, item.fields, "unknown-publication");
-        continue;
+      } else if (!resolver.knows(item.row.creativeId)) {
+        unseen.add(item.row.creativeId);
       }
-      pairs.push({ creativeId: item.row.creativeId, publicationId });
-      withPublication.push({ ...item, publicationId });
     }
-    await resolver.prepare(pairs);
+    await resolver.prepare(unseen);
     const resolved: ResolvedRow[] = [];
-    for (const item of withPublication) {
-      const resolution = resolver.get(item.row.creativeId, item.publicationId);
+    for (const [index, item] of batch.valid.entries()) {
+      const publicationId = publicationIds[index];
+      if (publicationId === undefined) continue;
+      const resolution = resolver.get(item.row.creativeId, publicationId);
       if (resolution.kind === "skipped") {
         this.skip(batch, item.row, item.fields, resolution.reason, resolution.detail);
         continue;

@@ -55,11 +55,6 @@ export type Resolution =
   | { kind: "resolved"; target: EntryTarget }
   | { kind: "skipped"; reason: SkipReason; detail: string };
 
-export interface CreativeAtPublication {
-  creativeId: string;
-  publicationId: number;
-}
-
 const DIGITAL_CHANNELS = ["website", "newsletter", "streaming"];
 // The spec's creative-id format: cr_{campaignId}_{suffix} or creative_{campaignId}_{suffix}.
 const CAMPAIGN_IN_CREATIVE = /(?:cr_|creative_)?([a-z0-9-]+)_/i;
@@ -127,10 +122,16 @@ export class OrderResolver {
     return resolution;
   }
 
-  async prepare(pairs: Iterable<CreativeAtPublication>): Promise<void> {
+  /** Whether the creative's lookups are cached (then `get` needs no query). */
+  knows(creativeId: string): boolean {
+    return this.scriptsByCreative.has(creativeId);
+  }
+
+  /** Fetches the lookups of the creatives not seen before: at most three queries. */
+  async prepare(creativeIds: Iterable<string>): Promise<void> {
     const creatives = new Set<string>();
-    for (const pair of pairs) {
-      if (!this.scriptsByCreative.has(pair.creativeId)) creatives.add(pair.creativeId);
+    for (const creativeId of creativeIds) {
+      if (!this.scriptsByCreative.has(creativeId)) creatives.add(creativeId);
     }
     if (creatives.size === 0) return;
     const newCreatives = [...creatives];
@@ -238,11 +239,16 @@ export class OrderResolver {
         detail: `no order for campaign "${campaignId}"`,
       };
     }
-    return { kind: "resolved", target: strategyTwoTarget(order, { creativeId, publicationId }) };
+    return { kind: "resolved", target: strategyTwoTarget(order, creativeId, publicationId) };
   }
 }
 
-function strategyTwoTarget(order: OrderDoc, pair: CreativeAtPublication): EntryTarget {
+function strategyTwoTarget(
+  order: OrderDoc,
+  creativeId: string,
+  publicationId: number,
+): EntryTarget {
+  const pair = { creativeId, publicationId };
   const publication = order.selectedInventory?.publications?.find(
     (candidate) => candidate.publicationId === pair.publicationId,
   );

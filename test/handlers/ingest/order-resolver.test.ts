@@ -72,7 +72,7 @@ describe("OrderResolver against MongoDB", () => {
   });
 
   const resolve = async (resolver: OrderResolver, creativeId: string, publicationId = 1035) => {
-    await resolver.prepare([{ creativeId, publicationId }]);
+    await resolver.prepare([creativeId]);
     return resolver.get(creativeId, publicationId);
   };
 
@@ -201,8 +201,8 @@ describe("OrderResolver against MongoDB", () => {
       publicationId: 1035,
     }));
 
-    await resolver.prepare(pairs);
-    await resolver.prepare(pairs);
+    await resolver.prepare(pairs.map((pair) => pair.creativeId));
+    await resolver.prepare(pairs.map((pair) => pair.creativeId));
 
     expect(resolver.queries).toBe(3);
     expect(pairs.map((pair) => resolver.get(pair.creativeId, 1035).kind)).toEqual([
