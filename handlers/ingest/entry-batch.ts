@@ -84,10 +84,16 @@ export function groupIntoUpdates(rows: readonly ResolvedRow[]): GroupedUpdates {
         publicationName: target.publicationName,
         channel: target.channel,
       },
-      contributions: [...group.contributions.values()].sort((a, b) => compareUtf8(a.key, b.key)),
+      contributions: sortedByKey([...group.contributions.values()]),
     });
     rowCounts.push(group.rows.length);
     rowsOf.push(group.rows);
   }
   return { updates, rowCounts, rowsOf, superseded };
+}
+
+function sortedByKey(contributions: Contribution[]): Contribution[] {
+  return contributions.length < 2
+    ? contributions
+    : contributions.sort((a, b) => compareUtf8(a.key, b.key));
 }

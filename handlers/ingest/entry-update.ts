@@ -299,7 +299,16 @@ export function applyEntryUpdate(
     // A new entry (every insert of a real run): nothing to compare.
     return {
       kind: "insert",
-      document: { ...update.key, ...next, enteredAt: now, createdAt: now, updatedAt: now },
+      document: Object.assign(
+        {
+          orderId: update.key.orderId,
+          itemPath: update.key.itemPath,
+          dateStart: update.key.dateStart,
+          source: update.key.source,
+        },
+        next,
+        { enteredAt: now, createdAt: now, updatedAt: now },
+      ),
       changedFields: [],
     };
   }
@@ -339,12 +348,18 @@ export function applyEntryUpdate(
 
 /** What the pipeline derives and sets, in the order it sets them (contributions sorted by key). */
 function derivedFields(contributions: Contribution[], fields: EntryFields): Document {
+  const itemNames: string[] = [];
+  const adSizes: (string | null)[] = [];
+  for (const contribution of contributions) {
+    itemNames.push(contribution.itemName);
+    adSizes.push(contribution.adSize);
+  }
   const next: Document = {
     contributions,
     metrics: metricsOf(contributions),
-    itemName: joinDistinctValues(contributions.map((c) => c.itemName)),
+    itemName: joinDistinctValues(itemNames),
   };
-  const dimensions = joinDistinctValues(contributions.map((c) => c.adSize));
+  const dimensions = joinDistinctValues(adSizes);
   if (dimensions !== "") next.dimensions = dimensions;
   next.dateEnd = fields.dateEnd;
   next.campaignId = fields.campaignId;
@@ -356,7 +371,13 @@ function derivedFields(contributions: Contribution[], fields: EntryFields): Docu
 }
 
 function joinDistinctValues(values: readonly (string | null)[]): string {
-  const distinct = [...new Set(values.filter((v): v is string => typeof v === "string" && v > ""))];
+  // Entries hold a handful of contributions: a linear scan beats a Set here.
+  const distinct: string[] = [];
+  for (const value of values) {
+    if (typeof value === "string" && value !== "" && !distinct.includes(value))
+      distinct.push(value);
+  }
+  if (distinct.length < 2) return distinct[0] ?? "";
   return distinct.sort(compareUtf8).join(", ");
 }
 
