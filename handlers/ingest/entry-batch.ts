@@ -68,17 +68,24 @@ export function groupIntoUpdates(rows: readonly ResolvedRow[]): GroupedUpdates {
   const updates: EntryUpdate[] = [];
   const rowCounts: number[] = [];
   const rowsOf: ResolvedRow[][] = [];
+  // A batch spans a few days: parse each day's bounds once (the Dates are never mutated).
+  const days = new Map<string, [Date, Date]>();
   for (const group of groups.values()) {
     const { row, target } = group.first;
+    let day = days.get(row.reportDate);
+    if (!day) {
+      day = [startOfDay(row.reportDate), endOfDay(row.reportDate)];
+      days.set(row.reportDate, day);
+    }
     updates.push({
       key: {
         orderId: target.orderId,
         itemPath: target.itemPath,
-        dateStart: startOfDay(row.reportDate),
+        dateStart: day[0],
         source: SOURCE,
       },
       fields: {
-        dateEnd: endOfDay(row.reportDate),
+        dateEnd: day[1],
         campaignId: target.campaignId,
         publicationId: target.publicationId,
         publicationName: target.publicationName,
