@@ -3,7 +3,12 @@ import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import type { Context, S3Event } from "aws-lambda";
 import { loadIngestConfig } from "./ingest/config";
 import { IngestFailedError, MongoUnavailableError } from "./ingest/errors";
-import { type IngestDependencies, InvocationContext, ingestObject } from "./ingest/ingest-object";
+import {
+  type IngestDependencies,
+  InvocationContext,
+  ingestObject,
+  reportNotAttempted,
+} from "./ingest/ingest-object";
 import { MongoConnection } from "./ingest/mongo";
 import { resolveMongoUri } from "./ingest/mongo-uri";
 import { type IngestResponse, type ObjectOutcome, summarize } from "./ingest/response";
@@ -59,6 +64,8 @@ export async function handler(event: S3Event, context: Context): Promise<IngestR
     }
     if (mongoDown) {
       // MongoDB is down for this invocation: fail the rest fast, the retry covers them.
+      log.error("Ingest not attempted: MongoDB is unavailable", { bucket, key });
+      await reportNotAttempted(decision.object, { ...deps, logger: log }, mongoDown.message);
       outcomes.push({ status: "failed", bucket, key, error: mongoDown.message });
       continue;
     }

@@ -269,6 +269,39 @@ export async function ingestObject(
   }
 }
 
+/**
+ * The `success: false` report of an object that was not attempted because MongoDB was
+ * already found down in this invocation (best effort: a failure here is only logged).
+ */
+export async function reportNotAttempted(
+  object: S3ObjectRef,
+  deps: IngestDependencies,
+  error: string,
+): Promise<void> {
+  const now = new Date();
+  const result = buildReport({
+    object,
+    tally: new Tally(),
+    outcome: "failed",
+    error: redactSecrets(error),
+    dryRun: false,
+    progress: { rows: 0, byteOffset: 0, line: 1 },
+    lookupQueries: 0,
+    writeBatches: 0,
+    startedAt: now,
+    finishedAt: now,
+  });
+  try {
+    await putJsonObject(deps.s3, object.bucket, reportKey(object.key), result);
+  } catch (reportError) {
+    deps.logger.error("Could not write the failure report", {
+      bucket: object.bucket,
+      key: object.key,
+      error: reportError,
+    });
+  }
+}
+
 async function openObject(s3: S3Client, object: S3ObjectRef): Promise<Readable> {
   try {
     const response = await s3.send(

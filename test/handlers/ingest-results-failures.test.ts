@@ -167,6 +167,31 @@ describe.skipIf(process.env.MONGODB_TEST_URI !== undefined)(
       expect(harness.logs.join("\n")).not.toContain("s3cr3t-pass");
       expect(harness.logs.some((line) => line.includes("Ingest failed"))).toBe(true);
     });
+
+    it("fails the other records of the event at once when MongoDB is down, with a report each", async () => {
+      const handler = await harness.loadHandler({
+        MONGODB_URI: "mongodb://127.0.0.1:9/?directConnection=true",
+      });
+      const first = await harness.putObject("reprocess/down-1.csv", buildCsv([csvRow()]));
+      const second = await harness.putObject("reprocess/down-2.csv", buildCsv([csvRow()]));
+
+      const error = await handler(
+        { Records: [...first.Records, ...second.Records] },
+        lambdaContext,
+      ).then(
+        () => new Error("handler did not throw"),
+        (caught: Error) => caught,
+      );
+
+      expect(error.message).toContain("2 object(s)");
+      for (const key of ["reprocess/down-1.csv", "reprocess/down-2.csv"]) {
+        expect(await harness.readJson(`reports/${key}.json`)).toMatchObject({
+          success: false,
+          outcome: "failed",
+        });
+      }
+      expect(harness.logs.filter((line) => line.includes("Ingest not attempted"))).toHaveLength(1);
+    });
   },
 );
 
