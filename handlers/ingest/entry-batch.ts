@@ -27,8 +27,8 @@ export interface GroupedUpdates {
 }
 
 /**
- * Groups a batch's resolved rows by upsert key into ONE update per entry: two upserts
- * of one new key in the same unordered bulkWrite would race into E11000. Within an
+ * Groups a batch's resolved rows by upsert key into ONE update per entry (one document
+ * to insert or one element of the batch's update statement). Within an
  * entry, a row with the same contribution key as an earlier one replaces it, as a
  * row-by-row upsert would (Athena's grouped output never repeats one).
  */

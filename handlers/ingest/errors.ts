@@ -8,7 +8,7 @@ export class ObjectUnreadableError extends TrackingSyncError {}
 
 /**
  * MongoDB could not be reached or failed mid-file. Retryable as a unit: every write is
- * an idempotent upsert, so a retry ends in the state a clean run gives.
+ * idempotent (keyed on the unique upsert key), so a retry ends as a clean run would.
  */
 export class MongoUnavailableError extends TrackingSyncError {}
 

@@ -77,7 +77,8 @@ const MAX_WARNING_LOGS = 20;
 
 /**
  * Ingests one CSV object: stream-parse, validate, resolve (batched, cached), write
- * (bulk upserts, bounded in flight), then report, rejects, metrics and watermark.
+ * (inserts of new entries, one update statement for existing ones, bounded in flight),
+ * then report, rejects, metrics and watermark.
  * Returns the report for data problems (nothing to retry); throws a TrackingSyncError
  * when the object failed as a unit (MongoDB, unreadable object), after writing a
  * `success: false` report when it can.
