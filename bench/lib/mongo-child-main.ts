@@ -28,6 +28,9 @@ MongoEngine.prototype.execute = function countedExecute(
   counts[name] = (counts[name] ?? 0) + 1;
   if (name === "update" && Array.isArray(command.updates))
     updateStatements += command.updates.length;
+  if (name === "insert" && Array.isArray(command.documents)) {
+    insertedDocuments += command.documents.length;
+  }
   return execute.call(this, command, context);
 };
 
