@@ -32,8 +32,12 @@ export function moduleMarkers(bundleText: string): { line: number; path: string 
   const markers: { line: number; path: string }[] = [];
   const lines = bundleText.split("\n");
   lines.forEach((text, line) => {
-    const match = /^\/\/ ((?:node_modules|handlers|local|bench)\/\S+)$/.exec(text);
-    if (match?.[1]) markers.push({ line, path: match[1] });
+    // esbuild writes paths relative to the working directory; a bench snapshot adds
+    // `.bench/snapshot-<commit>-<pid>/` in front of the project's own files.
+    const match = /^\/\/ (\S+\.(?:[cm]?[jt]s|json))$/.exec(text);
+    if (match?.[1]) {
+      markers.push({ line, path: match[1].replace(/^\.bench\/snapshot-[^/]+\//, "") });
+    }
   });
   return markers;
 }
