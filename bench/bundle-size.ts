@@ -25,9 +25,12 @@ interface FunctionFacts {
   deflatedBytes: number;
   topPackages: [string, number][];
   forbidden: { package: string; present: boolean };
-  /** Fresh-process import times, ms. */
+  /** Fresh-process import times, wall ms (sensitive to other load on the machine). */
   importMs: number[];
   importMsMedian: number;
+  /** CPU ms of the same imports (user + system): steadier under load. */
+  importCpuMs: number[];
+  importCpuMsMedian: number;
 }
 
 const FUNCTIONS = [
@@ -45,9 +48,12 @@ const FUNCTIONS = [
   },
 ] as const;
 
-/** Imports the bundle in a fresh node and prints how long the import took. */
-function timeImport(bundlePath: string, env: Record<string, string>): number {
-  const script = `const t=performance.now();await import(${JSON.stringify(pathToFileURL(bundlePath).href)});process.stdout.write(String(performance.now()-t));process.exit(0);`;
+/** Imports the bundle in a fresh node; wall and CPU milliseconds of the import. */
+function timeImport(
+  bundlePath: string,
+  env: Record<string, string>,
+): { wall: number; cpu: number } {
+  const script = `const c=process.cpuUsage(),t=performance.now();await import(${JSON.stringify(pathToFileURL(bundlePath).href)});const u=process.cpuUsage(c);process.stdout.write(JSON.stringify({wall:performance.now()-t,cpu:(u.user+u.system)/1000}));process.exit(0);`;
   const output = execFileSync(
     process.execPath,
     ["--no-warnings", "--input-type=module", "-e", script],
@@ -56,7 +62,7 @@ function timeImport(bundlePath: string, env: Record<string, string>): number {
       env: { PATH: process.env.PATH ?? "", AWS_REGION: "us-east-1", ...env },
     },
   );
-  return Number(output);
+  return JSON.parse(output) as { wall: number; cpu: number };
 }
 
 export async function measureBundles(runs: number): Promise<FunctionFacts[]> {
@@ -69,7 +75,12 @@ export async function measureBundles(runs: number): Promise<FunctionFacts[]> {
       const packages = bytesByPackage(result.inputs);
       const present = fn.forbidden.filter((name) => packages.some(([pkg]) => pkg === name));
       const importMs: number[] = [];
-      for (let i = 0; i < runs; i++) importMs.push(timeImport(result.outfile, fn.env));
+      const importCpuMs: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const time = timeImport(result.outfile, fn.env);
+        importMs.push(time.wall);
+        importCpuMs.push(time.cpu);
+      }
       facts.push({
         name: fn.name,
         entry: fn.entry,
@@ -79,6 +90,8 @@ export async function measureBundles(runs: number): Promise<FunctionFacts[]> {
         forbidden: { package: fn.forbidden.join(", "), present: present.length > 0 },
         importMs,
         importMsMedian: median(importMs),
+        importCpuMs,
+        importCpuMsMedian: median(importCpuMs),
       });
     }
     return facts;
@@ -102,8 +115,9 @@ if (process.argv[1]?.endsWith("bundle-size.ts")) {
     for (const fact of facts) {
       process.stdout.write(
         `${fact.name} (${fact.entry}): ${kb(fact.bytes)} minified, ${kb(fact.deflatedBytes)} deflated; ` +
-          `import ${fact.importMsMedian.toFixed(0)} ms median of ${fact.importMs.length} fresh processes ` +
-          `(${fact.importMs.map((ms) => ms.toFixed(0)).join(", ")}); ` +
+          `import ${fact.importMsMedian.toFixed(0)} ms wall / ${fact.importCpuMsMedian.toFixed(0)} ms CPU, ` +
+          `median of ${fact.importMs.length} fresh processes ` +
+          `(wall ${fact.importMs.map((ms) => ms.toFixed(0)).join(", ")}); ` +
           `${fact.forbidden.package}: ${fact.forbidden.present ? "PRESENT" : "absent"}\n` +
           `  largest: ${fact.topPackages.map(([name, bytes]) => `${name} ${kb(bytes)}`).join(", ")}\n`,
       );
