@@ -25,7 +25,7 @@ import { type RunOptions, readRunOptions } from "./run-options";
 import type { S3ObjectRef } from "./s3-records";
 import { Tally } from "./tally";
 import { indexHeader, validateRecord } from "./validate-row";
-import { advanceWatermark } from "./watermark-store";
+import { advanceWatermark, completesDays } from "./watermark-store";
 import { DryRunEntryWriter, MongoEntryWriter } from "./writer";
 
 export interface IngestDependencies {
@@ -222,7 +222,11 @@ export async function ingestObject(
         },
         logger,
       );
-      if (run.manifest) {
+      if (run.manifest && !completesDays(run.manifest)) {
+        logger.info("Watermark kept: the run synced one publication, not whole days", {
+          publicationCode: run.manifest.publicationCode,
+        });
+      } else if (run.manifest) {
         const moved = await advanceWatermark(s3, object.bucket, {
           lastCompleteDate: run.manifest.dateRange.end,
           queryExecutionId: run.manifest.queryExecutionId,

@@ -1,9 +1,19 @@
 import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { WATERMARK_KEY } from "../shared/bucket-layout";
+import type { RunManifest } from "../shared/run-manifest";
 import { isNotFound } from "../shared/s3";
 import { parseWatermark, type Watermark } from "../shared/watermark";
 
 const MAX_ATTEMPTS = 5;
+
+/**
+ * Whether a finished real run of this manifest completes its days: only a run of every
+ * publication does. A run narrowed to one `publicationCode` is a partial sync, and the
+ * start Lambda's catch-up must still cover those days for the others.
+ */
+export function completesDays(manifest: Pick<RunManifest, "publicationCode">): boolean {
+  return manifest.publicationCode === undefined;
+}
 
 export interface WatermarkAdvance {
   moved: boolean;

@@ -655,6 +655,32 @@ describe("ingestResults: watermark", () => {
   });
 });
 
+describe("ingestResults: watermark of a one-publication run", () => {
+  it("does not advance the watermark for a run narrowed to one publicationCode", async () => {
+    await seedSpringSale();
+    const qid = "44444444-2222-4333-8444-555555555555";
+    await harness.s3.client.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: `runs/${qid}.json`,
+        Body: JSON.stringify({
+          ...manifest({ dryRun: false, end: "2025-12-10", qid }),
+          publicationCode: "chireader",
+        }),
+      }),
+    );
+
+    await handler(
+      await harness.putObject(`athena-results/${qid}.csv`, buildCsv([csvRow()])),
+      lambdaContext,
+    );
+
+    expect(await entries()).toHaveLength(1);
+    expect(await report(`athena-results/${qid}.csv`)).toMatchObject({ success: true });
+    expect(await harness.readJson("state/watermark.json")).toBeUndefined();
+  });
+});
+
 describe("ingestResults: metrics", () => {
   it("logs a metrics failure and still syncs", async () => {
     await seedSpringSale();
