@@ -34,7 +34,14 @@ export class RejectsFile {
   private readonly keep: number[];
   count = 0;
 
-  constructor(private readonly header: readonly (string | null)[]) {
+  /**
+   * `continues`: an earlier invocation of the same file already wrote the header with its
+   * rejected rows (continuation.ts), so this file holds rows only and appends to those.
+   */
+  constructor(
+    private readonly header: readonly (string | null)[],
+    private readonly options: { continues?: boolean } = {},
+  ) {
     this.keep = header
       .map((name, position) => ({ name: (name ?? "").trim().toLowerCase(), position }))
       .filter(({ name }) => name !== LINE_COLUMN && name !== REASON_COLUMN)
@@ -79,6 +86,17 @@ export class RejectsFile {
     }
   }
 
+  /**
+   * The finished file to upload with other chunks (the caller calls `discard` after);
+   * `undefined` when no row was rejected.
+   */
+  async close(): Promise<{ path: string; size: number } | undefined> {
+    if (!this.stringifier) return undefined;
+    this.stringifier.end();
+    await this.finished;
+    return { path: this.path, size: (await stat(this.path)).size };
+  }
+
   /** Drops the temporary file without uploading (a failed run writes no rejects). */
   async discard(): Promise<void> {
     if (this.stringifier && !this.stringifier.writableEnded) this.stringifier.end();
@@ -89,11 +107,12 @@ export class RejectsFile {
   private open(): Stringifier {
     if (this.stringifier) return this.stringifier;
     const stringifier = stringify({ quoted_string: true, eof: true });
-    stringifier.write([
-      ...this.keep.map((position) => this.header[position] ?? ""),
-      LINE_COLUMN,
-      REASON_COLUMN,
-    ]);
+    if (!this.options.continues)
+      stringifier.write([
+        ...this.keep.map((position) => this.header[position] ?? ""),
+        LINE_COLUMN,
+        REASON_COLUMN,
+      ]);
     this.finished = pipeline(stringifier, createWriteStream(this.path));
     this.finished.catch(() => {});
     this.stringifier = stringifier;

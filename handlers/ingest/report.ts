@@ -22,8 +22,14 @@ export interface ObjectReport {
   /** Milliseconds. */
   duration: number;
   error?: string;
-  /** `synced`: ran to the end; `rejected`: the file cannot be ingested as is (retry won't help); `failed`: retryable. */
-  outcome: "synced" | "rejected" | "failed";
+  /**
+   * `synced`: ran to the end; `rejected`: the file cannot be ingested as is (retry won't help);
+   * `failed`: retryable; `continued`: handed over to a fresh invocation (never written as the
+   * report, only returned by the invocation that stopped).
+   */
+  outcome: "synced" | "rejected" | "failed" | "continued";
+  /** Lambda invocations the file took so far (1 unless it continued in fresh invocations). */
+  invocations: number;
   dryRun: boolean;
   dryRunSource?: "tag" | "manifest";
   /** Entry updates (one per entry per batch): inserted, updated, unchanged. Dry runs: would be. */
@@ -67,12 +73,14 @@ export function buildReport(input: {
   progress: Checkpoint;
   lookupQueries: number;
   writeBatches: number;
+  /** Defaults to 1 (a file read in one invocation). */
+  invocations?: number;
   startedAt: Date;
   finishedAt: Date;
 }): ObjectReport {
   const { tally, object } = input;
   return {
-    success: input.outcome === "synced",
+    success: input.outcome === "synced" || input.outcome === "continued",
     dateRange: tally.dateRange,
     stats: {
       rowsFromAthena: tally.rows,
@@ -83,6 +91,7 @@ export function buildReport(input: {
     duration: input.finishedAt.getTime() - input.startedAt.getTime(),
     ...(input.error !== undefined ? { error: input.error } : {}),
     outcome: input.outcome,
+    invocations: input.invocations ?? 1,
     dryRun: input.dryRun,
     ...(input.dryRunSource ? { dryRunSource: input.dryRunSource } : {}),
     inserted: tally.inserted,

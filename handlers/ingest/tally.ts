@@ -48,4 +48,55 @@ export class Tally {
   get dateRange(): DateRange {
     return { start: this.minDate ?? "", end: this.maxDate ?? "" };
   }
+
+  /** Plain JSON of every count: what a continuation carries to the next invocation. */
+  snapshot(): TallySnapshot {
+    return {
+      synced: this.synced,
+      skipped: this.skipped,
+      errors: this.errors,
+      inserted: this.inserted,
+      updated: this.updated,
+      unchanged: this.unchanged,
+      skippedByReason: { ...this.skippedByReason },
+      errorsByReason: { ...this.errorsByReason },
+      warnings: { ...this.warnings },
+      fieldChanges: { ...this.fieldChanges },
+      ...(this.minDate !== undefined ? { minDate: this.minDate } : {}),
+      ...(this.maxDate !== undefined ? { maxDate: this.maxDate } : {}),
+    };
+  }
+
+  /** The tally a previous invocation handed over, to keep counting where it stopped. */
+  static restore(snapshot: TallySnapshot): Tally {
+    const tally = new Tally();
+    tally.synced = snapshot.synced;
+    tally.skipped = snapshot.skipped;
+    tally.errors = snapshot.errors;
+    tally.inserted = snapshot.inserted;
+    tally.updated = snapshot.updated;
+    tally.unchanged = snapshot.unchanged;
+    Object.assign(tally.skippedByReason, snapshot.skippedByReason);
+    Object.assign(tally.errorsByReason, snapshot.errorsByReason);
+    Object.assign(tally.warnings, snapshot.warnings);
+    Object.assign(tally.fieldChanges, snapshot.fieldChanges);
+    tally.minDate = snapshot.minDate;
+    tally.maxDate = snapshot.maxDate;
+    return tally;
+  }
+}
+
+export interface TallySnapshot {
+  synced: number;
+  skipped: number;
+  errors: number;
+  inserted: number;
+  updated: number;
+  unchanged: number;
+  skippedByReason: Record<string, number>;
+  errorsByReason: Record<string, number>;
+  warnings: Record<string, number>;
+  fieldChanges: Record<string, number>;
+  minDate?: string;
+  maxDate?: string;
 }
