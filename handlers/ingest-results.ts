@@ -1,10 +1,20 @@
 import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
+import { LambdaClient } from "@aws-sdk/client-lambda";
 import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import type { Context, S3Event } from "aws-lambda";
 import { loadIngestConfig } from "./ingest/config";
+import {
+  type ContinuationEvent,
+  deadlinePassed,
+  isContinuationEvent,
+  lambdaSelfInvoker,
+  loadContinuationConfig,
+  parseContinuation,
+} from "./ingest/continuation";
 import { IngestFailedError, MongoUnavailableError } from "./ingest/errors";
 import {
   type IngestDependencies,
+  type IngestObjectOptions,
   InvocationContext,
   ingestObject,
   reportNotAttempted,
@@ -28,16 +38,53 @@ const deps: IngestDependencies = {
   mongo: new MongoConnection(() => resolveMongoUri(config.mongoUri, secrets), config.dbName),
   logger,
 };
+const continuationConfig = loadContinuationConfig();
+// Big files continue in a fresh asynchronous invocation of this function (by its name,
+// as the stack's grant names it). Outside Lambda there is no name: files never continue.
+const continueWith = continuationConfig.functionName
+  ? lambdaSelfInvoker(new LambdaClient({}), continuationConfig.functionName)
+  : undefined;
 
 /**
  * S3 ObjectCreated → ingest each CSV record of the event. Returns the spec's
  * SyncResponse summed over the objects, with per-object detail. Throws when any object
  * failed as a unit (MongoDB unreachable, object unreadable) so Lambda's retries and the
  * on-failure destination take over; data problems are reported, not thrown.
+ * Also accepts the continuation event this function sends itself for a file too big for
+ * one invocation (handlers/ingest/continuation.ts).
  */
-export async function handler(event: S3Event, context: Context): Promise<IngestResponse> {
+export async function handler(
+  event: S3Event | ContinuationEvent,
+  context: Context,
+): Promise<IngestResponse> {
   const started = Date.now();
   const log = logger.child({ requestId: context?.awsRequestId });
+  const continuation: IngestObjectOptions["continuation"] = continueWith
+    ? { shouldStop: deadlinePassed(context, continuationConfig.marginMs), continueWith }
+    : undefined;
+  if (isContinuationEvent(event)) {
+    const state = parseContinuation(event);
+    const invocation = new InvocationContext({ ...deps, logger: log });
+    const { bucket, key } = state.object;
+    try {
+      const report = await ingestObject(state.object, { ...deps, logger: log }, invocation, {
+        resume: state,
+        continuation,
+      });
+      const outcome: ObjectOutcome = {
+        status: report.success ? "ingested" : "rejected",
+        bucket,
+        key,
+        report,
+      };
+      return summarize([outcome], Date.now() - started);
+    } catch (error) {
+      // Lambda retries this invocation from the same checkpoint.
+      throw new IngestFailedError(`Ingest failed for ${key}: ${(error as Error).message}`, {
+        keys: [key],
+      });
+    }
+  }
   const records = eventRecords(event);
   if (records.length === 0) {
     log.info("Event has no records (s3:TestEvent or empty); nothing to ingest");
@@ -70,7 +117,9 @@ export async function handler(event: S3Event, context: Context): Promise<IngestR
       continue;
     }
     try {
-      const report = await ingestObject(decision.object, { ...deps, logger: log }, invocation);
+      const report = await ingestObject(decision.object, { ...deps, logger: log }, invocation, {
+        continuation,
+      });
       outcomes.push({ status: report.success ? "ingested" : "rejected", bucket, key, report });
     } catch (error) {
       if (error instanceof MongoUnavailableError) mongoDown = error;

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { Readable } from "node:stream";
 import { InvokeCommand, type LambdaClient } from "@aws-sdk/client-lambda";
@@ -63,6 +64,11 @@ export interface ContinuationState {
   source: { eTag: string; size: number };
   /** When the first invocation started the file (the report's `startedAt` and duration). */
   startedAt: string;
+  /**
+   * Names this file's chain of invocations (random, from the first hand-over), so the
+   * rejects parts of a duplicated delivery or of a replaced object never collide.
+   */
+  chain: string;
   /** Continuations so far, this one included (1 for the first fresh invocation). */
   continuation: number;
   /** Everything before it is committed: rows counted, the next record's byte and line. */
@@ -126,6 +132,8 @@ export function parseContinuation(event: ContinuationEvent): ContinuationState {
   if (!isCount(state.tally?.synced)) return fail("no tally");
   if (!isCount(state.rejects?.rows) || !Array.isArray(state.rejects?.parts))
     return fail("no rejects progress");
+  if (typeof state.chain !== "string" || !/^[0-9a-f-]{36}$/.test(state.chain))
+    return fail("no chain id");
   if (!isCount(state.continuation) || state.continuation < 1) return fail("no continuation count");
   if (typeof state.startedAt !== "string" || Number.isNaN(Date.parse(state.startedAt)))
     return fail("no startedAt");
@@ -189,9 +197,12 @@ export function checkpointKey(sourceKey: string): string {
   return `${STATE_PREFIX}checkpoints/${sourceKey}.json`;
 }
 
-/** `rejects/<source key>.part-<n>`: one invocation's rejected rows, until the file is done. */
-export function rejectsPartKey(sourceKey: string, part: number): string {
-  return `${rejectsKey(sourceKey)}.part-${part}`;
+/**
+ * `rejects/<source key>.part-<chain>-<n>`: one invocation's rejected rows, until the file
+ * is done (n from 1, in file order).
+ */
+export function rejectsPartKey(sourceKey: string, chain: string, part: number): string {
+  return `${rejectsKey(sourceKey)}.part-${chain}-${part}`;
 }
 
 export interface HandOver {
@@ -220,6 +231,7 @@ export async function handOver(
   logger: Logger,
 ): Promise<ContinuationState> {
   const { object } = input;
+  const chain = input.previous?.chain ?? randomUUID();
   const earlier = input.previous?.rejects ?? { rows: 0, parts: [] };
   const rejects: RejectsProgress = { rows: earlier.rows, parts: [...earlier.parts] };
   try {
@@ -227,7 +239,7 @@ export async function handOver(
     if (chunk) {
       // Numbered from the handed-over progress: a retried invocation overwrites its own part.
       const part = rejects.parts.length + 1;
-      await uploadFile(s3, object.bucket, rejectsPartKey(object.key, part), chunk);
+      await uploadFile(s3, object.bucket, rejectsPartKey(object.key, chain, part), chunk);
       rejects.parts.push(chunk.size);
       rejects.rows += input.rejects.count;
     }
@@ -239,6 +251,7 @@ export async function handOver(
     object,
     source: input.source,
     startedAt: input.startedAt.toISOString(),
+    chain,
     continuation: (input.previous?.continuation ?? 0) + 1,
     checkpoint: input.checkpoint,
     header: [...input.header],
@@ -285,9 +298,10 @@ export async function uploadRejects(
   key: string,
   sourceKey: string,
   rejects: RejectsFile,
-  earlier: RejectsProgress | undefined,
+  previous: ContinuationState | undefined,
 ): Promise<number | undefined> {
-  if (!earlier || earlier.parts.length === 0) {
+  const earlier = previous?.rejects;
+  if (!previous || !earlier || earlier.parts.length === 0) {
     return (await rejects.upload(s3, bucket, key)) ? rejects.count : undefined;
   }
   try {
@@ -295,7 +309,7 @@ export async function uploadRejects(
     const partsSize = earlier.parts.reduce((sum, size) => sum + size, 0);
     async function* concatenated(): AsyncGenerator<Uint8Array> {
       for (const [index, size] of earlier?.parts.entries() ?? []) {
-        const partKey = rejectsPartKey(sourceKey, index + 1);
+        const partKey = rejectsPartKey(sourceKey, previous?.chain ?? "", index + 1);
         const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: partKey }));
         // A part of another size is not the one this chain uploaded: never mix them.
         if (response.ContentLength !== size) {
@@ -335,7 +349,7 @@ export async function removeContinuationState(
   logger: Logger,
 ): Promise<void> {
   const keys = [
-    ...state.rejects.parts.map((_, index) => rejectsPartKey(sourceKey, index + 1)),
+    ...state.rejects.parts.map((_, index) => rejectsPartKey(sourceKey, state.chain, index + 1)),
     checkpointKey(sourceKey),
   ];
   for (const key of keys) {

@@ -8,7 +8,15 @@ import { redactSecrets } from "../shared/redact";
 import { putJsonObject } from "../shared/s3";
 import { BatchPipeline, type Checkpoint, RowBatch } from "./batch-pipeline";
 import type { IngestConfig } from "./config";
-import { type CsvRecord, readCsvRecords } from "./csv-rows";
+import {
+  type ContinuationState,
+  handOver,
+  ObjectReplacedError,
+  removeContinuationState,
+  type SelfInvoker,
+  uploadRejects,
+} from "./continuation";
+import { type CsvRecord, type ReadCsvOptions, readCsvRecords } from "./csv-rows";
 import {
   InvalidManifestError,
   MissingColumnsError,
@@ -71,6 +79,13 @@ export class InvocationContext {
 export interface IngestObjectOptions {
   /** Called after each committed batch (the checkpoint hook for continuing in a fresh invocation). */
   onCommitted?: (checkpoint: Checkpoint) => void;
+  /** Continue the file where an earlier invocation handed it over (continuation.ts). */
+  resume?: ContinuationState;
+  /**
+   * Files beyond one invocation: asked after each submitted batch; true stops reading there
+   * and hands the rest of the file to `continueWith` once the in-flight batches commit.
+   */
+  continuation?: { shouldStop: () => boolean; continueWith: SelfInvoker };
 }
 
 const MAX_WARNING_LOGS = 20;
@@ -89,10 +104,11 @@ export async function ingestObject(
   invocation: InvocationContext,
   options: IngestObjectOptions = {},
 ): Promise<ObjectReport> {
-  const startedAt = new Date();
+  const { resume, continuation } = options;
+  const startedAt = resume ? new Date(resume.startedAt) : new Date();
   const { config, s3 } = deps;
   let logger = deps.logger.child({ bucket: object.bucket, key: object.key });
-  const tally = new Tally();
+  const tally = resume ? Tally.restore(resume.tally) : new Tally();
   let run: RunOptions | undefined;
   let pipeline: BatchPipeline | undefined;
   let rejects: RejectsFile | undefined;
@@ -108,18 +124,22 @@ export async function ingestObject(
       dryRun: run?.dryRun ?? false,
       dryRunSource: run?.dryRunSource,
       queryExecutionId: run?.queryExecutionId,
-      progress: pipeline?.checkpoint ?? { rows: 0, byteOffset: 0, line: 1 },
-      lookupQueries: resolver ? resolver.queries - lookupQueries : 0,
-      writeBatches: pipeline?.batches ?? 0,
+      progress: pipeline?.checkpoint ?? resume?.checkpoint ?? { rows: 0, byteOffset: 0, line: 1 },
+      lookupQueries:
+        (resume?.lookupQueries ?? 0) + (resolver ? resolver.queries - lookupQueries : 0),
+      writeBatches: (resume?.writeBatches ?? 0) + (pipeline?.batches ?? 0),
+      invocations: (resume?.continuation ?? 0) + 1,
       startedAt,
       finishedAt: new Date(),
       ...fields,
     });
 
   try {
-    run = await readRunOptions(s3, object);
+    // The first invocation's decisions hold for the whole file.
+    run = resume ? resume.run : await readRunOptions(s3, object);
     if (run.queryExecutionId) logger = logger.child({ queryExecutionId: run.queryExecutionId });
-    logger.info("Ingest started", {
+    logger.info(resume ? "Ingest resumed" : "Ingest started", {
+      ...(resume ? { continuation: resume.continuation, checkpoint: resume.checkpoint } : {}),
       dryRun: run.dryRun,
       ...(run.dryRunSource ? { dryRunSource: run.dryRunSource } : {}),
       size: object.size,
@@ -135,13 +155,19 @@ export async function ingestObject(
     const entries = db.collection(ENTRIES_COLLECTION);
     const writer = run.dryRun ? new DryRunEntryWriter(entries) : new MongoEntryWriter(entries);
 
-    const records = readRecordsOf(await openObject(s3, object), object);
-    const header = await records.next();
-    const headerFields = header.done ? [] : header.value.fields;
+    const source = await openObject(s3, object, resume);
+    // A continuation starts at a record boundary past the header: line and byte go on from the checkpoint.
+    const records = readRecordsOf(
+      source.body,
+      object,
+      resume ? { startByte: resume.checkpoint.byteOffset, startLine: resume.checkpoint.line } : {},
+    );
+    const header = resume ? undefined : await records.next();
+    const headerFields = resume ? resume.header : header?.done ? [] : (header?.value.fields ?? []);
     const columns = indexHeader(headerFields);
     if (!columns.ok) throw new MissingColumnsError(columns.missing, { key: object.key });
 
-    rejects = new RejectsFile(headerFields);
+    rejects = new RejectsFile(headerFields, { continues: (resume?.rejects.rows ?? 0) > 0 });
     pipeline = new BatchPipeline({
       resolver,
       directory: lookups.directory,
@@ -152,6 +178,8 @@ export async function ingestObject(
       maxInFlight: config.maxInFlight,
       onCommitted: options.onCommitted,
     });
+    if (resume) pipeline.checkpoint = resume.checkpoint;
+    let stopped = false;
     const knownDates = new Set<string>();
     let warningLogs = 0;
     let batch = new RowBatch();
@@ -193,15 +221,50 @@ export async function ingestObject(
       if (batch.records >= config.batchSize) {
         await pipeline.submit(batch);
         batch = new RowBatch();
+        // Stop pulling records; the in-flight batches commit in finish(): a batch boundary.
+        if (continuation?.shouldStop()) {
+          stopped = true;
+          break;
+        }
       }
     }
     if (batch.records > 0) await pipeline.submit(batch);
     await pipeline.finish();
 
+    if (stopped && continuation && pipeline.checkpoint.byteOffset < source.size) {
+      await handOver(
+        s3,
+        continuation.continueWith,
+        {
+          object,
+          source: { eTag: source.eTag, size: source.size },
+          startedAt,
+          previous: resume,
+          checkpoint: pipeline.checkpoint,
+          header: headerFields,
+          run,
+          tally,
+          rejects,
+          lookupQueries: (resume?.lookupQueries ?? 0) + resolver.queries - lookupQueries,
+          writeBatches: (resume?.writeBatches ?? 0) + pipeline.batches,
+        },
+        logger,
+      );
+      return report({ outcome: "continued" });
+    }
+
     let rejectsRef: ObjectReport["rejects"];
     const rejectsObjectKey = rejectsKey(object.key);
-    if (await rejects.upload(s3, object.bucket, rejectsObjectKey)) {
-      rejectsRef = { bucket: object.bucket, key: rejectsObjectKey, rows: rejects.count };
+    const rejectedRows = await uploadRejects(
+      s3,
+      object.bucket,
+      rejectsObjectKey,
+      object.key,
+      rejects,
+      resume,
+    );
+    if (rejectedRows !== undefined) {
+      rejectsRef = { bucket: object.bucket, key: rejectsObjectKey, rows: rejectedRows };
     } else {
       // A clean run must not leave an earlier run's rejects looking current.
       await s3.send(new DeleteObjectCommand({ Bucket: object.bucket, Key: rejectsObjectKey }));
@@ -236,7 +299,9 @@ export async function ingestObject(
       }
     }
     await putJsonObject(s3, object.bucket, reportKey(object.key), result);
+    if (resume) await removeContinuationState(s3, object.bucket, object.key, resume, logger);
     logger.info("Ingest finished", {
+      invocations: result.invocations,
       dryRun: result.dryRun,
       stats: result.stats,
       inserted: result.inserted,
@@ -252,8 +317,11 @@ export async function ingestObject(
     await pipeline?.abandon();
     await rejects?.discard();
     const error = classify(caught, object);
+    // A replaced object is ingested by its own event; retrying this one cannot help.
     const dataProblem =
-      error instanceof MissingColumnsError || error instanceof InvalidManifestError;
+      error instanceof MissingColumnsError ||
+      error instanceof InvalidManifestError ||
+      error instanceof ObjectReplacedError;
     const result = report({
       outcome: dataProblem ? "rejected" : "failed",
       error: error.message,
@@ -307,14 +375,40 @@ export async function reportNotAttempted(
   }
 }
 
-async function openObject(s3: S3Client, object: S3ObjectRef): Promise<Readable> {
+/**
+ * The object's bytes with its ETag and whole size. A continuation reads from its
+ * checkpoint, only if the object is still the one the first invocation read.
+ */
+async function openObject(
+  s3: S3Client,
+  object: S3ObjectRef,
+  resume: ContinuationState | undefined,
+): Promise<{ body: Readable; eTag: string; size: number }> {
   try {
     const response = await s3.send(
-      new GetObjectCommand({ Bucket: object.bucket, Key: object.key }),
+      new GetObjectCommand({
+        Bucket: object.bucket,
+        Key: object.key,
+        ...(resume
+          ? { Range: `bytes=${resume.checkpoint.byteOffset}-`, IfMatch: resume.source.eTag }
+          : {}),
+      }),
     );
     if (!response.Body) throw new Error("empty response body");
-    return response.Body as Readable;
+    if (resume) return { body: response.Body as Readable, ...resume.source };
+    return {
+      body: response.Body as Readable,
+      eTag: response.ETag ?? "",
+      size: response.ContentLength ?? Number.POSITIVE_INFINITY,
+    };
   } catch (error) {
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (resume && status === 412) {
+      throw new ObjectReplacedError(
+        `s3://${object.bucket}/${object.key} changed since invocation 1 read it (ETag ${resume.source.eTag}); its rows after line ${resume.checkpoint.line} were not ingested. The new object's own event ingests it.`,
+        { checkpoint: resume.checkpoint },
+      );
+    }
     throw new ObjectUnreadableError(
       `Could not read s3://${object.bucket}/${object.key}: ${(error as Error).message}`,
       {
@@ -325,9 +419,13 @@ async function openObject(s3: S3Client, object: S3ObjectRef): Promise<Readable> 
 }
 
 /** The object's records; a broken stream surfaces as ObjectUnreadableError. */
-async function* readRecordsOf(body: Readable, object: S3ObjectRef): AsyncGenerator<CsvRecord> {
+async function* readRecordsOf(
+  body: Readable,
+  object: S3ObjectRef,
+  options: ReadCsvOptions = {},
+): AsyncGenerator<CsvRecord> {
   try {
-    yield* readCsvRecords(body);
+    yield* readCsvRecords(body, options);
   } catch (error) {
     if (error instanceof TrackingSyncError) throw error;
     throw new ObjectUnreadableError(
