@@ -102,31 +102,11 @@ export function metricsOf(contributions: readonly Contribution[]): EntryMetrics 
   };
 }
 
-// Temporary fields used inside the pipeline, removed by its last stage.
-const DATA = "_tsd";
+// Temporary fields used inside the pipeline, removed by its last stage. Names are short
+// on purpose: the pipeline is serialized once per entry per batch, so its size is CPU.
 const NEXT = "_tsc";
 const CHANGED = "_tsu";
-
-/** Distinct non-empty strings of an array expression, sorted, joined with ", ". */
-function joinDistinct(arrayExpression: string): Document {
-  return {
-    $reduce: {
-      input: { $sortArray: { input: { $setUnion: [arrayExpression] }, sortBy: 1 } },
-      initialValue: "",
-      in: {
-        $cond: [
-          { $in: ["$$this", [null, ""]] },
-          "$$value",
-          { $concat: ["$$value", { $cond: [{ $eq: ["$$value", ""] }, "", ", "] }, "$$this"] },
-        ],
-      },
-    },
-  };
-}
-
-const percent = (part: string) => ({
-  $cond: ["$$i", { $multiply: [{ $divide: [part, "$$i"] }, 100] }, 0],
-});
+const NEXT_PATH = `$${NEXT}`;
 
 /** The order's fields an update sets, in the order they are compared and written. */
 const ORDER_FIELDS = [
@@ -138,117 +118,129 @@ const ORDER_FIELDS = [
   "enteredBy",
 ] as const;
 
-/** One update statement for many existing entries (see `buildBatchUpdate`). */
-export interface BatchUpdate {
-  filter: Document;
-  pipeline: Document[];
+/** Distinct non-empty strings of an array expression, sorted by bytes, joined with ", "; null if none. */
+function joinDistinct(arrayExpression: string): Document {
+  return {
+    $reduce: {
+      input: {
+        $sortArray: { input: { $setDifference: [arrayExpression, [null, ""]] }, sortBy: 1 },
+      },
+      initialValue: null,
+      in: { $cond: ["$$value", { $concat: ["$$value", ", ", "$$this"] }, "$$this"] },
+    },
+  };
+}
+
+const percent = (part: string) => ({
+  $cond: ["$$i", { $multiply: [{ $divide: [part, "$$i"] }, 100] }, 0],
+});
+
+// Everything below is the same for every entry: built once, only serialized per entry.
+const METRICS = {
+  $let: {
+    vars: {
+      i: { $sum: `${NEXT_PATH}.impressions` },
+      c: { $sum: `${NEXT_PATH}.clicks` },
+      v: { $sum: `${NEXT_PATH}.viewableImpressions` },
+    },
+    in: {
+      impressions: "$$i",
+      clicks: "$$c",
+      ctr: percent("$$c"),
+      viewability: percent("$$v"),
+      reach: { $sum: `${NEXT_PATH}.uniqueIps` },
+    },
+  },
+};
+const ITEM_NAME = { $ifNull: [joinDistinct(`${NEXT_PATH}.itemName`), ""] };
+const DIMENSIONS = { $ifNull: [joinDistinct(`${NEXT_PATH}.adSize`), "$$REMOVE"] };
+const STORED_VALUES = ["$contributions", ...ORDER_FIELDS.map((name) => `$${name}`)];
+const STORED_CONTRIBUTIONS = { $ifNull: ["$contributions", []] };
+const CLOCK_STAGE = {
+  $set: {
+    enteredAt: { $cond: [`$${CHANGED}`, "$$NOW", "$enteredAt"] },
+    createdAt: { $ifNull: ["$createdAt", "$$NOW"] },
+    updatedAt: { $cond: [`$${CHANGED}`, "$$NOW", "$updatedAt"] },
+  },
+};
+const CLEANUP_STAGE = { $unset: [NEXT, CHANGED] };
+
+/** A value as an expression constant: only `$`-strings, objects and arrays need `$literal`. */
+function literal(value: unknown): unknown {
+  if (typeof value === "string") return value.startsWith("$") ? { $literal: value } : value;
+  if (value === null || typeof value !== "object" || value instanceof Date) return value;
+  return { $literal: value };
 }
 
 /**
- * ONE update statement (`multi: true`) for a batch's existing entries. The pipeline is
- * the same for every entry and is sent once per batch, not once per entry: each entry's
- * data sits in one `$literal` array and the pipeline picks its element by the entry's
- * key. Per entry, in one atomic document update, it removes this file's contribution
- * keys from the stored array, adds the new contributions (sorted by key, so the array is
- * the same whatever order files and batches arrive in), derives metrics/itemName/
- * dimensions from ALL contributions, and moves `updatedAt` and `enteredAt` only when the
- * contributions or the order's fields change. File and lookup values only ever enter as
- * `$literal` data or through field paths, so `$x` or `a.b` is never read as an operator
- * or a path. New entries are inserted whole instead (`applyEntryUpdate(null, ...)`).
+ * The update pipeline of one entry, for an upsert filtered on exactly its key. In one
+ * atomic document update it removes this file's contribution keys from the stored array,
+ * adds the new contributions (sorted by key, so the array is the same whatever order
+ * files and batches arrive in), derives metrics/itemName/dimensions from ALL
+ * contributions, and moves `updatedAt` and `enteredAt` only when the contributions or the
+ * order's fields change (`createdAt` only on insert). The file's values enter only inside
+ * `$literal` (the contributions, whose keys the filter reads from that same literal), and
+ * the order's values through `literal`, so `$x` or `a.b` is never read as an operator or
+ * a field path. On insert the fields land in the order `applyEntryUpdate` gives them.
  */
-export function buildBatchUpdate(updates: readonly EntryUpdate[]): BatchUpdate {
-  const keys = updates.map((update) => [
-    update.key.orderId,
-    update.key.itemPath,
-    update.key.dateStart,
-  ]);
-  const data = updates.map((update) => ({
-    k: update.contributions.map((contribution) => contribution.key),
-    c: update.contributions,
-    f: { ...update.fields, enteredBy: ENTERED_BY },
-  }));
-  const next = `$${NEXT}`;
-  const newFields = Object.fromEntries(ORDER_FIELDS.map((name) => [name, `$${DATA}.f.${name}`]));
-  return {
-    filter: { $or: updates.map((update) => update.key) },
-    pipeline: [
-      {
-        $set: {
-          [DATA]: {
-            $arrayElemAt: [
-              { $literal: data },
-              { $indexOfArray: [{ $literal: keys }, ["$orderId", "$itemPath", "$dateStart"]] },
-            ],
-          },
-        },
-      },
-      {
-        $set: {
-          [NEXT]: {
-            $sortArray: {
-              input: {
-                $concatArrays: [
-                  {
-                    $filter: {
-                      input: { $ifNull: ["$contributions", []] },
-                      cond: { $not: [{ $in: ["$$this.key", `$${DATA}.k`] }] },
+export function buildUpdatePipeline(update: EntryUpdate): Document[] {
+  const f = update.fields;
+  const dateEnd = f.dateEnd;
+  const campaignId = literal(f.campaignId);
+  const publicationId = f.publicationId;
+  const publicationName = literal(f.publicationName);
+  const channel = literal(f.channel);
+  return [
+    {
+      $set: {
+        [NEXT]: {
+          $let: {
+            vars: { n: { $literal: update.contributions } },
+            in: {
+              $sortArray: {
+                input: {
+                  $concatArrays: [
+                    {
+                      $filter: {
+                        input: STORED_CONTRIBUTIONS,
+                        cond: { $not: [{ $in: ["$$this.key", "$$n.key"] }] },
+                      },
                     },
-                  },
-                  `$${DATA}.c`,
-                ],
+                    "$$n",
+                  ],
+                },
+                sortBy: { key: 1 },
               },
-              sortBy: { key: 1 },
             },
           },
         },
       },
-      {
-        // Expressions here read the stored document (one stage's assignments do not see
-        // each other), so CHANGED compares the stored values with the new ones.
-        $set: {
-          [CHANGED]: {
-            $ne: [
-              [next, ...Object.values(newFields)],
-              ["$contributions", ...ORDER_FIELDS.map((name) => `$${name}`)],
-            ],
-          },
-          contributions: next,
-          metrics: {
-            $let: {
-              vars: {
-                i: { $sum: `${next}.impressions` },
-                c: { $sum: `${next}.clicks` },
-                v: { $sum: `${next}.viewableImpressions` },
-              },
-              in: {
-                impressions: "$$i",
-                clicks: "$$c",
-                ctr: percent("$$c"),
-                viewability: percent("$$v"),
-                reach: { $sum: `${next}.uniqueIps` },
-              },
-            },
-          },
-          itemName: joinDistinct(`${next}.itemName`),
-          dimensions: {
-            $let: {
-              vars: { d: joinDistinct(`${next}.adSize`) },
-              in: { $cond: [{ $eq: ["$$d", ""] }, "$$REMOVE", "$$d"] },
-            },
-          },
-          ...newFields,
+    },
+    {
+      // Expressions here read the stored document (this stage's own assignments are not
+      // visible to each other), so CHANGED compares the stored values with the new ones.
+      $set: {
+        [CHANGED]: {
+          $ne: [
+            [NEXT_PATH, dateEnd, campaignId, publicationId, publicationName, channel, ENTERED_BY],
+            STORED_VALUES,
+          ],
         },
+        contributions: NEXT_PATH,
+        metrics: METRICS,
+        itemName: ITEM_NAME,
+        dimensions: DIMENSIONS,
+        dateEnd,
+        campaignId,
+        publicationId,
+        publicationName,
+        channel,
+        enteredBy: ENTERED_BY,
       },
-      {
-        $set: {
-          enteredAt: { $cond: [`$${CHANGED}`, "$$NOW", "$enteredAt"] },
-          createdAt: { $ifNull: ["$createdAt", "$$NOW"] },
-          updatedAt: { $cond: [`$${CHANGED}`, "$$NOW", "$updatedAt"] },
-        },
-      },
-      { $unset: [DATA, NEXT, CHANGED] },
-    ],
-  };
+    },
+    CLOCK_STAGE,
+    CLEANUP_STAGE,
+  ];
 }
 
 /** What applying an update did (or, in a dry run, would do) to one entry. */
@@ -273,10 +265,9 @@ const COMPARED_FIELDS = [
 ] as const;
 
 /**
- * The pure JavaScript twin of `buildBatchUpdate`: the document the pipeline would leave,
- * given the stored one (or null) and the server's `$$NOW`. Dry runs use it for every
- * entry, real runs for new entries (inserted whole). A test runs both against the same
- * inputs and compares the documents.
+ * The pure JavaScript twin of `buildUpdatePipeline`, for dry runs: the document the
+ * pipeline would leave, given the stored one (or null) and the server's `$$NOW`, field
+ * order included. A test runs both against the same inputs and compares the documents.
  */
 export function applyEntryUpdate(
   existing: Document | null,

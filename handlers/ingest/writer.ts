@@ -1,5 +1,12 @@
-import { type Collection, type Document, MongoBulkWriteError } from "mongodb";
-import { applyEntryUpdate, buildBatchUpdate, type EntryUpdate } from "./entry-update";
+import {
+  type AnyBulkWriteOperation,
+  type BulkWriteResult,
+  type Collection,
+  type Document,
+  MongoBulkWriteError,
+  type WriteError,
+} from "mongodb";
+import { applyEntryUpdate, buildUpdatePipeline, type EntryUpdate } from "./entry-update";
 import { MongoUnavailableError } from "./errors";
 import { asMongoUnavailable } from "./mongo";
 
@@ -8,7 +15,10 @@ export interface BatchWriteResult {
   inserted: number;
   updated: number;
   unchanged: number;
-  /** Entries that failed for good (not E11000, not an outage): their rows become errors. */
+  /**
+   * Entries that failed for good (E11000 only after its retries; an outage throws instead):
+   * their rows become errors.
+   */
   failed: { index: number; code: number | undefined; message: string }[];
   /** Dry runs: how many updates would change each field. */
   fieldChanges?: Record<string, number>;
@@ -20,127 +30,68 @@ export interface EntryWriter {
 }
 
 const DUPLICATE_KEY = 11000;
-/** A lost race (an entry deleted or created between our two commands) is retried this often. */
-const MAX_ATTEMPTS = 4;
-/** Existing entries per update statement: keeps each statement far below 16 MB. */
-const ENTRIES_PER_STATEMENT = 2_000;
+/** Concurrent upserts of one new key race into E11000; a retry finds the entry and updates it. */
+const MAX_ATTEMPTS = 3;
 
 /**
- * Real runs. A batch costs one or two commands whatever its size: new entries are
- * inserted whole (`insertMany`, unordered: an existing key answers E11000), existing
- * ones are updated by ONE pipeline statement for all of them (`buildBatchUpdate`).
- * Which goes first adapts to the previous batch: a nightly file is mostly new entries
- * (insert first: one command), a re-processed file mostly existing ones (update first:
- * one command). Every step is idempotent, so a retry after any failure ends in the
- * state a clean run gives, and a concurrent writer only costs another round.
+ * Real runs: one unordered `bulkWrite` per batch of `updateOne` upserts, each filtered on
+ * exactly the entry's key (the unique index) with the entry's own pipeline
+ * (`buildUpdatePipeline`). Every upsert is idempotent, so a retry after any failure ends
+ * in the state a clean run gives.
  */
 export class MongoEntryWriter implements EntryWriter {
-  private updateFirst = false;
-
-  constructor(
-    private readonly entries: Collection,
-    private readonly now: () => Date = () => new Date(),
-  ) {}
+  constructor(private readonly entries: Collection) {}
 
   async write(updates: readonly EntryUpdate[]): Promise<BatchWriteResult> {
     const result: BatchWriteResult = { inserted: 0, updated: 0, unchanged: 0, failed: [] };
-    const all = updates.map((_, index) => index);
-    let existing: number[];
-    if (this.updateFirst) {
-      const matched = await this.update(updates, all, result);
-      if (matched === all.length) return result;
-      // Some are new: insert everything; E11000 marks those the update already covered,
-      // unless a concurrent writer created more in between (then they are updated again).
-      const duplicates = await this.insert(updates, all, result);
-      existing = duplicates.length === matched ? [] : duplicates;
-    } else {
-      existing = await this.insert(updates, all, result);
-    }
-    for (let attempt = 1; existing.length > 0; attempt++) {
-      if (attempt > MAX_ATTEMPTS) {
-        throw new MongoUnavailableError(
-          `performance_entries kept changing under this batch (${existing.length} entries unsettled)`,
-        );
+    let pending = updates.map((_, index) => index);
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      const operations: AnyBulkWriteOperation[] = pending.map((index) => {
+        const update = updates[index] as EntryUpdate;
+        return {
+          updateOne: { filter: update.key, update: buildUpdatePipeline(update), upsert: true },
+        };
+      });
+      let outcome: BulkWriteResult;
+      let writeErrors: WriteError[] = [];
+      try {
+        outcome = await this.entries.bulkWrite(operations, { ordered: false });
+      } catch (error) {
+        // Only per-operation errors are handled here; anything else (an outage, a failed
+        // command) fails the object as a unit and Lambda retries it.
+        if (error instanceof MongoBulkWriteError) {
+          writeErrors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
+        }
+        if (!(error instanceof MongoBulkWriteError) || writeErrors.length === 0) {
+          throw asMongoUnavailable(error, "writing performance_entries");
+        }
+        outcome = error.result;
       }
-      const matched = await this.update(updates, existing, result);
-      // An entry deleted since the insert failed: insert again (and update what exists).
-      existing = matched === existing.length ? [] : await this.insert(updates, existing, result);
-    }
-    this.updateFirst = result.updated + result.unchanged > result.inserted;
-    return result;
-  }
-
-  /** Inserts the entries as new; returns those that already exist (E11000). */
-  private async insert(
-    updates: readonly EntryUpdate[],
-    indexes: readonly number[],
-    result: BatchWriteResult,
-  ): Promise<number[]> {
-    const now = this.now();
-    const documents = indexes.map((index) => {
-      const update = updates[index] as EntryUpdate;
-      return applyEntryUpdate(null, update, now).document;
-    });
-    const duplicates: number[] = [];
-    try {
-      const inserted = await this.entries.insertMany(documents, { ordered: false });
-      result.inserted += inserted.insertedCount;
-      return duplicates;
-    } catch (error) {
-      const writeErrors =
-        error instanceof MongoBulkWriteError
-          ? Array.isArray(error.writeErrors)
-            ? error.writeErrors
-            : [error.writeErrors]
-          : [];
-      if (!(error instanceof MongoBulkWriteError) || writeErrors.length === 0) {
-        throw asMongoUnavailable(error, "inserting performance_entries");
-      }
-      const insertedCount = error.result.insertedCount;
-      if (insertedCount + writeErrors.length !== documents.length) {
+      const settled = outcome.upsertedCount + outcome.matchedCount + writeErrors.length;
+      if (settled !== operations.length) {
         // The driver stops after a split batch with errors: never count unsent writes as done.
         throw new MongoUnavailableError(
-          `insertMany settled ${insertedCount + writeErrors.length} of ${documents.length} entries`,
+          `bulkWrite settled ${settled} of ${operations.length} entry upserts`,
         );
       }
-      result.inserted += insertedCount;
+      result.inserted += outcome.upsertedCount;
+      result.updated += outcome.modifiedCount;
+      result.unchanged += outcome.matchedCount - outcome.modifiedCount;
+      const retry: number[] = [];
       for (const writeError of writeErrors) {
-        const index = indexes[writeError.index];
+        const index = pending[writeError.index];
         if (index === undefined) continue;
-        if (writeError.code === DUPLICATE_KEY) duplicates.push(index);
+        if (writeError.code === DUPLICATE_KEY && attempt < MAX_ATTEMPTS) retry.push(index);
         else
           result.failed.push({
             index,
             code: writeError.code,
-            message: writeError.errmsg ?? "insert failed",
+            message: writeError.errmsg ?? "upsert failed",
           });
       }
-      return duplicates;
+      pending = retry;
     }
-  }
-
-  /** Updates existing entries in place; returns how many it found. */
-  private async update(
-    updates: readonly EntryUpdate[],
-    indexes: readonly number[],
-    result: BatchWriteResult,
-  ): Promise<number> {
-    let matched = 0;
-    for (let start = 0; start < indexes.length; start += ENTRIES_PER_STATEMENT) {
-      const chunk = indexes
-        .slice(start, start + ENTRIES_PER_STATEMENT)
-        .map((index) => updates[index] as EntryUpdate);
-      const { filter, pipeline } = buildBatchUpdate(chunk);
-      try {
-        const outcome = await this.entries.updateMany(filter, pipeline);
-        matched += outcome.matchedCount;
-        result.updated += outcome.modifiedCount;
-        result.unchanged += outcome.matchedCount - outcome.modifiedCount;
-      } catch (error) {
-        throw asMongoUnavailable(error, "updating performance_entries");
-      }
-    }
-    return matched;
+    return result;
   }
 }
 

@@ -96,14 +96,14 @@ describe.skipIf(process.env.MONGODB_TEST_URI !== undefined)(
       await harness.db.collection("performance_entries").deleteMany({});
 
       // Writes answer slowly; once the first batch's entries exist, the next write fails.
-      fault().setLatency(300, "insert");
+      fault().setLatency(300, "update");
       const run = handler(event, lambdaContext);
       const outcome = run.then(
         () => new Error("handler did not throw"),
         (error: Error) => error,
       );
       await waitForEntries();
-      fault().failNext({ command: "insert", code: 8, errmsg: "simulated outage" });
+      fault().failNext({ command: "update", code: 8, errmsg: "simulated outage" });
       const error = await outcome;
       fault().reset();
 

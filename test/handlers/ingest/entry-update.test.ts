@@ -161,7 +161,7 @@ describe("bsonEqual", () => {
   });
 });
 
-describe("buildBatchUpdate and MongoEntryWriter against MongoDB", () => {
+describe("buildUpdatePipeline upserts through MongoEntryWriter against MongoDB", () => {
   let mongo: TestMongo;
   let client: MongoClient;
   let entries: Collection;
@@ -217,11 +217,12 @@ describe("buildBatchUpdate and MongoEntryWriter against MongoDB", () => {
         createdAt: undefined,
         enteredAt: undefined,
       });
+      expect(Object.keys(real)).toEqual(Object.keys(applied.document));
       previous = real;
     }
   });
 
-  it("updates many existing entries in one statement, each with its own data", async () => {
+  it("updates many existing entries in one batch, each with its own data", async () => {
     const steps = ["multi-1", "multi-2", "multi-3"].map((path, index) =>
       onPath(
         update([contribution({ creativeId: `cr_${index}`, impressions: 10 * (index + 1) })]),

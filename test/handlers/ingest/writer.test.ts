@@ -1,0 +1,144 @@
+import { type Collection, MongoClient } from "mongodb";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { contributionKey, type EntryUpdate } from "../../../handlers/ingest/entry-update";
+import { MongoUnavailableError } from "../../../handlers/ingest/errors";
+import { MongoEntryWriter } from "../../../handlers/ingest/writer";
+import { startTestMongo, type TestMongo } from "../../helpers/mongo";
+
+/** One entry update with one contribution; `itemName` lets a test make two entries collide. */
+function entryUpdate(itemPath: string, creativeId: string, itemName: string): EntryUpdate {
+  return {
+    key: {
+      orderId: "order-1",
+      itemPath,
+      dateStart: new Date("2025-12-10T00:00:00.000Z"),
+      source: "automated",
+    },
+    fields: {
+      dateEnd: new Date("2025-12-10T23:59:59.999Z"),
+      campaignId: "spring-sale",
+      publicationId: 1035,
+      publicationName: "Chicago Reader",
+      channel: "display",
+    },
+    contributions: [
+      {
+        key: contributionKey(creativeId, "chireader", "website", "300x250"),
+        creativeId,
+        publicationCode: "chireader",
+        channel: "website",
+        adSize: "300x250",
+        itemName,
+        impressions: 100,
+        clicks: 3,
+        viewableImpressions: 60,
+        uniqueIps: 50,
+      },
+    ],
+  };
+}
+
+describe("MongoEntryWriter against MongoDB", () => {
+  let mongo: TestMongo;
+  let client: MongoClient;
+  let entries: Collection;
+  let writer: MongoEntryWriter;
+  const updateCommands: number[] = [];
+
+  beforeAll(async () => {
+    mongo = await startTestMongo();
+    client = await new MongoClient(mongo.uri, { monitorCommands: true }).connect();
+    client.on("commandStarted", (event) => {
+      if (event.commandName === "update") updateCommands.push(event.command.updates.length);
+    });
+  });
+  afterAll(async () => {
+    await client?.close();
+    await mongo?.stop();
+  });
+  beforeEach(async () => {
+    mongo.server?.faults.reset();
+    updateCommands.length = 0;
+    entries = client.db(mongo.freshDbName("writer")).collection("performance_entries");
+    await entries.createIndex(
+      { orderId: 1, itemPath: 1, dateStart: 1, source: 1 },
+      { unique: true },
+    );
+    // A second unique index lets a test provoke E11000 deterministically: two entries
+    // with the same itemName collide, as two concurrent upserts of one key would.
+    await entries.createIndex({ itemName: 1 }, { unique: true });
+    writer = new MongoEntryWriter(entries);
+  });
+
+  it("sends a batch as one bulkWrite of upserts filtered on exactly the entry key", async () => {
+    await writer.write([entryUpdate("web-1", "cr_1", "One")]);
+    const batch = [entryUpdate("web-1", "cr_2", "Two"), entryUpdate("web-2", "cr_3", "Three")];
+
+    const result = await writer.write(batch);
+
+    expect(result).toEqual({ inserted: 1, updated: 1, unchanged: 0, failed: [] });
+    expect(updateCommands).toEqual([1, 2]);
+    const stored = await entries.find({}, { sort: { itemPath: 1 } }).toArray();
+    expect(stored.map((entry) => entry.contributions.length)).toEqual([2, 1]);
+  });
+
+  it("retries an upsert that lost a duplicate-key race, and the retry updates the entry the other write created", async () => {
+    await writer.write([entryUpdate("web-0", "cr_0", "Taken")]);
+    // The first upsert of web-1 collides on itemName "Taken" (E11000); the second creates
+    // web-1 meanwhile, as a concurrent delivery would. The retry must find and update it
+    // (its itemName becomes "Other, Taken", which collides with nothing).
+    const batch = [entryUpdate("web-1", "cr_1", "Taken"), entryUpdate("web-1", "cr_2", "Other")];
+
+    const result = await writer.write(batch);
+
+    expect(result).toEqual({ inserted: 1, updated: 1, unchanged: 0, failed: [] });
+    expect(updateCommands).toEqual([1, 2, 1]);
+    const entry = await entries.findOne({ itemPath: "web-1" });
+    expect(entry?.contributions.map((c: { creativeId: string }) => c.creativeId)).toEqual([
+      "cr_1",
+      "cr_2",
+    ]);
+    expect(entry?.itemName).toBe("Other, Taken");
+  });
+
+  it("stops retrying a key that keeps answering E11000 and reports it failed, writing the rest", async () => {
+    await writer.write([entryUpdate("web-0", "cr_0", "Taken")]);
+    const batch = [entryUpdate("web-1", "cr_1", "Fine"), entryUpdate("web-2", "cr_2", "Taken")];
+
+    const result = await writer.write(batch);
+
+    expect(result).toMatchObject({ inserted: 1, updated: 0, unchanged: 0 });
+    expect(result.failed).toEqual([
+      { index: 1, code: 11000, message: expect.stringContaining("E11000") },
+    ]);
+    // Three attempts in all: the whole batch, then the colliding entry twice more.
+    expect(updateCommands).toEqual([1, 2, 1, 1]);
+    expect(await entries.countDocuments({ itemPath: "web-2" })).toBe(0);
+  });
+
+  it("reports an entry the pipeline cannot update as failed, without retrying it", async () => {
+    const broken = entryUpdate("web-9", "cr_9", "Broken");
+    await entries.insertOne({ ...broken.key, contributions: "not an array" });
+
+    const result = await writer.write([entryUpdate("web-1", "cr_1", "Fine"), broken]);
+
+    expect(result).toMatchObject({ inserted: 1, updated: 0, unchanged: 0 });
+    expect(result.failed).toEqual([
+      { index: 1, code: expect.any(Number), message: expect.any(String) },
+    ]);
+    expect(result.failed[0]?.code).not.toBe(11000);
+    expect(updateCommands).toEqual([2]);
+  });
+
+  it.skipIf(process.env.MONGODB_TEST_URI !== undefined)(
+    "fails the batch as a unit when the update command itself fails",
+    async () => {
+      mongo.server?.faults.failNext({ command: "update", code: 8, errmsg: "simulated outage" });
+
+      const failure = writer.write([entryUpdate("web-1", "cr_1", "One")]);
+
+      await expect(failure).rejects.toBeInstanceOf(MongoUnavailableError);
+      await expect(failure).rejects.toThrow("simulated outage");
+    },
+  );
+});
