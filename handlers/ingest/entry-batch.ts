@@ -27,10 +27,10 @@ export interface GroupedUpdates {
 }
 
 /**
- * Groups a batch's resolved rows by upsert key into ONE update per entry (one document
- * to insert or one element of the batch's update statement). Within an
- * entry, a row with the same contribution key as an earlier one replaces it, as a
- * row-by-row upsert would (Athena's grouped output never repeats one).
+ * Groups a batch's resolved rows by upsert key into ONE update per entry (one upsert of
+ * the batch's bulkWrite). Within an entry, a row with the same contribution key as an
+ * earlier one replaces it, as a row-by-row upsert would (Athena's grouped output never
+ * repeats one).
  */
 export function groupIntoUpdates(rows: readonly ResolvedRow[]): GroupedUpdates {
   const groups = new Map<
