@@ -1,0 +1,343 @@
+import { CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
+import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda";
+import { ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import type { Context, S3Event } from "aws-lambda";
+import { mockClient } from "aws-sdk-client-mock";
+import type { Document } from "mongodb";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { ContinuationEvent } from "../../handlers/ingest/continuation";
+import type { IngestResponse } from "../../handlers/ingest/response";
+import { buildCsv, type CsvOptions, type CsvRowValues, csvRow } from "../helpers/ingest-csv";
+import { order, seedLookups, trackingScript } from "../helpers/ingest-fixtures";
+import {
+  BUCKET,
+  type IngestHarness,
+  lambdaContext,
+  startIngestHarness,
+} from "../helpers/ingest-harness";
+
+const cloudwatch = mockClient(CloudWatchClient);
+const lambda = mockClient(LambdaClient);
+const FUNCTION_NAME = "tracking-sync-ingest";
+const BATCH_SIZE = 5;
+const MARGIN_MS = 60_000;
+
+type Handler = (event: S3Event | ContinuationEvent, context: Context) => Promise<IngestResponse>;
+let harness: IngestHarness;
+let handler: Handler;
+
+beforeAll(async () => {
+  harness = await startIngestHarness();
+  handler = (await harness.loadHandler({
+    AWS_LAMBDA_FUNCTION_NAME: FUNCTION_NAME,
+    BATCH_SIZE: String(BATCH_SIZE),
+    CONTINUATION_MARGIN_MS: String(MARGIN_MS),
+  })) as Handler;
+});
+afterAll(async () => {
+  await harness?.stop();
+});
+beforeEach(async () => {
+  cloudwatch.reset();
+  cloudwatch.on(PutMetricDataCommand).resolves({});
+  lambda.reset();
+  lambda.on(InvokeCommand).resolves({ StatusCode: 202 });
+  harness.logs.length = 0;
+  await harness.clearDb();
+  await seedLookups(harness.db, {
+    orders: [order()],
+    trackingScripts: [
+      trackingScript(),
+      trackingScript({ creativeId: "cr_spring-sale_728x90", creative: { name: "728x90" } }),
+    ],
+  });
+});
+
+/**
+ * A Lambda context whose remaining time drops below the margin once `batches` full
+ * batches were submitted (the ingest asks once per full batch): a short deadline.
+ */
+function shortDeadline(batches: number): Context {
+  let asked = 0;
+  return {
+    ...lambdaContext,
+    getRemainingTimeInMillis: () => (++asked >= batches ? MARGIN_MS - 1 : 300_000),
+  } as Context;
+}
+
+/** 42 data rows: synced ones over many days, and skips, errors and a multi-line field among them. */
+function mixedRows(): CsvRowValues[] {
+  const rows: CsvRowValues[] = [];
+  for (let i = 0; i < 42; i++) {
+    const day = `2025-11-${String((i % 28) + 1).padStart(2, "0")}`;
+    if (i % 7 === 3) rows.push(csvRow({ report_date: day, publication_code: "nowhere" }));
+    else if (i % 9 === 4) rows.push(csvRow({ report_date: day, impressions: "-5" }));
+    else if (i === 17) rows.push(csvRow({ creative_id: "cr_multi\nline_1", clicks: "x" }));
+    else if (i === 30) rows.push(csvRow({ report_date: day, creative_id: "cr_nobody_1" }));
+    else if (i % 2 === 0) rows.push(csvRow({ report_date: day, impressions: 1000 + i }));
+    else {
+      rows.push(
+        csvRow({ report_date: day, creative_id: "cr_spring-sale_728x90", ad_size: "728x90" }),
+      );
+    }
+  }
+  return rows;
+}
+
+async function comparableEntries(): Promise<Document[]> {
+  return harness.db
+    .collection("performance_entries")
+    .find({}, { projection: { _id: 0, createdAt: 0, updatedAt: 0, enteredAt: 0 } })
+    .sort({ orderId: 1, itemPath: 1, dateStart: 1 })
+    .toArray();
+}
+
+type Report = Record<string, unknown> & { stats: Record<string, number> };
+const reportOf = (key: string) => harness.readJson<Report>(`reports/${key}.json`);
+
+/** The row counts of a report: they must not depend on how many invocations the file took. */
+function rowCountsOf(report: Report | undefined) {
+  const { stats, dateRange, warnings, skippedByReason, errorsByReason, success, outcome } =
+    report ?? ({} as Report);
+  const rejectedRows = (report?.rejects as { rows?: number } | undefined)?.rows;
+  return {
+    stats,
+    dateRange,
+    warnings,
+    skippedByReason,
+    errorsByReason,
+    success,
+    outcome,
+    rejectedRows,
+  };
+}
+
+/**
+ * Entry updates as counted: equal to a single run's on a first ingest; after a re-delivered
+ * invocation some inserts are seen again as unchanged, but their sum stays the same.
+ */
+function entryCountsOf(report: Report | undefined) {
+  const { inserted, updated, unchanged } = (report ?? {}) as Record<string, number>;
+  return { inserted, updated, unchanged };
+}
+const entryUpdates = (report: Report | undefined) =>
+  Object.values(entryCountsOf(report)).reduce((sum: number, count) => sum + (count ?? 0), 0);
+
+function payloadOf(index: number): ContinuationEvent {
+  const call = lambda.commandCalls(InvokeCommand)[index];
+  if (!call) throw new Error(`no InvokeCommand #${index}`);
+  return JSON.parse(Buffer.from(call.args[0].input.Payload as Uint8Array).toString("utf-8"));
+}
+
+/**
+ * Runs the event, then feeds each captured self-invocation back into the handler as
+ * Lambda would, until an invocation finishes without handing over. Before each
+ * continuation, checks that no report exists yet.
+ */
+async function runToTheEnd(event: S3Event, batchesPerInvocation: number) {
+  const key = decodeURIComponent(event.Records[0]?.s3.object.key.replace(/\+/g, " ") ?? "");
+  const payloads: ContinuationEvent[] = [];
+  let response = await handler(event, shortDeadline(batchesPerInvocation));
+  while (lambda.commandCalls(InvokeCommand).length > payloads.length) {
+    expect(await reportOf(key)).toBeUndefined();
+    const payload = payloadOf(payloads.length);
+    payloads.push(payload);
+    response = await handler(payload, shortDeadline(batchesPerInvocation));
+  }
+  return { response, payloads, invocations: payloads.length + 1 };
+}
+
+async function listKeys(prefix: string): Promise<string[]> {
+  const listed = await harness.s3.client.send(
+    new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix }),
+  );
+  return (listed.Contents ?? []).map((object) => object.Key ?? "");
+}
+
+/** The single-invocation run of the same bytes: entries, report and rejects to compare with. */
+async function singleRun(key: string, body: string) {
+  await handler(await harness.putObject(key, body), lambdaContext);
+  const single = {
+    entries: await comparableEntries(),
+    report: await reportOf(key),
+    rejects: await harness.readText(`rejects/${key}`),
+  };
+  await harness.db.collection("performance_entries").deleteMany({});
+  cloudwatch.resetHistory();
+  return single;
+}
+
+describe("ingestResults: files beyond one invocation", () => {
+  const dialects: [string, CsvOptions][] = [
+    ["Athena's dialect", {}],
+    [
+      "a hand-made file with BOM, CRLF and unquoted fields",
+      { bom: true, lineEnding: "\r\n", quoteAll: false },
+    ],
+  ];
+
+  it.each(dialects)(
+    "continues %s across invocations and ends exactly as one invocation would",
+    async (_, dialect) => {
+      const body = buildCsv(mixedRows(), dialect);
+      const tag = dialect.bom ? "hand" : "athena";
+      const key = `reprocess/continued-${tag}.csv`;
+      const single = await singleRun(`reprocess/whole-${tag}.csv`, body);
+
+      const { response, payloads, invocations } = await runToTheEnd(
+        await harness.putObject(key, body),
+        2,
+      );
+
+      // 42 rows in batches of 5, two batches per invocation: 10 + 10 + 10 + 10 + 2.
+      expect(invocations).toBe(5);
+      expect(payloads.map((p) => p.trackingSyncContinuation.checkpoint.rows)).toEqual([
+        10, 20, 30, 40,
+      ]);
+      expect(response).toMatchObject({ success: true, stats: { rowsFromAthena: 42 } });
+      expect(await comparableEntries()).toEqual(single.entries);
+      const report = await reportOf(key);
+      expect(rowCountsOf(report)).toEqual(rowCountsOf(single.report));
+      expect(entryCountsOf(report)).toEqual(entryCountsOf(single.report));
+      expect(report).toMatchObject({
+        invocations: 5,
+        outcome: "synced",
+        progress: { rows: 42, byteOffset: Buffer.byteLength(body) },
+      });
+      const stats = report?.stats ?? {};
+      expect((stats.synced ?? 0) + (stats.skipped ?? 0) + (stats.errors ?? 0)).toBe(42);
+      expect(single.rejects).toContain("reject_reason");
+      expect(await harness.readText(`rejects/${key}`)).toBe(single.rejects);
+      expect(await listKeys(`rejects/${key}.`)).toEqual([]);
+      expect(await listKeys("state/checkpoints/")).toEqual([]);
+      expect(cloudwatch).toHaveReceivedCommandTimes(PutMetricDataCommand, 1);
+      expect(cloudwatch).toHaveReceivedCommandWith(PutMetricDataCommand, {
+        MetricData: expect.arrayContaining([
+          expect.objectContaining({ MetricName: "RowsSynced", Value: stats.synced }),
+        ]),
+      });
+    },
+  );
+
+  it("invokes itself asynchronously by name with a small payload, and logs each hand-over", async () => {
+    const body = buildCsv(mixedRows());
+
+    const { payloads } = await runToTheEnd(await harness.putObject("reprocess/calls.csv", body), 3);
+
+    expect(lambda).toHaveReceivedCommandWith(InvokeCommand, {
+      FunctionName: FUNCTION_NAME,
+      InvocationType: "Event",
+    });
+    for (const call of lambda.commandCalls(InvokeCommand)) {
+      expect((call.args[0].input.Payload as Uint8Array).byteLength).toBeLessThan(8_000);
+    }
+    const first = payloads[0]?.trackingSyncContinuation;
+    expect(first).toMatchObject({
+      version: 1,
+      object: { bucket: BUCKET, key: "reprocess/calls.csv" },
+      source: { size: Buffer.byteLength(body) },
+      continuation: 1,
+      checkpoint: { rows: 15 },
+      run: { dryRun: false },
+      header: expect.arrayContaining(["report_date", "unique_ips"]),
+    });
+    const handOvers = harness.logs
+      .map((line) => JSON.parse(line))
+      .filter((line) => line.message === "Continuing in a fresh invocation");
+    expect(handOvers.map((line) => line.checkpoint.rows)).toEqual([15, 30]);
+  });
+
+  it("ends in the same state when a continuation whose self-invoke failed is retried by Lambda", async () => {
+    const body = buildCsv(mixedRows());
+    const single = await singleRun("reprocess/retry-whole.csv", body);
+    const event = await harness.putObject("reprocess/retried.csv", body);
+    await handler(event, shortDeadline(2));
+    const second = payloadOf(0);
+    lambda.reset();
+    lambda.on(InvokeCommand).rejectsOnce(new Error("Rate exceeded")).resolves({ StatusCode: 202 });
+
+    await expect(handler(second, shortDeadline(2))).rejects.toThrow(/fresh invocation/);
+    // Lambda retries the same payload; from then on the chain runs to the end.
+    let response = await handler(second, shortDeadline(2));
+    for (let next = 1; lambda.commandCalls(InvokeCommand).length > next; next++) {
+      response = await handler(payloadOf(next), shortDeadline(2));
+    }
+
+    expect(response).toMatchObject({ success: true });
+    expect(await comparableEntries()).toEqual(single.entries);
+    const report = await reportOf("reprocess/retried.csv");
+    expect(rowCountsOf(report)).toEqual(rowCountsOf(single.report));
+    expect(entryUpdates(report)).toBe(entryUpdates(single.report));
+    expect(await harness.readText("rejects/reprocess/retried.csv")).toBe(single.rejects);
+    expect(await listKeys("rejects/reprocess/retried.csv.")).toEqual([]);
+  });
+
+  it("ends in the same state when the same continuation is delivered twice in a row", async () => {
+    const body = buildCsv(mixedRows());
+    const single = await singleRun("reprocess/twice-whole.csv", body);
+    await handler(await harness.putObject("reprocess/twice.csv", body), shortDeadline(2));
+    const second = payloadOf(0);
+
+    await handler(second, shortDeadline(2));
+    // The first delivery's hand-over is dropped; the second delivery's chain goes on.
+    await handler(second, shortDeadline(2));
+    let next = 2;
+    while (lambda.commandCalls(InvokeCommand).length > next) {
+      await handler(payloadOf(next), shortDeadline(2));
+      next++;
+    }
+
+    expect(await comparableEntries()).toEqual(single.entries);
+    const report = await reportOf("reprocess/twice.csv");
+    expect(rowCountsOf(report)).toEqual(rowCountsOf(single.report));
+    expect(entryUpdates(report)).toBe(entryUpdates(single.report));
+    expect(await harness.readText("rejects/reprocess/twice.csv")).toBe(single.rejects);
+  });
+
+  it("fails clearly, without mixing the objects, when the object is replaced between invocations", async () => {
+    const body = buildCsv(mixedRows());
+    await handler(await harness.putObject("reprocess/replaced.csv", body), shortDeadline(2));
+    const before = await comparableEntries();
+    await harness.s3.client.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: "reprocess/replaced.csv",
+        Body: buildCsv([csvRow({ report_date: "2025-10-01" })]),
+      }),
+    );
+
+    const response = await handler(payloadOf(0), shortDeadline(2));
+
+    expect(response.success).toBe(false);
+    expect(await comparableEntries()).toEqual(before);
+    expect(lambda).toHaveReceivedCommandTimes(InvokeCommand, 1);
+    expect(await reportOf("reprocess/replaced.csv")).toMatchObject({
+      success: false,
+      outcome: "rejected",
+      error: expect.stringMatching(/changed since invocation 1 read it/),
+      stats: { rowsFromAthena: 10 },
+    });
+  });
+
+  it("does not continue an invocation that has time left, or outside Lambda", async () => {
+    const event = await harness.putObject("reprocess/plenty.csv", buildCsv(mixedRows()));
+
+    await handler(event, shortDeadline(Number.MAX_SAFE_INTEGER));
+    await handler(event, lambdaContext);
+
+    expect(lambda).toHaveReceivedCommandTimes(InvokeCommand, 0);
+    expect(await reportOf("reprocess/plenty.csv")).toMatchObject({
+      invocations: 1,
+      stats: { rowsFromAthena: 42 },
+    });
+  });
+
+  it("refuses a continuation event that is not one this function sent", async () => {
+    await expect(
+      handler(
+        { trackingSyncContinuation: { version: 1 } } as unknown as ContinuationEvent,
+        lambdaContext,
+      ),
+    ).rejects.toThrow(/Invalid continuation event/);
+  });
+});
