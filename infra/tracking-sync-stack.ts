@@ -412,9 +412,23 @@ export class TrackingSyncStack extends Stack {
     this.allow(role, {
       sid: "ReadInputsManifestsAndState",
       actions: ["s3:GetObject"],
-      resources: objects(ATHENA_RESULTS_PREFIX, REPROCESS_PREFIX, RUNS_PREFIX, STATE_PREFIX),
+      resources: objects(
+        ATHENA_RESULTS_PREFIX,
+        REPROCESS_PREFIX,
+        RUNS_PREFIX,
+        STATE_PREFIX,
+        REJECTS_PREFIX,
+      ),
       wildcardReason:
-        "Read-only on the prefixes the ingest reads: its inputs (athena-results/, reprocess/), run manifests and the watermark; keys are not known in advance.",
+        "Read-only on the prefixes the ingest reads: its inputs (athena-results/, reprocess/), run manifests, the watermark, and the rejects parts a file continued over several invocations joins at the end; keys are not known in advance.",
+    });
+    this.allow(role, {
+      sid: "RemoveStaleRejectsPartsAndCheckpoints",
+      // A clean run removes an earlier run's rejects; a continued file its parts and checkpoint.
+      actions: ["s3:DeleteObject"],
+      resources: objects(REJECTS_PREFIX, `${STATE_PREFIX}checkpoints/`),
+      wildcardReason:
+        "Deletes only under rejects/ (stale rejects, rejects parts) and state/checkpoints/; keys follow the input's key.",
     });
     this.allow(role, {
       sid: "ReadDryRunTagOfInputs",

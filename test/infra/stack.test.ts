@@ -380,12 +380,15 @@ describe("least privilege", () => {
       resourcesOf(statementFor(statements, action)).map(objectSuffix).sort();
     expect(prefixes("s3:GetObject")).toEqual([
       "/athena-results/*",
+      "/rejects/*",
       "/reprocess/*",
       "/runs/*",
       "/state/*",
     ]);
     expect(prefixes("s3:GetObjectTagging")).toEqual(["/athena-results/*", "/reprocess/*"]);
     expect(prefixes("s3:PutObject")).toEqual(["/rejects/*", "/reports/*", "/state/*"]);
+    // Stale rejects of a clean re-run, and a continued file's rejects parts and checkpoint.
+    expect(prefixes("s3:DeleteObject")).toEqual(["/rejects/*", "/state/checkpoints/*"]);
   });
 
   it("lets the ingest read the Mongo secret and nothing else in Secrets Manager", () => {
