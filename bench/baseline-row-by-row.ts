@@ -11,23 +11,10 @@
 import { createReadStream } from "node:fs";
 import { parse } from "csv-parse";
 import { type Db, MongoClient } from "mongodb";
+import { BUILT_IN_PUBLICATION_CODES } from "../handlers/ingest/publications";
 
-const PUBLICATION_CODE_MAP: Record<string, number> = {
-  chireader: 1035,
-  suntimes: 1038,
-  tribune: 1043,
-  wbez: 1047,
-  wvon: 1048,
-  wrll: 1054,
-  chirp: 1056,
-  e3radio: 1058,
-  ssweekly: 1064,
-  triibe: 1065,
-  ndigo: 1067,
-  hydepark: 1037,
-  evanstonrt: 1044,
-  streetwise: 1055,
-};
+// The spec's §8 map, the same one the ingest starts from.
+const PUBLICATION_CODE_MAP: Readonly<Record<string, number>> = BUILT_IN_PUBLICATION_CODES;
 
 interface AthenaRow {
   report_date: string;
