@@ -1,38 +1,18 @@
 import { GetObjectCommand } from "@aws-sdk/client-s3";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Watermark } from "../../../handlers/shared/watermark";
 import {
   accessDenied,
   athena,
   captureLogs,
   lambdaContext,
-  loadHandler,
-  resetAws,
-  type StartHandler,
   s3,
   scheduledEvent,
-  setToday,
-  silenceLogs,
+  useStartHandler,
 } from "./harness";
 
-let handler: StartHandler;
-let restoreEnv: () => void;
-let objects: Map<string, string>;
-
-beforeAll(async () => {
-  ({ handler, restoreEnv } = await loadHandler());
-});
-afterAll(() => restoreEnv());
-
-beforeEach(() => {
-  objects = resetAws();
-  silenceLogs();
-  // Today is the 11th: yesterday the 10th, the day before yesterday the 9th.
-  setToday("2025-12-11T06:00:00.000Z");
-});
-afterEach(() => {
-  vi.useRealTimers();
-});
+// Today is the 11th: yesterday the 10th, the day before yesterday the 9th.
+const { handler, objects } = useStartHandler();
 
 function watermarkAt(lastCompleteDate: string): void {
   const watermark: Watermark = {

@@ -1,31 +1,7 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import {
-  lambdaContext,
-  loadHandler,
-  resetAws,
-  type StartHandler,
-  scheduledEvent,
-  setToday,
-  silenceLogs,
-  startCalls,
-} from "./harness";
+import { describe, expect, it } from "vitest";
+import { lambdaContext, scheduledEvent, setToday, startCalls, useStartHandler } from "./harness";
 
-let handler: StartHandler;
-let restoreEnv: () => void;
-
-beforeAll(async () => {
-  ({ handler, restoreEnv } = await loadHandler());
-});
-afterAll(() => restoreEnv());
-
-beforeEach(() => {
-  resetAws();
-  silenceLogs();
-  setToday("2025-12-11T06:00:00.000Z");
-});
-afterEach(() => {
-  vi.useRealTimers();
-});
+const { handler } = useStartHandler();
 
 async function rangeFor(payload: unknown) {
   const result = await handler(payload, lambdaContext());

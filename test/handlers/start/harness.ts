@@ -15,7 +15,7 @@ import {
 import { SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSEvent } from "aws-lambda";
 import { mockClient } from "aws-sdk-client-mock";
-import { vi } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, vi } from "vitest";
 import type { RunManifest } from "../../../handlers/shared/run-manifest";
 
 export const BUCKET = "tracking-results-test";
@@ -76,12 +76,12 @@ export function queryIdForToken(token: string | undefined): string {
  * Resets every client mock and gives the bucket an in-memory body per key, so
  * manifests written by one invocation are read by the next.
  */
-export function resetAws(): Map<string, string> {
+export function resetAws(objects: Map<string, string> = new Map()): Map<string, string> {
   athena.reset();
   s3.reset();
   sqs.reset();
   cloudwatch.reset();
-  const objects = new Map<string, string>();
+  objects.clear();
   athena
     .on(StartQueryExecutionCommand)
     .callsFake((input) => ({ QueryExecutionId: queryIdForToken(input.ClientRequestToken) }));
@@ -121,6 +121,38 @@ export function accessDenied(): S3ServiceException {
     message: "Access Denied",
     $metadata: { httpStatusCode: 403 },
   });
+}
+
+/**
+ * The lifecycle every start-handler test file shares: the real handler loaded once with
+ * BASE_ENV (restored afterwards), then before each test fresh client mocks, quiet logs and
+ * a fixed "today" (`today`), real timers again after it. `objects` is the bucket's
+ * in-memory content, emptied before each test.
+ */
+export function useStartHandler(today = "2025-12-11T06:00:00.000Z"): {
+  handler: StartHandler;
+  objects: Map<string, string>;
+} {
+  let loaded: StartHandler | undefined;
+  let restoreEnv = () => {};
+  const objects = new Map<string, string>();
+  beforeAll(async () => {
+    ({ handler: loaded, restoreEnv } = await loadHandler());
+  });
+  afterAll(() => restoreEnv());
+  beforeEach(() => {
+    resetAws(objects);
+    silenceLogs();
+    setToday(today);
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const handler = ((...args: Parameters<StartHandler>) => {
+    if (!loaded) throw new Error("the start handler is loaded in beforeAll");
+    return loaded(...args);
+  }) as StartHandler;
+  return { handler, objects };
 }
 
 /** Fixes the wall clock (Date only; timers stay real). */

@@ -1,47 +1,28 @@
 import { GetQueryExecutionCommand, StartQueryExecutionCommand } from "@aws-sdk/client-athena";
 import { PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
 import { SendMessageCommand } from "@aws-sdk/client-sqs";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { RunManifest } from "../../../handlers/shared/run-manifest";
 import {
   athena,
   captureLogs,
   cloudwatch,
   lambdaContext,
-  loadHandler,
   manifestAt,
   manifestPuts,
   putManifest,
   QUEUE_URL,
   queryStateChangeEvent,
-  resetAws,
-  type StartHandler,
   s3,
   sentMessageBodies,
   setToday,
-  silenceLogs,
   sqs,
   sqsEvent,
   startCalls,
+  useStartHandler,
 } from "./harness";
 
-let handler: StartHandler;
-let restoreEnv: () => void;
-let objects: Map<string, string>;
-
-beforeAll(async () => {
-  ({ handler, restoreEnv } = await loadHandler());
-});
-afterAll(() => restoreEnv());
-
-beforeEach(() => {
-  objects = resetAws();
-  silenceLogs();
-  setToday("2025-12-11T06:00:00.000Z");
-});
-afterEach(() => {
-  vi.useRealTimers();
-});
+const { handler, objects } = useStartHandler();
 
 const FAILED_QUERY = "aaaaaaaa-0000-4000-8000-000000000001";
 

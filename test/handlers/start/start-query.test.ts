@@ -1,43 +1,24 @@
 import { StartQueryExecutionCommand, StopQueryExecutionCommand } from "@aws-sdk/client-athena";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   accessDenied,
   athena,
   BUCKET,
   captureLogs,
   lambdaContext,
-  loadHandler,
   manifestAt,
   manifestPuts,
   queryIdForToken,
-  resetAws,
-  type StartHandler,
   s3,
   scheduledEvent,
   setToday,
-  silenceLogs,
   startCalls,
+  useStartHandler,
   WORKGROUP,
 } from "./harness";
 
-let handler: StartHandler;
-let restoreEnv: () => void;
-let objects: Map<string, string>;
-
-beforeAll(async () => {
-  ({ handler, restoreEnv } = await loadHandler());
-});
-afterAll(() => restoreEnv());
-
-beforeEach(() => {
-  objects = resetAws();
-  silenceLogs();
-  setToday("2025-12-11T06:00:00.000Z");
-});
-afterEach(() => {
-  vi.useRealTimers();
-});
+const { handler, objects } = useStartHandler();
 
 const SPEC_SQL = `SELECT
   DATE_FORMAT(report_date, '%Y-%m-%d') AS report_date,

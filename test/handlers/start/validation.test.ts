@@ -1,32 +1,7 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import {
-  athena,
-  lambdaContext,
-  loadHandler,
-  resetAws,
-  type StartHandler,
-  s3,
-  setToday,
-  silenceLogs,
-  sqs,
-} from "./harness";
+import { describe, expect, it } from "vitest";
+import { athena, lambdaContext, s3, sqs, useStartHandler } from "./harness";
 
-let handler: StartHandler;
-let restoreEnv: () => void;
-
-beforeAll(async () => {
-  ({ handler, restoreEnv } = await loadHandler());
-});
-afterAll(() => restoreEnv());
-
-beforeEach(() => {
-  resetAws();
-  silenceLogs();
-  setToday("2025-12-11T06:00:00.000Z");
-});
-afterEach(() => {
-  vi.useRealTimers();
-});
+const { handler } = useStartHandler();
 
 const refused: Array<[string, unknown, RegExp]> = [
   ["an unknown field", { date: "2025-12-01", limit: 5 }, /unknown field "limit"/],
