@@ -156,13 +156,9 @@ const ITEM_NAME = { $ifNull: [joinDistinct(`${NEXT_PATH}.itemName`), ""] };
 const DIMENSIONS = { $ifNull: [joinDistinct(`${NEXT_PATH}.adSize`), "$$REMOVE"] };
 const STORED_VALUES = ["$contributions", ...ORDER_FIELDS.map((name) => `$${name}`)];
 const STORED_CONTRIBUTIONS = { $ifNull: ["$contributions", []] };
-const CLOCK_STAGE = {
-  $set: {
-    enteredAt: { $cond: [`$${CHANGED}`, "$$NOW", "$enteredAt"] },
-    createdAt: { $ifNull: ["$createdAt", "$$NOW"] },
-    updatedAt: { $cond: [`$${CHANGED}`, "$$NOW", "$updatedAt"] },
-  },
-};
+const CREATED_AT = { $ifNull: ["$createdAt", "$$NOW"] };
+const CLOCK = { $cond: [`$${CHANGED}`, "$$NOW", "$enteredAt"] };
+const UPDATED_CLOCK = { $cond: [`$${CHANGED}`, "$$NOW", "$updatedAt"] };
 const CLEANUP_STAGE = { $unset: [NEXT, CHANGED] };
 
 /** A value as an expression constant: only `$`-strings, objects and arrays need `$literal`. */
@@ -217,8 +213,7 @@ export function buildUpdatePipeline(update: EntryUpdate): Document[] {
       },
     },
     {
-      // Expressions here read the stored document (this stage's own assignments are not
-      // visible to each other), so CHANGED compares the stored values with the new ones.
+      // The stored values are still untouched here: compare them with the new ones.
       $set: {
         [CHANGED]: {
           $ne: [
@@ -226,19 +221,27 @@ export function buildUpdatePipeline(update: EntryUpdate): Document[] {
             STORED_VALUES,
           ],
         },
-        contributions: NEXT_PATH,
-        metrics: METRICS,
-        itemName: ITEM_NAME,
-        dimensions: DIMENSIONS,
-        dateEnd,
-        campaignId,
-        publicationId,
-        publicationName,
-        channel,
-        enteredBy: ENTERED_BY,
       },
     },
-    CLOCK_STAGE,
+    {
+      // One stage, fields in lexicographic order: a new entry gets the same field order
+      // as an insert by `$setOnInsert` (update operators apply fields in that order).
+      $set: {
+        campaignId,
+        channel,
+        contributions: NEXT_PATH,
+        createdAt: CREATED_AT,
+        dateEnd,
+        dimensions: DIMENSIONS,
+        enteredAt: CLOCK,
+        enteredBy: ENTERED_BY,
+        itemName: ITEM_NAME,
+        metrics: METRICS,
+        publicationId,
+        publicationName,
+        updatedAt: UPDATED_CLOCK,
+      },
+    },
     CLEANUP_STAGE,
   ];
 }
@@ -285,9 +288,8 @@ export function applyEntryUpdate(
       ...update.contributions,
     ].sort((a, b) => compareUtf8(a.key, b.key));
   }
-  const next = derivedFields(contributions, update.fields);
   if (existing === null) {
-    // A new entry (every insert of a real run): nothing to compare.
+    // A new entry: nothing to compare.
     return {
       kind: "insert",
       document: Object.assign(
@@ -297,12 +299,12 @@ export function applyEntryUpdate(
           dateStart: update.key.dateStart,
           source: update.key.source,
         },
-        next,
-        { enteredAt: now, createdAt: now, updatedAt: now },
+        insertedFields(update, now),
       ),
       changedFields: [],
     };
   }
+  const next = entryFields(contributions, update.fields, null);
   const changedFields: string[] = [];
   for (const field of COMPARED_FIELDS) {
     if (field === "metrics") {
@@ -319,16 +321,15 @@ export function applyEntryUpdate(
   const changed =
     !bsonEqual(contributions, existing.contributions) ||
     ORDER_FIELDS.some((field) => !bsonEqual(next[field], existing[field]));
+  next.createdAt = existing.createdAt ?? now;
+  next.enteredAt = changed ? now : existing.enteredAt;
+  next.updatedAt = changed ? now : existing.updatedAt;
+  // `$set` keeps a stored field where it is and appends a new one in the stage's order.
   const document: Document = { ...existing };
-  for (const field of COMPARED_FIELDS) {
-    if (next[field] === undefined) delete document[field];
-    else document[field] = next[field];
+  for (const [field, value] of Object.entries(next)) {
+    if (value === undefined) delete document[field];
+    else document[field] = value;
   }
-  document.enteredAt = changed ? now : existing.enteredAt;
-  document.createdAt = existing.createdAt ?? now;
-  document.updatedAt = changed ? now : existing.updatedAt;
-  if (document.enteredAt === undefined) delete document.enteredAt;
-  if (document.updatedAt === undefined) delete document.updatedAt;
   return {
     // Counted like MongoDB's modifiedCount: any stored difference is an update.
     kind: changed || changedFields.length > 0 ? "update" : "unchanged",
@@ -337,28 +338,52 @@ export function applyEntryUpdate(
   };
 }
 
-/** What the pipeline derives and sets, in the order it sets them (contributions sorted by key). */
-function derivedFields(contributions: Contribution[], fields: EntryFields): Document {
+/**
+ * Every field of a new entry except its key, as the pipeline's insert leaves them: what
+ * an upsert filtered on the key must add when no entry exists yet. The writer sends it as
+ * `$setOnInsert`, so a new entry costs plain values on the wire instead of the whole
+ * pipeline. `update.contributions` must be sorted by key (as batches build them).
+ */
+export function insertedFields(update: EntryUpdate, now: Date): Document {
+  const fields = entryFields(update.contributions, update.fields, now);
+  // The driver would store undefined as null; a missing dimension is no field at all.
+  if (fields.dimensions === undefined) delete fields.dimensions;
+  return fields;
+}
+
+/**
+ * The fields the pipeline sets, in its (lexicographic) order: derived from the
+ * contributions (sorted by key) and the order. `dimensions` is undefined when no
+ * contribution has an ad size; the clocks are `now` for an insert, else left to the caller.
+ */
+function entryFields(
+  contributions: Contribution[],
+  fields: EntryFields,
+  now: Date | null,
+): Document {
   const itemNames: string[] = [];
   const adSizes: (string | null)[] = [];
   for (const contribution of contributions) {
     itemNames.push(contribution.itemName);
     adSizes.push(contribution.adSize);
   }
-  const next: Document = {
-    contributions,
-    metrics: metricsOf(contributions),
-    itemName: joinDistinctValues(itemNames),
-  };
   const dimensions = joinDistinctValues(adSizes);
-  if (dimensions !== "") next.dimensions = dimensions;
-  next.dateEnd = fields.dateEnd;
-  next.campaignId = fields.campaignId;
-  next.publicationId = fields.publicationId;
-  next.publicationName = fields.publicationName;
-  next.channel = fields.channel;
-  next.enteredBy = ENTERED_BY;
-  return next;
+  const entry: Document = {
+    campaignId: fields.campaignId,
+    channel: fields.channel,
+    contributions,
+    createdAt: now ?? undefined,
+    dateEnd: fields.dateEnd,
+    dimensions: dimensions === "" ? undefined : dimensions,
+    enteredAt: now ?? undefined,
+    enteredBy: ENTERED_BY,
+    itemName: joinDistinctValues(itemNames),
+    metrics: metricsOf(contributions),
+    publicationId: fields.publicationId,
+    publicationName: fields.publicationName,
+    updatedAt: now ?? undefined,
+  };
+  return entry;
 }
 
 function joinDistinctValues(values: readonly (string | null)[]): string {

@@ -6,7 +6,12 @@ import {
   MongoBulkWriteError,
   type WriteError,
 } from "mongodb";
-import { applyEntryUpdate, buildUpdatePipeline, type EntryUpdate } from "./entry-update";
+import {
+  applyEntryUpdate,
+  buildUpdatePipeline,
+  type EntryUpdate,
+  insertedFields,
+} from "./entry-update";
 import { MongoUnavailableError } from "./errors";
 import { asMongoUnavailable } from "./mongo";
 
@@ -32,25 +37,68 @@ export interface EntryWriter {
 const DUPLICATE_KEY = 11000;
 /** Concurrent upserts of one new key race into E11000; a retry finds the entry and updates it. */
 const MAX_ATTEMPTS = 3;
+/** Entries this writer wrote recently: they exist, so they go straight to the pipeline. */
+const RECENT_KEYS = 25_000;
+
+export interface MongoEntryWriterOptions {
+  /**
+   * Try each entry first as an upsert that only inserts (`$setOnInsert` of the whole new
+   * document), and send the merge pipeline only for entries that turn out to exist.
+   * Default true; false sends every entry as the pipeline (the reference behaviour).
+   */
+  insertFirst?: boolean;
+  now?: () => Date;
+}
 
 /**
  * Real runs: one unordered `bulkWrite` per batch of `updateOne` upserts, each filtered on
- * exactly the entry's key (the unique index) with the entry's own pipeline
- * (`buildUpdatePipeline`). Every upsert is idempotent, so a retry after any failure ends
- * in the state a clean run gives.
+ * exactly the entry's key (the unique index). Every upsert is idempotent, so a retry
+ * after any failure ends in the state a clean run gives.
+ *
+ * An entry is written in one of two ways:
+ * - **insert-first**: `$setOnInsert` of the whole new document (`insertedFields`). It
+ *   inserts when no entry has the key and is a no-op when one does; such an entry (and one
+ *   that lost an insert race, E11000) is then sent again as the pipeline. Most entries of a
+ *   nightly file are new, and a new entry then costs plain values on the wire (about a
+ *   quarter of the pipeline's bytes) and a plain insert on the server.
+ * - **pipeline** (`buildUpdatePipeline`): merges into whatever is stored, atomically.
+ *   Used for entries known to exist (written earlier in this invocation), for retries, and
+ *   for whole batches while most entries of the previous batch existed (a re-ingest), so
+ *   a re-ingest does not pay two commands per batch.
  */
 export class MongoEntryWriter implements EntryWriter {
-  constructor(private readonly entries: Collection) {}
+  private readonly insertFirst: boolean;
+  private readonly now: () => Date;
+  private readonly recent = new Set<string>();
+  /** Whether most entries of the last batch already existed. */
+  private mostlyExisting = false;
+
+  constructor(
+    private readonly entries: Collection,
+    options: MongoEntryWriterOptions = {},
+  ) {
+    this.insertFirst = options.insertFirst ?? true;
+    this.now = options.now ?? (() => new Date());
+  }
 
   async write(updates: readonly EntryUpdate[]): Promise<BatchWriteResult> {
     const result: BatchWriteResult = { inserted: 0, updated: 0, unchanged: 0, failed: [] };
+    const keys = updates.map(recentKey);
+    const tryInsert = this.insertFirst && !this.mostlyExisting;
     let pending = updates.map((_, index) => index);
+    let inserting = new Set<number>(
+      tryInsert ? pending.filter((index) => !this.recent.has(keys[index] as string)) : [],
+    );
+    const attempted = inserting.size;
+    let existing = 0;
+    const now = this.now();
     for (let attempt = 1; pending.length > 0; attempt++) {
       const operations: AnyBulkWriteOperation[] = pending.map((index) => {
         const update = updates[index] as EntryUpdate;
-        return {
-          updateOne: { filter: update.key, update: buildUpdatePipeline(update), upsert: true },
-        };
+        const change = inserting.has(index)
+          ? { $setOnInsert: insertedFields(update, now) }
+          : buildUpdatePipeline(update);
+        return { updateOne: { filter: update.key, update: change, upsert: true } };
       });
       let outcome: BulkWriteResult;
       let writeErrors: WriteError[] = [];
@@ -74,13 +122,21 @@ export class MongoEntryWriter implements EntryWriter {
           `bulkWrite settled ${settled} of ${operations.length} entry upserts`,
         );
       }
-      result.inserted += outcome.upsertedCount;
-      result.updated += outcome.modifiedCount;
-      result.unchanged += outcome.matchedCount - outcome.modifiedCount;
+      const failedAt = new Map(writeErrors.map((writeError) => [writeError.index, writeError]));
+      const insertedAt = outcome.upsertedIds;
       const retry: number[] = [];
-      for (const writeError of writeErrors) {
-        const index = pending[writeError.index];
-        if (index === undefined) continue;
+      // An insert-only upsert that matched changed nothing: the entry exists, so it is
+      // merged by the pipeline next round (not counted yet, and not an attempt used up).
+      let insertOnlyMatched = 0;
+      for (const [position, index] of pending.entries()) {
+        const writeError = failedAt.get(position);
+        if (writeError === undefined) {
+          if (inserting.has(index) && insertedAt[position] === undefined) {
+            insertOnlyMatched++;
+            retry.push(index);
+          }
+          continue;
+        }
         if (writeError.code === DUPLICATE_KEY && attempt < MAX_ATTEMPTS) retry.push(index);
         else
           result.failed.push({
@@ -89,10 +145,33 @@ export class MongoEntryWriter implements EntryWriter {
             message: writeError.errmsg ?? "upsert failed",
           });
       }
+      if (attempt === 1) existing = insertOnlyMatched;
+      result.inserted += outcome.upsertedCount;
+      result.updated += outcome.modifiedCount;
+      result.unchanged += outcome.matchedCount - outcome.modifiedCount - insertOnlyMatched;
       pending = retry;
+      inserting = new Set();
+    }
+    for (const key of keys) {
+      this.recent.delete(key);
+      this.recent.add(key);
+    }
+    for (const key of this.recent) {
+      if (this.recent.size <= RECENT_KEYS) break;
+      this.recent.delete(key);
+    }
+    if (attempted > 0) {
+      this.mostlyExisting = existing * 2 > attempted;
+    } else if (!tryInsert && this.insertFirst) {
+      // In pipeline mode the upserted count says how many entries were new.
+      this.mostlyExisting = result.inserted * 2 < updates.length;
     }
     return result;
   }
+}
+
+function recentKey(update: EntryUpdate): string {
+  return `${update.key.orderId}\u0000${update.key.itemPath}\u0000${update.key.dateStart.getTime()}`;
 }
 
 /**

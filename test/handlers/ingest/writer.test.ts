@@ -1,4 +1,4 @@
-import { type Collection, MongoClient } from "mongodb";
+import { type Collection, type Document, MongoClient } from "mongodb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { contributionKey, type EntryUpdate } from "../../../handlers/ingest/entry-update";
 import { MongoUnavailableError } from "../../../handlers/ingest/errors";
@@ -44,12 +44,20 @@ describe("MongoEntryWriter against MongoDB", () => {
   let entries: Collection;
   let writer: MongoEntryWriter;
   const updateCommands: number[] = [];
+  /** Per update command, each statement's kind: "insert" ($setOnInsert) or "pipeline". */
+  const statementKinds: string[][] = [];
 
   beforeAll(async () => {
     mongo = await startTestMongo();
     client = await new MongoClient(mongo.uri, { monitorCommands: true }).connect();
     client.on("commandStarted", (event) => {
-      if (event.commandName === "update") updateCommands.push(event.command.updates.length);
+      if (event.commandName !== "update") return;
+      updateCommands.push(event.command.updates.length);
+      statementKinds.push(
+        event.command.updates.map((statement: { u: unknown }) =>
+          Array.isArray(statement.u) ? "pipeline" : Object.keys(statement.u as object).join(),
+        ),
+      );
     });
   });
   afterAll(async () => {
@@ -59,6 +67,7 @@ describe("MongoEntryWriter against MongoDB", () => {
   beforeEach(async () => {
     mongo.server?.faults.reset();
     updateCommands.length = 0;
+    statementKinds.length = 0;
     entries = client.db(mongo.freshDbName("writer")).collection("performance_entries");
     await entries.createIndex(
       { orderId: 1, itemPath: 1, dateStart: 1, source: 1 },
@@ -127,7 +136,93 @@ describe("MongoEntryWriter against MongoDB", () => {
       { index: 1, code: expect.any(Number), message: expect.any(String) },
     ]);
     expect(result.failed[0]?.code).not.toBe(11000);
-    expect(updateCommands).toEqual([2]);
+    // The insert-only upsert finds the entry; its one pipeline attempt fails for good.
+    expect(statementKinds).toEqual([["$setOnInsert", "$setOnInsert"], ["pipeline"]]);
+  });
+
+  it("inserts new entries as plain documents, the same documents the pipeline inserts", async () => {
+    const batch = [entryUpdate("web-1", "cr_1", "One"), entryUpdate("web-2", "cr_2", "Two")];
+    const reference = client.db(mongo.freshDbName("writer-ref")).collection("performance_entries");
+    const at = new Date("2026-03-01T12:00:00.000Z");
+
+    const result = await new MongoEntryWriter(entries, { now: () => at }).write(batch);
+    await new MongoEntryWriter(reference, { insertFirst: false }).write(batch);
+
+    expect(result).toEqual({ inserted: 2, updated: 0, unchanged: 0, failed: [] });
+    expect(statementKinds[0]).toEqual(["$setOnInsert", "$setOnInsert"]);
+    expect(statementKinds[1]).toEqual(["pipeline", "pipeline"]);
+    const fresh = await entries
+      .find({}, { projection: { _id: 0 }, sort: { itemPath: 1 } })
+      .toArray();
+    const piped = await reference
+      .find({}, { projection: { _id: 0 }, sort: { itemPath: 1 } })
+      .toArray();
+    for (const [index, document] of fresh.entries()) {
+      const other = piped[index] as Document;
+      expect(Object.keys(document)).toEqual(Object.keys(other));
+      expect({ ...document, createdAt: 0, enteredAt: 0, updatedAt: 0 }).toEqual({
+        ...other,
+        createdAt: 0,
+        enteredAt: 0,
+        updatedAt: 0,
+      });
+      expect([document.createdAt, document.enteredAt, document.updatedAt]).toEqual([at, at, at]);
+    }
+  });
+
+  it("merges into an entry another run wrote, after its insert-only upsert finds it", async () => {
+    await new MongoEntryWriter(entries).write([entryUpdate("web-1", "cr_1", "One")]);
+    statementKinds.length = 0;
+
+    const result = await writer.write([
+      entryUpdate("web-1", "cr_2", "Two"),
+      entryUpdate("web-2", "cr_3", "Three"),
+    ]);
+
+    expect(result).toEqual({ inserted: 1, updated: 1, unchanged: 0, failed: [] });
+    expect(statementKinds).toEqual([["$setOnInsert", "$setOnInsert"], ["pipeline"]]);
+    const entry = await entries.findOne({ itemPath: "web-1" });
+    expect(entry?.contributions.map((c: { creativeId: string }) => c.creativeId)).toEqual([
+      "cr_1",
+      "cr_2",
+    ]);
+    expect(entry?.metrics.impressions).toBe(200);
+  });
+
+  it("counts a re-ingest as unchanged, and sends whole batches as pipelines while most entries exist", async () => {
+    const first = [entryUpdate("web-1", "cr_1", "One"), entryUpdate("web-2", "cr_2", "Two")];
+    const second = [entryUpdate("web-3", "cr_3", "Three"), entryUpdate("web-4", "cr_4", "Four")];
+    await new MongoEntryWriter(entries).write([...first, ...second]);
+    const before = await entries.find({}, { sort: { itemPath: 1 } }).toArray();
+    statementKinds.length = 0;
+
+    expect(await writer.write(first)).toEqual({
+      inserted: 0,
+      updated: 0,
+      unchanged: 2,
+      failed: [],
+    });
+    expect(await writer.write(second)).toEqual({
+      inserted: 0,
+      updated: 0,
+      unchanged: 2,
+      failed: [],
+    });
+    // A mostly new batch in pipeline mode turns insert-first back on.
+    const fresh = [entryUpdate("web-5", "cr_5", "Five"), entryUpdate("web-6", "cr_6", "Six")];
+    expect(await writer.write(fresh)).toMatchObject({ inserted: 2 });
+    const last = [entryUpdate("web-7", "cr_7", "Seven")];
+    expect(await writer.write(last)).toMatchObject({ inserted: 1 });
+
+    expect(statementKinds).toEqual([
+      ["$setOnInsert", "$setOnInsert"],
+      ["pipeline", "pipeline"],
+      ["pipeline", "pipeline"],
+      ["pipeline", "pipeline"],
+      ["$setOnInsert"],
+    ]);
+    const after = await entries.find({ itemPath: { $lte: "web-4" } }, { sort: { itemPath: 1 } });
+    expect(await after.toArray()).toEqual(before);
   });
 
   it.skipIf(process.env.MONGODB_TEST_URI !== undefined)(
