@@ -28,21 +28,26 @@ import type { Tally, TallySnapshot } from "./tally";
  * object from the checkpoint's byte offset with a ranged GET, conditional on the ETag the
  * first invocation read, and keeps counting from the handed-over tally. Only the
  * invocation that reaches the end of the file writes the report, the rejects object,
- * the metrics and the watermark, so they cover the whole file exactly once.
+ * the file's metrics (counts, FileDuration, FileInvocations) and the watermark, so they
+ * cover the whole file exactly once. Every invocation publishes its own `Duration`.
  */
 
 export const CONTINUATION_VERSION = 1;
 
 /**
- * Time kept back when deciding to stop (CONTINUATION_MARGIN_MS). After the decision the
- * invocation still lets the in-flight bulk writes commit (at most MAX_IN_FLIGHT batches,
- * normally well under a second, bounded by the driver's 60 s socket timeout only when
- * MongoDB stalls), uploads its rejects chunk, writes the checkpoint and invokes itself
+ * Time kept back when deciding to stop (CONTINUATION_MARGIN_MS). The decision is taken
+ * after a submitted batch, so the batch being read when the margin was crossed finishes
+ * first; then the invocation lets the in-flight bulk writes commit (at most MAX_IN_FLIGHT
+ * batches, normally well under a second, bounded by the driver's 60 s socket timeout only
+ * when MongoDB stalls), uploads its rejects chunk, writes the checkpoint and invokes itself
  * (~100 ms each); the invocation that reaches the end also streams the earlier rejects
- * chunks into the one rejects object and writes the report. One minute covers that with
- * room to spare and still leaves four of the five minutes of the ingest's timeout for work.
+ * chunks into the one rejects object and writes the report.
+ * 75 s against the 5-minute timeout: the invocation stops reading after 225 s and has 15 s
+ * for all that before the `Duration` alarm's 240 s, so a continued invocation stays under
+ * the alarm by design and only one that came within 60 s of its timeout trips it. The
+ * stack derives the same value with the timeout and the threshold (infra/ingest-budget.ts).
  */
-export const DEFAULT_CONTINUATION_MARGIN_MS = 60_000;
+export const DEFAULT_CONTINUATION_MARGIN_MS = 75_000;
 
 /** Async invocation payloads are limited to 256 KB; the state is a few KB in practice. */
 export const MAX_CONTINUATION_PAYLOAD_BYTES = 200_000;

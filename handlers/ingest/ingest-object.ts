@@ -23,7 +23,7 @@ import {
   MongoUnavailableError,
   ObjectUnreadableError,
 } from "./errors";
-import { publishObjectMetrics } from "./metrics";
+import { type FileMetrics, publishIngestMetrics } from "./metrics";
 import { ENTRIES_COLLECTION, type MongoConnection, MongoLookupStore } from "./mongo";
 import { OrderResolver } from "./order-resolver";
 import { PublicationDirectory } from "./publications";
@@ -46,9 +46,12 @@ export interface IngestDependencies {
 
 /**
  * What one handler invocation shares across its records: the publication directory
- * (read once) and the order resolver's cache, so a creative is looked up once.
+ * (read once) and the order resolver's cache, so a creative is looked up once, and when
+ * the invocation started (the `Duration` metric: its time against the Lambda timeout).
  */
 export class InvocationContext {
+  /** Epoch ms; the handler creates the context as the invocation begins. */
+  readonly startedAt = Date.now();
   private prepared:
     | Promise<{ directory: PublicationDirectory; resolver: OrderResolver }>
     | undefined;
@@ -93,7 +96,8 @@ const MAX_WARNING_LOGS = 20;
 /**
  * Ingests one CSV object: stream-parse, validate, resolve (batched, cached), write
  * (inserts of new entries, one update statement for existing ones, bounded in flight),
- * then report, rejects, metrics and watermark.
+ * then rejects, watermark, report and metrics (every invocation of a real run publishes
+ * its own Duration; the file's counts come once, from the invocation that finishes it).
  * Returns the report for data problems (nothing to retry); throws a TrackingSyncError
  * when the object failed as a unit (MongoDB, unreadable object), after writing a
  * `success: false` report when it can.
@@ -133,6 +137,17 @@ export async function ingestObject(
       finishedAt: new Date(),
       ...fields,
     });
+  // Every invocation of a real run publishes its own Duration; only the one that finishes
+  // the file adds the file's counts. Dry runs publish nothing.
+  const publishMetrics = async (file?: FileMetrics) => {
+    if (!run || run.dryRun) return;
+    await publishIngestMetrics(
+      deps.cloudwatch,
+      config.metricsNamespace,
+      { invocationDurationMs: Date.now() - invocation.startedAt, ...(file ? { file } : {}) },
+      logger,
+    );
+  };
 
   try {
     // The first invocation's decisions hold for the whole file.
@@ -250,6 +265,7 @@ export async function ingestObject(
         },
         logger,
       );
+      await publishMetrics();
       return report({ outcome: "continued" });
     }
 
@@ -271,20 +287,6 @@ export async function ingestObject(
     }
     const result = report({ outcome: "synced", rejects: rejectsRef });
     if (!run.dryRun) {
-      await publishObjectMetrics(
-        deps.cloudwatch,
-        config.metricsNamespace,
-        {
-          synced: tally.synced,
-          skipped: tally.skipped,
-          errors: tally.errors,
-          durationMs: result.duration,
-          inserted: tally.inserted,
-          updated: tally.updated,
-          unchanged: tally.unchanged,
-        },
-        logger,
-      );
       if (run.manifest && !completesDays(run.manifest)) {
         logger.info("Watermark kept: the run synced one publication, not whole days", {
           publicationCode: run.manifest.publicationCode,
@@ -300,6 +302,18 @@ export async function ingestObject(
     }
     await putJsonObject(s3, object.bucket, reportKey(object.key), result);
     if (resume) await removeContinuationState(s3, object.bucket, object.key, resume, logger);
+    // Last, once the report is written: a retry after a failed report write publishes the
+    // counts once, not twice, and this invocation's Duration covers all its work.
+    await publishMetrics({
+      synced: tally.synced,
+      skipped: tally.skipped,
+      errors: tally.errors,
+      inserted: tally.inserted,
+      updated: tally.updated,
+      unchanged: tally.unchanged,
+      fileDurationMs: result.duration,
+      invocations: result.invocations,
+    });
     logger.info("Ingest finished", {
       invocations: result.invocations,
       dryRun: result.dryRun,
@@ -337,6 +351,8 @@ export async function ingestObject(
       stats: result.stats,
       duration: result.duration,
     });
+    // An invocation that fails near its timeout is what the Duration alarm is for; no counts.
+    await publishMetrics();
     if (dataProblem) return result;
     throw error;
   }

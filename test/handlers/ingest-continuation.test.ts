@@ -4,9 +4,13 @@ import { ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { Context, S3Event } from "aws-lambda";
 import { mockClient } from "aws-sdk-client-mock";
 import type { Document } from "mongodb";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { ContinuationEvent } from "../../handlers/ingest/continuation";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import {
+  type ContinuationEvent,
+  DEFAULT_CONTINUATION_MARGIN_MS,
+} from "../../handlers/ingest/continuation";
 import type { IngestResponse } from "../../handlers/ingest/response";
+import { DURATION_ALARM_THRESHOLD_MS, INGEST_TIMEOUT_MS } from "../../infra/ingest-budget";
 import { buildCsv, type CsvOptions, type CsvRowValues, csvRow } from "../helpers/ingest-csv";
 import { order, seedLookups, trackingScript } from "../helpers/ingest-fixtures";
 import {
@@ -20,7 +24,8 @@ const cloudwatch = mockClient(CloudWatchClient);
 const lambda = mockClient(LambdaClient);
 const FUNCTION_NAME = "tracking-sync-ingest";
 const BATCH_SIZE = 5;
-const MARGIN_MS = 60_000;
+/** The handler runs with the default margin, the one the stack derives with the alarm. */
+const MARGIN_MS = DEFAULT_CONTINUATION_MARGIN_MS;
 
 type Handler = (event: S3Event | ContinuationEvent, context: Context) => Promise<IngestResponse>;
 let harness: IngestHarness;
@@ -31,7 +36,7 @@ beforeAll(async () => {
   handler = (await harness.loadHandler({
     AWS_LAMBDA_FUNCTION_NAME: FUNCTION_NAME,
     BATCH_SIZE: String(BATCH_SIZE),
-    CONTINUATION_MARGIN_MS: String(MARGIN_MS),
+    CONTINUATION_MARGIN_MS: undefined,
   })) as Handler;
 });
 afterAll(async () => {
@@ -65,10 +70,37 @@ function shortDeadline(batches: number): Context {
   } as Context;
 }
 
-/** 42 data rows: synced ones over many days, and skips, errors and a multi-line field among them. */
-function mixedRows(): CsvRowValues[] {
+/**
+ * A Lambda context with a real deadline on a fake clock (Date only, see `useFakeDate`):
+ * `timeoutMs` from now, and each full batch takes `batchMs` (the ingest asks the time left
+ * once per full batch, so the clock moves there).
+ */
+function timedDeadline(batchMs: number, timeoutMs = INGEST_TIMEOUT_MS): Context {
+  const deadline = Date.now() + timeoutMs;
+  return {
+    ...lambdaContext,
+    getRemainingTimeInMillis: () => {
+      vi.setSystemTime(Date.now() + batchMs);
+      return deadline - Date.now();
+    },
+  } as Context;
+}
+
+/** Freezes the wall clock (Date only; timers stay real) so durations are exact. */
+function useFakeDate() {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(new Date("2025-12-11T06:00:00.000Z"));
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+}
+
+/** 42 data rows (or `count`): synced ones over many days, and skips, errors and a multi-line field among them. */
+function mixedRows(count = 42): CsvRowValues[] {
   const rows: CsvRowValues[] = [];
-  for (let i = 0; i < 42; i++) {
+  for (let i = 0; i < count; i++) {
     const day = `2025-11-${String((i % 28) + 1).padStart(2, "0")}`;
     if (i % 7 === 3) rows.push(csvRow({ report_date: day, publication_code: "nowhere" }));
     else if (i % 9 === 4) rows.push(csvRow({ report_date: day, impressions: "-5" }));
@@ -132,19 +164,38 @@ function payloadOf(index: number): ContinuationEvent {
 /**
  * Runs the event, then feeds each captured self-invocation back into the handler as
  * Lambda would, until an invocation finishes without handing over. Before each
- * continuation, checks that no report exists yet.
+ * continuation, checks that no report exists yet. Each invocation gets
+ * `shortDeadline(deadline)`, or the context `deadline()` makes; `queuedMs` is the time a
+ * continuation waits in Lambda's queue (on the fake clock).
  */
-async function runToTheEnd(event: S3Event, batchesPerInvocation: number) {
+async function runToTheEnd(
+  event: S3Event,
+  deadline: number | (() => Context),
+  { queuedMs = 0 }: { queuedMs?: number } = {},
+) {
+  const contextOf = typeof deadline === "number" ? () => shortDeadline(deadline) : deadline;
   const key = decodeURIComponent(event.Records[0]?.s3.object.key.replace(/\+/g, " ") ?? "");
   const payloads: ContinuationEvent[] = [];
-  let response = await handler(event, shortDeadline(batchesPerInvocation));
+  let response = await handler(event, contextOf());
   while (lambda.commandCalls(InvokeCommand).length > payloads.length) {
     expect(await reportOf(key)).toBeUndefined();
     const payload = payloadOf(payloads.length);
     payloads.push(payload);
-    response = await handler(payload, shortDeadline(batchesPerInvocation));
+    if (queuedMs > 0) vi.setSystemTime(Date.now() + queuedMs);
+    response = await handler(payload, contextOf());
   }
   return { response, payloads, invocations: payloads.length + 1 };
+}
+
+/** What each PutMetricData carried, in call order: metric name → value. */
+function publishedMetrics(): Record<string, number | undefined>[] {
+  return cloudwatch
+    .commandCalls(PutMetricDataCommand)
+    .map((call) =>
+      Object.fromEntries(
+        (call.args[0].input.MetricData ?? []).map((datum) => [datum.MetricName, datum.Value]),
+      ),
+    );
 }
 
 async function listKeys(prefix: string): Promise<string[]> {
@@ -210,11 +261,34 @@ describe("ingestResults: files beyond one invocation", () => {
       expect(await harness.readText(`rejects/${key}`)).toBe(single.rejects);
       expect(await listKeys(`rejects/${key}.`)).toEqual([]);
       expect(await listKeys("state/checkpoints/")).toEqual([]);
-      expect(cloudwatch).toHaveReceivedCommandTimes(PutMetricDataCommand, 1);
-      expect(cloudwatch).toHaveReceivedCommandWith(PutMetricDataCommand, {
-        MetricData: expect.arrayContaining([
-          expect.objectContaining({ MetricName: "RowsSynced", Value: stats.synced }),
-        ]),
+      // Every invocation publishes its own Duration; the file's counts come once, from the last.
+      const published = publishedMetrics();
+      expect(published.map((metrics) => Object.keys(metrics).sort())).toEqual([
+        ["Duration"],
+        ["Duration"],
+        ["Duration"],
+        ["Duration"],
+        [
+          "Duration",
+          "Errors",
+          "FileDuration",
+          "FileInvocations",
+          "RowsInserted",
+          "RowsSkipped",
+          "RowsSynced",
+          "RowsUnchanged",
+          "RowsUpdated",
+        ],
+      ]);
+      expect(published[4]).toMatchObject({
+        RowsSynced: stats.synced,
+        RowsSkipped: stats.skipped,
+        Errors: stats.errors,
+        RowsInserted: report?.inserted,
+        RowsUpdated: report?.updated,
+        RowsUnchanged: report?.unchanged,
+        FileInvocations: 5,
+        FileDuration: report?.duration,
       });
     },
   );
@@ -264,6 +338,11 @@ describe("ingestResults: files beyond one invocation", () => {
     }
 
     expect(response).toMatchObject({ success: true });
+    // The failed invocation published its Duration only: the counts still come once.
+    const published = publishedMetrics();
+    expect(published).toHaveLength(lambda.commandCalls(InvokeCommand).length + 2);
+    expect(published[1]).toEqual({ Duration: expect.any(Number) });
+    expect(published.filter((metrics) => "RowsSynced" in metrics)).toHaveLength(1);
     expect(await comparableEntries()).toEqual(single.entries);
     const report = await reportOf("reprocess/retried.csv");
     expect(rowCountsOf(report)).toEqual(rowCountsOf(single.report));
@@ -311,6 +390,11 @@ describe("ingestResults: files beyond one invocation", () => {
     expect(response.success).toBe(false);
     expect(await comparableEntries()).toEqual(before);
     expect(lambda).toHaveReceivedCommandTimes(InvokeCommand, 1);
+    // Both invocations publish their Duration; a rejected file publishes no counts.
+    expect(publishedMetrics()).toEqual([
+      { Duration: expect.any(Number) },
+      { Duration: expect.any(Number) },
+    ]);
     expect(await reportOf("reprocess/replaced.csv")).toMatchObject({
       success: false,
       outcome: "rejected",
@@ -330,6 +414,11 @@ describe("ingestResults: files beyond one invocation", () => {
       invocations: 1,
       stats: { rowsFromAthena: 42 },
     });
+    const published = publishedMetrics();
+    expect(published).toHaveLength(2);
+    for (const metrics of published) {
+      expect(metrics).toMatchObject({ FileInvocations: 1, RowsSynced: expect.any(Number) });
+    }
   });
 
   it("refuses a continuation event that is not one this function sent", async () => {
@@ -339,5 +428,61 @@ describe("ingestResults: files beyond one invocation", () => {
         lambdaContext,
       ),
     ).rejects.toThrow(/Invalid continuation event/);
+  });
+});
+
+describe("ingestResults: metrics of a file across invocations", () => {
+  useFakeDate();
+
+  it("publishes each invocation's own Duration, under the alarm by design, and the file's time and counts once", async () => {
+    // 300 rows in batches of 5 at 10 s a batch: the default margin stops an invocation
+    // after 23 batches (230 s); the last one reads the remaining 70 rows in 140 s.
+    const event = await harness.putObject("reprocess/timed.csv", buildCsv(mixedRows(300)));
+
+    const { invocations } = await runToTheEnd(event, () => timedDeadline(10_000), {
+      queuedMs: 1_000,
+    });
+
+    expect(invocations).toBe(3);
+    const report = await reportOf("reprocess/timed.csv");
+    const stats = report?.stats ?? {};
+    const published = publishedMetrics();
+    expect(published.map((metrics) => metrics.Duration)).toEqual([230_000, 230_000, 140_000]);
+    for (const metrics of published) {
+      expect(metrics.Duration).toBeLessThanOrEqual(DURATION_ALARM_THRESHOLD_MS);
+    }
+    expect(published.slice(0, 2)).toEqual([{ Duration: 230_000 }, { Duration: 230_000 }]);
+    expect(published[2]).toMatchObject({
+      FileDuration: 230_000 + 1_000 + 230_000 + 1_000 + 140_000,
+      FileInvocations: 3,
+      RowsSynced: stats.synced,
+      RowsSkipped: stats.skipped,
+      Errors: stats.errors,
+    });
+    expect(report).toMatchObject({ invocations: 3, duration: 602_000 });
+  });
+
+  it("stops an invocation early enough that only a slow hand-over crosses the alarm", () => {
+    // The first check below the margin comes after at most one more batch; what follows
+    // (in-flight writes, rejects chunk, checkpoint, self-invoke) must fit before the alarm.
+    const stopsReadingAfter = INGEST_TIMEOUT_MS - DEFAULT_CONTINUATION_MARGIN_MS;
+
+    expect(stopsReadingAfter).toBe(225_000);
+    expect(DURATION_ALARM_THRESHOLD_MS - stopsReadingAfter).toBe(15_000);
+  });
+
+  it("publishes nothing for a dry run, in any invocation", async () => {
+    const event = await harness.putObject("reprocess/dry-continued.csv", buildCsv(mixedRows()), {
+      tagging: "dryRun=true",
+    });
+
+    const { invocations } = await runToTheEnd(event, 2);
+
+    expect(invocations).toBe(5);
+    expect(await reportOf("reprocess/dry-continued.csv")).toMatchObject({
+      dryRun: true,
+      invocations: 5,
+    });
+    expect(cloudwatch).toHaveReceivedCommandTimes(PutMetricDataCommand, 0);
   });
 });

@@ -82,8 +82,8 @@ describe("parseContinuation", () => {
 });
 
 describe("continuation configuration and deadline", () => {
-  it("keeps 60 s back by default and continues only inside Lambda", () => {
-    expect(loadContinuationConfig({})).toEqual({ marginMs: 60_000, functionName: undefined });
+  it("keeps 75 s back by default and continues only inside Lambda", () => {
+    expect(loadContinuationConfig({})).toEqual({ marginMs: 75_000, functionName: undefined });
     expect(
       loadContinuationConfig({ CONTINUATION_MARGIN_MS: "5000", AWS_LAMBDA_FUNCTION_NAME: "f" }),
     ).toEqual({ marginMs: 5_000, functionName: "f" });
