@@ -36,6 +36,11 @@ import {
 import { EncryptedQueue } from "./constructs/encrypted-queue";
 import { Monitoring } from "./constructs/monitoring";
 import { TrackingFunction } from "./constructs/tracking-function";
+import {
+  CONTINUATION_MARGIN_MS,
+  DURATION_ALARM_THRESHOLD_MS,
+  INGEST_TIMEOUT_MS,
+} from "./ingest-budget";
 import { acknowledge, acknowledgeWildcardResources } from "./nag";
 import { readSettings, type TrackingSyncSettings } from "./settings";
 
@@ -135,6 +140,9 @@ export class TrackingSyncStack extends Stack {
       RESULTS_BUCKET: bucket.bucketName,
       INGEST_PREFIXES: INGEST_PREFIXES.join(","),
       METRICS_NAMESPACE,
+      // Derived with the timeout and the Duration alarm (ingest-budget.ts): a continued
+      // invocation ends before the alarm's threshold.
+      CONTINUATION_MARGIN_MS: String(CONTINUATION_MARGIN_MS),
     };
     if (settings.publicationCodeMap)
       ingestEnvironment.PUBLICATION_CODE_MAP = settings.publicationCodeMap;
@@ -144,7 +152,7 @@ export class TrackingSyncStack extends Stack {
       description: "Ingests an Athena result (or a dropped) CSV into MongoDB performance_entries",
       entry: handlerPath("ingest-results.ts"),
       memorySize: 512,
-      timeout: Duration.minutes(5),
+      timeout: Duration.millis(INGEST_TIMEOUT_MS),
       reservedConcurrentExecutions: settings.ingestReservedConcurrency,
       logRetention: settings.logRetentionDays,
       environment: ingestEnvironment,
@@ -213,6 +221,8 @@ export class TrackingSyncStack extends Stack {
       alarmEmail: settings.alarmEmail,
       startFunction: start.function,
       ingestFunction: ingest.function,
+      ingestTimeoutMs: INGEST_TIMEOUT_MS,
+      durationAlarmThresholdMs: DURATION_ALARM_THRESHOLD_MS,
       ingestFailureQueue: ingestFailures,
       retryDeadLetterQueue: retryDeadLetters,
     });

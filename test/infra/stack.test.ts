@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { App } from "aws-cdk-lib";
 import { Match, type Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_CONTINUATION_MARGIN_MS } from "../../handlers/ingest/continuation";
 import {
   actionsOf,
   objectSuffix,
@@ -181,10 +182,21 @@ describe("the functions", () => {
           RESULTS_BUCKET: { Ref: Match.anyValue() },
           INGEST_PREFIXES: "athena-results/,reprocess/",
           METRICS_NAMESPACE: "EmpowerLocal/TrackingSync",
+          CONTINUATION_MARGIN_MS: "75000",
         },
       },
     });
     expect(JSON.stringify(template.toJSON())).not.toMatch(/mongodb(\+srv)?:\/\//);
+  });
+
+  it("give the ingest the continuation margin its handler defaults to", () => {
+    const ingest = Object.values(template.findResources("AWS::Lambda::Function")).find(
+      (resource) => resource.Properties.FunctionName === INGEST,
+    );
+
+    expect(ingest?.Properties.Environment.Variables.CONTINUATION_MARGIN_MS).toBe(
+      String(DEFAULT_CONTINUATION_MARGIN_MS),
+    );
   });
 
   it("retry a failed ingest twice, then send the event to an encrypted on-failure queue", () => {
@@ -482,12 +494,38 @@ describe("monitoring", () => {
     template.hasResourceProperties("AWS::CloudWatch::Alarm", {
       Namespace: "EmpowerLocal/TrackingSync",
       MetricName: "Duration",
+      Statistic: "Maximum",
       Threshold: 240_000,
       ComparisonOperator: "GreaterThanThreshold",
+      EvaluationPeriods: 1,
+      TreatMissingData: "notBreaching",
     });
     alarm("empowerlocal-tracking-sync-errors-per-run");
     alarm("empowerlocal-tracking-sync-no-rows-synced");
     alarm("empowerlocal-tracking-sync-duration");
+  });
+
+  it("alarms on Duration only when an invocation runs past the point where a continued one has stopped", () => {
+    // What is synthesized, not the constants: the ingest's timeout and margin, the alarm's threshold.
+    const ingest = Object.values(template.findResources("AWS::Lambda::Function")).find(
+      (resource) => resource.Properties.FunctionName === INGEST,
+    );
+    const timeoutMs = Number(ingest?.Properties.Timeout) * 1000;
+    const marginMs = Number(ingest?.Properties.Environment.Variables.CONTINUATION_MARGIN_MS);
+    const durationAlarm = Object.values(template.findResources("AWS::CloudWatch::Alarm")).find(
+      (resource) =>
+        resource.Properties.Namespace === "EmpowerLocal/TrackingSync" &&
+        resource.Properties.MetricName === "Duration",
+    );
+    const thresholdMs = Number(durationAlarm?.Properties.Threshold);
+
+    // The alarm fires within 60 s of the timeout...
+    expect(timeoutMs - thresholdMs).toBe(60_000);
+    // ...while a continued invocation stops reading 15 s before it, for its hand-over.
+    expect(thresholdMs - (timeoutMs - marginMs)).toBe(15_000);
+    expect(durationAlarm?.Properties.AlarmDescription).toMatch(
+      /ingest invocation ran over 240 s of its 300 s timeout/,
+    );
   });
 
   it("alarms on ingest and start errors, a non-empty on-failure queue and retry DLQ, and exhausted query retries", () => {
@@ -552,6 +590,8 @@ describe("monitoring", () => {
       "RowsInserted",
       "RowsUpdated",
       "RowsUnchanged",
+      "FileDuration",
+      "FileInvocations",
     ]) {
       expect(body).toContain(`\\"EmpowerLocal/TrackingSync\\",\\"${metric}\\"`);
     }
