@@ -91,6 +91,10 @@ export class MongoEntryWriter implements EntryWriter {
     );
     const attempted = inserting.size;
     let existing = 0;
+    // Remembered before writing: the next batch is often sent before this one settles,
+    // and its entries shared with this batch will exist by the time they arrive (or its
+    // pipeline inserts them; either way nothing is lost).
+    this.remember(keys);
     const now = this.now();
     for (let attempt = 1; pending.length > 0; attempt++) {
       const operations: AnyBulkWriteOperation[] = pending.map((index) => {
@@ -152,6 +156,16 @@ export class MongoEntryWriter implements EntryWriter {
       pending = retry;
       inserting = new Set();
     }
+    if (attempted > 0) {
+      this.mostlyExisting = existing * 2 > attempted;
+    } else if (!tryInsert && this.insertFirst) {
+      // In pipeline mode the upserted count says how many entries were new.
+      this.mostlyExisting = result.inserted * 2 < updates.length;
+    }
+    return result;
+  }
+
+  private remember(keys: readonly string[]): void {
     for (const key of keys) {
       this.recent.delete(key);
       this.recent.add(key);
@@ -160,13 +174,6 @@ export class MongoEntryWriter implements EntryWriter {
       if (this.recent.size <= RECENT_KEYS) break;
       this.recent.delete(key);
     }
-    if (attempted > 0) {
-      this.mostlyExisting = existing * 2 > attempted;
-    } else if (!tryInsert && this.insertFirst) {
-      // In pipeline mode the upserted count says how many entries were new.
-      this.mostlyExisting = result.inserted * 2 < updates.length;
-    }
-    return result;
   }
 }
 

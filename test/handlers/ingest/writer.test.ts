@@ -189,6 +189,23 @@ describe("MongoEntryWriter against MongoDB", () => {
     expect(entry?.metrics.impressions).toBe(200);
   });
 
+  it("sends an entry of a batch still in flight as the pipeline, so overlapping batches take one command each", async () => {
+    const first = writer.write([entryUpdate("web-1", "cr_1", "One")]);
+    const second = writer.write([
+      entryUpdate("web-1", "cr_2", "Two"),
+      entryUpdate("web-2", "cr_3", "Three"),
+    ]);
+
+    const results = await Promise.all([first, second]);
+
+    expect(results.map((result) => result.inserted + result.updated)).toEqual([1, 2]);
+    expect(statementKinds).toHaveLength(2);
+    expect(statementKinds).toContainEqual(["$setOnInsert"]);
+    expect(statementKinds).toContainEqual(["pipeline", "$setOnInsert"]);
+    const entry = await entries.findOne({ itemPath: "web-1" });
+    expect(entry?.contributions).toHaveLength(2);
+  });
+
   it("counts a re-ingest as unchanged, and sends whole batches as pipelines while most entries exist", async () => {
     const first = [entryUpdate("web-1", "cr_1", "One"), entryUpdate("web-2", "cr_2", "Two")];
     const second = [entryUpdate("web-3", "cr_3", "Three"), entryUpdate("web-4", "cr_4", "Four")];
