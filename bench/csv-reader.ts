@@ -23,7 +23,12 @@ import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type CsvError, type Info, type Options, parse } from "csv-parse";
-import { type CsvRecord, markNulls, readCsvRecords } from "../handlers/ingest/csv-rows";
+import {
+  type CsvRecord,
+  markNulls,
+  readCsvBatches,
+  readCsvRecords,
+} from "../handlers/ingest/csv-rows";
 import { buildUniverse, DEFAULT_SEED, writeBenchCsv } from "./lib/bench-data";
 import { benchScript, nextMessage, registerTempDir, spawnTs, stopChild } from "./lib/processes";
 import { median } from "./lib/ratios";
@@ -212,6 +217,24 @@ const VARIANTS: Record<string, Variant> = {
   reader: {
     about: "readCsvRecords as it is now, one record per iteration",
     run: (path) => timeRecords(() => readCsvRecords(fileStream(path))),
+  },
+  "reader-delegated": {
+    about: "readCsvRecords through one more async generator (yield*), as ingest-object.ts reads it",
+    run: (path) =>
+      timeRecords(async function* () {
+        yield* readCsvRecords(fileStream(path));
+      }),
+  },
+  batches: {
+    about: "readCsvBatches: the same records, one array per chunk of input",
+    async run(path) {
+      const start = process.cpuUsage();
+      const digest: Digest = { records: 0, nulls: 0, lineSum: 0, lastEndByte: 0, lastNextLine: 0 };
+      for await (const batch of readCsvBatches(fileStream(path))) {
+        for (const record of batch) tally(digest, record);
+      }
+      return { cpuSeconds: cpuSince(start), digest };
+    },
   },
 };
 

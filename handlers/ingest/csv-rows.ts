@@ -1,6 +1,5 @@
 import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { type CsvError, parse } from "csv-parse";
+import { type CsvError, type Info, Parser } from "csv-parse";
 
 /** One CSV record as read, before any interpretation of its columns. */
 export interface CsvRecord {
@@ -26,13 +25,12 @@ export interface ReadCsvOptions {
   startLine?: number;
 }
 
-const NEWLINE = 10;
-const CARRIAGE_RETURN = "\r";
+const LINE_FEED = 10;
 
 /**
  * Streams the records of a CSV (the header included, as the first record) from a byte
- * stream. Records are arrays (not objects) for speed; `for await` over the parser
- * keeps its backpressure, so memory stays flat whatever the file size.
+ * stream. Records are arrays (not objects) for speed; the source is read only as fast
+ * as records are taken, so memory stays flat whatever the file size.
  *
  * Quotes are relaxed (a stray `"` inside a field is data) because csv-parse's recovery
  * after a strict quote error silently swallows the rows that follow. The only record
@@ -43,81 +41,197 @@ export async function* readCsvRecords(
   source: Readable | AsyncIterable<Uint8Array>,
   options: ReadCsvOptions = {},
 ): AsyncGenerator<CsvRecord> {
-  const skipped: { raw: string; recordsBefore: number }[] = [];
-  let bomBytes = 0;
-  const parser = parse({
-    raw: true,
-    relax_column_count: true,
-    relax_quotes: true,
-    skip_records_with_error: true,
-    on_skip: (_error: CsvError | undefined, raw: string | undefined) => {
-      skipped.push({ raw: raw ?? "", recordsBefore: parser.info.records });
-    },
-  });
-  const stripBom = async function* (chunks: AsyncIterable<Uint8Array>) {
-    let first = options.startByte === undefined || options.startByte === 0;
-    for await (const chunk of chunks) {
-      if (first) {
-        first = false;
-        if (chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) {
-          bomBytes = 3;
-          yield chunk.subarray(3);
-          continue;
-        }
-      }
-      yield chunk;
-    }
-  };
-  const piping = pipeline(source, stripBom, parser);
-  // The consumer may stop early (an error downstream): the rejection is then expected.
-  piping.catch(() => {});
-
-  let line = options.startLine ?? 1;
-  let byte = options.startByte ?? 0;
-  let delimiterExtra = -1;
-  let recordsSeen = 0;
-
-  const advance = (raw: string) => {
-    byte += bomBytes;
-    bomBytes = 0;
-    if (delimiterExtra < 0) {
-      // With CRLF, the raw text ends at `\r`: the `\n` is consumed but not kept.
-      const delimiter = parser.options.record_delimiter[0];
-      delimiterExtra = delimiter && delimiter.length === 2 ? 1 : 0;
-    }
-    let newlines = 0;
-    for (let i = raw.indexOf("\n"); i !== -1; i = raw.indexOf("\n", i + 1)) newlines++;
-    const endsWithCr = raw.endsWith(CARRIAGE_RETURN);
-    const extra = endsWithCr && delimiterExtra === 1 ? 1 : 0;
-    const startLine = line;
-    byte += Buffer.byteLength(raw) + extra;
-    line += newlines + (raw.charCodeAt(raw.length - 1) === NEWLINE ? 0 : 1);
-    return startLine;
-  };
-
-  const drainSkipped = function* (upTo: number): Generator<CsvRecord> {
-    while (skipped.length > 0 && (skipped[0]?.recordsBefore ?? 0) <= upTo) {
-      const skip = skipped.shift() as { raw: string };
-      const startLine = advance(skip.raw);
-      yield {
-        line: startLine,
-        fields: [],
-        endByte: byte,
-        nextLine: line,
-        malformed: "unclosed-quote",
-      };
-    }
-  };
-
-  for await (const { record, raw } of parser as AsyncIterable<{ record: string[]; raw: string }>) {
-    yield* drainSkipped(recordsSeen);
-    recordsSeen++;
-    const startLine = advance(raw);
-    if (record.length === 1 && record[0] === "" && raw.trim() === "") continue; // blank line
-    yield { line: startLine, fields: markNulls(record, raw), endByte: byte, nextLine: line };
+  for await (const batch of readCsvBatches(source, options)) {
+    for (const record of batch) yield record;
   }
-  await piping;
-  yield* drainSkipped(Number.MAX_SAFE_INTEGER);
+}
+
+/**
+ * The records of `readCsvRecords`, one array per chunk of input (never an empty one):
+ * a caller that loops over each array saves an async iteration per record.
+ */
+export async function* readCsvBatches(
+  source: Readable | AsyncIterable<Uint8Array>,
+  options: ReadCsvOptions = {},
+): AsyncGenerator<CsvRecord[]> {
+  const reader = new CsvRecordReader(options.startByte ?? 0, options.startLine ?? 1);
+  let first = options.startByte === undefined || options.startByte === 0;
+  for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
+    let bytes = asBuffer(chunk);
+    if (first) {
+      first = false;
+      if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
+        reader.skipBom();
+        bytes = bytes.subarray(3);
+      }
+    }
+    const records = reader.write(bytes);
+    if (records.length > 0) yield records;
+  }
+  const records = reader.end();
+  if (records.length > 0) yield records;
+}
+
+function asBuffer(chunk: Uint8Array | string): Buffer {
+  if (typeof chunk === "string") return Buffer.from(chunk, "utf8");
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+}
+
+/**
+ * csv-parse's synchronous core: what its own stream and sync entry points drive. It
+ * calls `push` with each record while `parse` runs, when `info.bytes` is the offset
+ * just past that record and its line ending.
+ */
+interface ParserCore {
+  readonly info: Info;
+  parse(
+    chunk: Buffer | undefined,
+    end: boolean,
+    push: (record: string[]) => void,
+    close: () => void,
+  ): CsvError | undefined;
+}
+
+function createParserCore(): ParserCore {
+  const parser = new Parser({ relax_column_count: true, relax_quotes: true });
+  const core = (parser as unknown as { api?: Partial<ParserCore> }).api;
+  if (typeof core?.parse !== "function" || typeof core.info?.bytes !== "number") {
+    throw new Error("csv-parse no longer exposes its parser core (Parser#api)");
+  }
+  return core as ParserCore;
+}
+
+/**
+ * Parses chunk after chunk without csv-parse's stream (whose per-record buffering costs
+ * about as much again as the parsing) and without its `raw` option (which copies every
+ * byte once more): a record's end offset is `info.bytes` when it is pushed. Its text is
+ * looked at only when the record needs it: a record that spans lines (csv-parse's line
+ * count moved by more than its line ending), or has an empty field (NULL or `""`, a
+ * blank line). So the input chunks are kept from the start of the current record on.
+ */
+class CsvRecordReader {
+  private readonly core = createParserCore();
+  private readonly push = (fields: string[]) => this.onRecord(fields);
+  private readonly close = () => {};
+  private records: CsvRecord[] = [];
+  /** Bytes of the input that the parser never sees: the resume offset and a stripped BOM. */
+  private base: number;
+  /** Input offset just past the last record: where the next one starts. */
+  private byte: number;
+  private line: number;
+  /** `info.lines` when the last record was pushed. */
+  private linesBefore = 0;
+  /** The input from `keptFrom` on, as fed to the parser. */
+  private kept: Buffer[] = [];
+  private keptFrom: number;
+  /** Input offset just past the last byte fed. */
+  private fed: number;
+
+  constructor(startByte: number, startLine: number) {
+    this.base = startByte;
+    this.byte = startByte;
+    this.keptFrom = startByte;
+    this.fed = startByte;
+    this.line = startLine;
+  }
+
+  skipBom(): void {
+    this.base += 3;
+    this.byte += 3;
+    this.keptFrom += 3;
+    this.fed += 3;
+  }
+
+  /** The records that end in `chunk`. */
+  write(chunk: Buffer): CsvRecord[] {
+    this.kept.push(chunk);
+    this.fed += chunk.length;
+    const error = this.core.parse(chunk, false, this.push, this.close);
+    if (error) throw error;
+    this.release();
+    return this.take();
+  }
+
+  /** The last records: one without a final line ending, or the unclosed quote's. */
+  end(): CsvRecord[] {
+    const error = this.core.parse(undefined, true, this.push, this.close);
+    if (error) {
+      // With relaxed quotes and column counts, the only error csv-parse can raise.
+      if (error.code !== "CSV_QUOTE_NOT_CLOSED") throw error;
+      const raw = this.text(this.byte, this.fed);
+      this.records.push({
+        line: this.line,
+        fields: [],
+        endByte: this.fed,
+        nextLine: this.line + countLines(raw),
+        malformed: "unclosed-quote",
+      });
+    }
+    return this.take();
+  }
+
+  private onRecord(fields: (string | null)[]): void {
+    const info = this.core.info;
+    const line = this.line;
+    const start = this.byte;
+    const endByte = this.base + info.bytes;
+    let raw: Buffer | undefined;
+    let nextLine = line + 1;
+    // csv-parse counts a CR or LF inside the record (twice for CRLF) as a line: recount `\n`s.
+    if (info.lines - this.linesBefore !== 1) {
+      raw = this.text(start, endByte);
+      nextLine = line + countLines(raw);
+    }
+    this.linesBefore = info.lines;
+    this.byte = endByte;
+    this.line = nextLine;
+    if (fields.includes("")) {
+      const text = (raw ?? this.text(start, endByte)).toString("utf8");
+      if (fields.length === 1 && text.trim() === "") return; // blank line
+      markNulls(fields, text);
+    }
+    this.records.push({ line, fields, endByte, nextLine });
+  }
+
+  private take(): CsvRecord[] {
+    const records = this.records;
+    if (records.length > 0) this.records = [];
+    return records;
+  }
+
+  /** Drops the chunks wholly before the current record. */
+  private release(): void {
+    for (let first = this.kept[0]; first !== undefined; first = this.kept[0]) {
+      if (this.keptFrom + first.length > this.byte) return;
+      this.keptFrom += first.length;
+      this.kept.shift();
+    }
+  }
+
+  /** The input bytes from `start` to `end` (both at or after `keptFrom`). */
+  private text(start: number, end: number): Buffer {
+    const parts: Buffer[] = [];
+    let offset = this.keptFrom;
+    for (const chunk of this.kept) {
+      const chunkEnd = offset + chunk.length;
+      if (chunkEnd > start && offset < end) {
+        parts.push(chunk.subarray(Math.max(start - offset, 0), Math.min(end, chunkEnd) - offset));
+      }
+      if (chunkEnd >= end) break;
+      offset = chunkEnd;
+    }
+    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+  }
+}
+
+/**
+ * How many lines a record's bytes (its line ending included) take: one per `\n`, plus
+ * one when they do not end in `\n` (a lone CR ending, or the end of the file).
+ */
+function countLines(raw: Buffer): number {
+  let lines = 0;
+  for (let i = raw.indexOf(LINE_FEED); i !== -1; i = raw.indexOf(LINE_FEED, i + 1)) lines++;
+  return raw[raw.length - 1] === LINE_FEED ? lines : lines + 1;
 }
 
 /**

@@ -3,16 +3,30 @@ import { describe, expect, it } from "vitest";
 import {
   type CsvRecord,
   quotedFieldFlags,
+  type ReadCsvOptions,
+  readCsvBatches,
   readCsvRecords,
 } from "../../../handlers/ingest/csv-rows";
 
-async function readAll(text: string | Buffer, chunkSize = 7): Promise<CsvRecord[]> {
+async function readAll(
+  text: string | Buffer,
+  chunkSize = 7,
+  options: ReadCsvOptions = {},
+): Promise<CsvRecord[]> {
   const bytes = Buffer.isBuffer(text) ? text : Buffer.from(text, "utf8");
   const chunks: Buffer[] = [];
   for (let i = 0; i < bytes.length; i += chunkSize) chunks.push(bytes.subarray(i, i + chunkSize));
   const records: CsvRecord[] = [];
-  for await (const record of readCsvRecords(Readable.from(chunks))) records.push(record);
+  for await (const record of readCsvRecords(Readable.from(chunks), options)) records.push(record);
   return records;
+}
+
+/** Reads `bytes` from `record`'s end on, as a continuation's ranged GET does. */
+function resumeAfter(bytes: Buffer, record: CsvRecord, chunkSize = 7): Promise<CsvRecord[]> {
+  return readAll(bytes.subarray(record.endByte), chunkSize, {
+    startByte: record.endByte,
+    startLine: record.nextLine,
+  });
 }
 
 describe("readCsvRecords", () => {
@@ -79,6 +93,124 @@ describe("readCsvRecords", () => {
       [1, ["a", "b"]],
       [3, ["1", "2"]],
     ]);
+  });
+
+  it("reads a NULL or an empty string in the last field of a file without a final newline", async () => {
+    const nullLast = Buffer.from('"a","b"\n"x",', "utf8");
+    const emptyLast = Buffer.from('"a","b"\n"x",""', "utf8");
+
+    const [nullRecords, emptyRecords] = [await readAll(nullLast), await readAll(emptyLast)];
+
+    expect(nullRecords.at(-1)).toEqual({ line: 2, fields: ["x", null], endByte: 12, nextLine: 3 });
+    expect(emptyRecords.at(-1)).toEqual({ line: 2, fields: ["x", ""], endByte: 14, nextLine: 3 });
+  });
+
+  it("keeps lines, offsets and NULLs of a CRLF file with a quoted field spanning lines", async () => {
+    const bytes = Buffer.from('"a","b","c"\r\n"multi\r\nline",,""\r\n"4","5",\r\n', "utf8");
+
+    const records = await readAll(bytes, 3);
+
+    expect(records).toEqual([
+      { line: 1, fields: ["a", "b", "c"], endByte: 13, nextLine: 2 },
+      { line: 2, fields: ["multi\r\nline", null, ""], endByte: 32, nextLine: 4 },
+      { line: 4, fields: ["4", "5", null], endByte: 42, nextLine: 5 },
+    ]);
+  });
+
+  it("counts a CR inside a field of a LF file as data, not as a line", async () => {
+    const records = await readAll('a,b\n"x\ry",1\n1\r2,3\n4,5\n', 2);
+
+    expect(records.map((record) => [record.line, record.nextLine])).toEqual([
+      [1, 2],
+      [2, 3],
+      [3, 4],
+      [4, 5],
+    ]);
+  });
+
+  it("counts a stripped BOM in the offsets, and resuming at them reads the same records", async () => {
+    const bytes = Buffer.from('\ufeff"a","b"\r\n"é",\r\n"multi\nline",""\r\n"4","5"', "utf8");
+    const records = await readAll(bytes, 4);
+
+    expect(records.map((record) => [record.line, record.endByte, record.nextLine])).toEqual([
+      [1, 12, 2],
+      [2, 19, 3],
+      [3, 36, 5],
+      [5, 43, 6],
+    ]);
+    for (const [index, record] of records.entries()) {
+      expect(await resumeAfter(bytes, record)).toEqual(records.slice(index + 1));
+    }
+  });
+
+  it.each([1, 2, 3, 5, 64])(
+    "reads the same records whatever the chunk size (%i bytes)",
+    async (size) => {
+      const text =
+        '"h1","h2","h3"\n"é","",\n,,\n\n"a ""q"" b","x\r\ny",\n"ü€😀",,"z"\n\n"1","2","3"\n,"",';
+
+      const records = await readAll(text, size);
+
+      expect(records).toEqual(await readAll(text, text.length));
+      expect(records.map((record) => [record.line, record.fields])).toEqual([
+        [1, ["h1", "h2", "h3"]],
+        [2, ["é", "", null]],
+        [3, [null, null, null]],
+        [5, ['a "q" b', "x\r\ny", null]],
+        [7, ["ü€😀", null, "z"]],
+        [9, ["1", "2", "3"]],
+        [10, [null, "", null]],
+      ]);
+      expect(records.at(-1)?.endByte).toBe(Buffer.byteLength(text));
+    },
+  );
+
+  it("keeps a line holding only a quoted empty string, which is not blank", async () => {
+    const records = await readAll('a\n""\n\n"x"\n');
+
+    expect(records.map((record) => [record.line, record.fields])).toEqual([
+      [1, ["a"]],
+      [2, [""]],
+      [4, ["x"]],
+    ]);
+  });
+
+  it("skips blank CRLF lines and resumes after them at the right line", async () => {
+    const bytes = Buffer.from("a,b\r\n\r\n\r\n1,2\r\n", "utf8");
+    const records = await readAll(bytes, 1);
+
+    expect(records).toEqual([
+      { line: 1, fields: ["a", "b"], endByte: 5, nextLine: 2 },
+      { line: 4, fields: ["1", "2"], endByte: 14, nextLine: 5 },
+    ]);
+  });
+
+  it("gives the unclosed-quote record the rest of the file, also on resume", async () => {
+    const bytes = Buffer.from('a,b\n8,9\n"open,1\n10,é\n', "utf8");
+    const records = await readAll(bytes, 3);
+
+    expect(records.at(-1)).toEqual({
+      line: 3,
+      fields: [],
+      endByte: bytes.length,
+      nextLine: 5,
+      malformed: "unclosed-quote",
+    });
+    expect(await resumeAfter(bytes, records[1] as CsvRecord)).toEqual(records.slice(2));
+  });
+});
+
+describe("readCsvBatches", () => {
+  it("yields the records of readCsvRecords, in order, in non-empty arrays", async () => {
+    const text = 'a,b\n1,\n"x\ny",""\n\n"open';
+    const bytes = Buffer.from(text, "utf8");
+    const chunks = [bytes.subarray(0, 5), bytes.subarray(5, 6), bytes.subarray(6)];
+
+    const batches: CsvRecord[][] = [];
+    for await (const batch of readCsvBatches(Readable.from(chunks))) batches.push(batch);
+
+    expect(batches.every((batch) => batch.length > 0)).toBe(true);
+    expect(batches.flat()).toEqual(await readAll(text));
   });
 });
 
