@@ -5,14 +5,33 @@
  * CPU are separate. Measured at 10k and at 1M stored documents (median of three 10k
  * windows each, wall clock and CPU time per process); printed, never asserted.
  *
- *   npm run bench:mongo                 # 10k and 1M
- *   npm run bench:mongo -- --max 100000 # a quicker run
+ * `--shape` picks the statement:
+ * - `set` (default): `$set` of four numbers plus `$setOnInsert` of two fields;
+ * - `setOnInsert`: the ingest's insert-first upsert, `$setOnInsert` of a whole entry
+ *   (1–3 contributions, metrics, strings, dates); on a stored key it is a no-op;
+ * - `pipeline`: the ingest's merge, `buildUpdatePipeline` of the same entries; on a
+ *   stored key each round changes the numbers, so every match modifies.
+ *
+ *   npm run bench:mongo                                      # 10k and 1M
+ *   npm run bench:mongo -- --max 100000 --shape pipeline     # a quicker run, one shape
+ *   npm run bench:mongo -- --max 100000 --cpu-prof-dir prof  # also profile the server
+ *   npx tsx bench/profile-summary.ts prof/<file>.cpuprofile /dev/null 30
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { type AnyBulkWriteOperation, type Document, MongoClient, ObjectId } from "mongodb";
+import {
+  buildUpdatePipeline,
+  type Contribution,
+  compareUtf8,
+  contributionKey,
+  ENTERED_BY,
+  type EntryUpdate,
+  metricsOf,
+  SOURCE,
+} from "../handlers/ingest/entry-update";
 
 const BATCH_SIZE = 1_000;
 const WINDOW = 10_000;
@@ -52,6 +71,28 @@ function processCpuSeconds(pid: number | undefined): number | undefined {
   }
 }
 
+type Shape = "set" | "setOnInsert" | "pipeline";
+const SHAPES: readonly Shape[] = ["set", "setOnInsert", "pipeline"];
+
+interface Options {
+  max: number;
+  shape: Shape;
+  /** Where the server child writes its V8 CPU profile (on exit), if anywhere. */
+  cpuProfDir?: string;
+}
+
+function parseOptions(argv: readonly string[]): Options {
+  const flagValue = (flag: string) => {
+    const position = argv.indexOf(flag);
+    return position < 0 ? undefined : argv[position + 1];
+  };
+  const shape = flagValue("--shape") ?? "set";
+  if (!SHAPES.includes(shape as Shape)) {
+    throw new Error(`--shape must be one of ${SHAPES.join(", ")}, got '${shape}'`);
+  }
+  return { max: parseMax(argv), shape: shape as Shape, cpuProfDir: flagValue("--cpu-prof-dir") };
+}
+
 function parseMax(argv: readonly string[]): number {
   const position = argv.indexOf("--max");
   if (position < 0) return 1_000_000;
@@ -62,11 +103,14 @@ function parseMax(argv: readonly string[]): number {
   return value;
 }
 
-async function startServerChild(): Promise<{ child: ChildProcess; uri: string }> {
+async function startServerChild(
+  cpuProfDir: string | undefined,
+): Promise<{ child: ChildProcess; uri: string }> {
   const serverPath = fileURLToPath(new URL("../local/mongo-server.ts", import.meta.url));
+  const profiling = cpuProfDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", cpuProfDir];
   const child = spawn(
     process.execPath,
-    ["--max-old-space-size=6144", "--import", "tsx", serverPath, "--port", "0"],
+    ["--max-old-space-size=6144", ...profiling, "--import", "tsx", serverPath, "--port", "0"],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
@@ -90,8 +134,85 @@ function keyFor(i: number, orderIds: readonly ObjectId[]): Document {
   };
 }
 
-function upsert(i: number, orderIds: readonly ObjectId[], round: number): AnyBulkWriteOperation {
+/**
+ * The i-th entry as the ingest would write it: 1–3 contributions (sorted by key) whose
+ * numbers move with `round`, and the order's fields.
+ */
+function entryFor(i: number, orderIds: readonly ObjectId[], round: number): EntryUpdate {
+  const key = keyFor(i, orderIds);
+  const sizes = ["300x250", "728x90", "320x50"];
+  const contributions: Contribution[] = [];
+  for (let c = 0; c <= i % 3; c++) {
+    const creativeId = `cr_campaign-${i % 101}_${sizes[c]}`;
+    const impressions = 1000 + round + ((i + c) % 97);
+    contributions.push({
+      key: contributionKey(creativeId, "chireader", "website", sizes[c] as string),
+      creativeId,
+      publicationCode: "chireader",
+      channel: "website",
+      adSize: sizes[c] as string,
+      itemName: `Campaign ${i % 101} ${sizes[c]}`,
+      impressions,
+      clicks: (i + c) % 13,
+      viewableImpressions: Math.floor(impressions * 0.7),
+      uniqueIps: Math.floor(impressions * 0.6),
+    });
+  }
+  contributions.sort((a, b) => compareUtf8(a.key, b.key));
+  return {
+    key: {
+      orderId: (key.orderId as ObjectId).toHexString(),
+      itemPath: key.itemPath as string,
+      dateStart: key.dateStart as Date,
+      source: SOURCE,
+    },
+    fields: {
+      dateEnd: key.dateStart as Date,
+      campaignId: `campaign-${i % 101}`,
+      publicationId: 1000 + (i % 50),
+      publicationName: `Publication ${i % 50}`,
+      channel: "website",
+    },
+    contributions,
+  };
+}
+
+/** The whole new entry, as an insert-first upsert sends it (fields in lexicographic order). */
+function insertedEntry(update: EntryUpdate, now: Date): Document {
+  const names = [...new Set(update.contributions.map((c) => c.itemName))].sort(compareUtf8);
+  const sizes = [...new Set(update.contributions.map((c) => c.adSize ?? ""))].sort(compareUtf8);
+  return {
+    campaignId: update.fields.campaignId,
+    channel: update.fields.channel,
+    contributions: update.contributions,
+    createdAt: now,
+    dateEnd: update.fields.dateEnd,
+    dimensions: sizes.join(", "),
+    enteredAt: now,
+    enteredBy: ENTERED_BY,
+    itemName: names.join(", "),
+    metrics: metricsOf(update.contributions),
+    publicationId: update.fields.publicationId,
+    publicationName: update.fields.publicationName,
+    updatedAt: now,
+  };
+}
+
+function upsert(
+  shape: Shape,
+  i: number,
+  orderIds: readonly ObjectId[],
+  round: number,
+): AnyBulkWriteOperation {
   const now = new Date();
+  if (shape !== "set") {
+    const entry = entryFor(i, orderIds, round);
+    const update =
+      shape === "pipeline"
+        ? buildUpdatePipeline(entry)
+        : { $setOnInsert: insertedEntry(entry, now) };
+    return { updateOne: { filter: entry.key, update, upsert: true } };
+  }
   return {
     updateOne: {
       filter: keyFor(i, orderIds),
@@ -110,6 +231,7 @@ function upsert(i: number, orderIds: readonly ObjectId[], round: number): AnyBul
 }
 
 async function runUpserts(
+  shape: Shape,
   entries: ReturnType<ReturnType<MongoClient["db"]>["collection"]>,
   from: number,
   to: number,
@@ -123,7 +245,7 @@ async function runUpserts(
   for (let start = from; start < to; start += BATCH_SIZE) {
     const operations: AnyBulkWriteOperation[] = [];
     for (let i = start; i < Math.min(start + BATCH_SIZE, to); i++) {
-      operations.push(upsert(i, orderIds, round));
+      operations.push(upsert(shape, i, orderIds, round));
     }
     await entries.bulkWrite(operations, { ordered: false });
   }
@@ -171,12 +293,12 @@ function printTable(measurements: readonly Measurement[]): void {
 }
 
 async function main(): Promise<void> {
-  const max = parseMax(process.argv.slice(2));
+  const { max, shape, cpuProfDir } = parseOptions(process.argv.slice(2));
   const orderIds = Array.from(
     { length: Math.ceil(max / (DAYS * ITEM_PATHS)) },
     () => new ObjectId(),
   );
-  const { child, uri } = await startServerChild();
+  const { child, uri } = await startServerChild(cpuProfDir);
   const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000 });
   const measurements: Measurement[] = [];
   try {
@@ -186,8 +308,8 @@ async function main(): Promise<void> {
       { orderId: 1, itemPath: 1, dateStart: 1, source: 1 },
       { unique: true },
     );
-    await runUpserts(warmup, 0, 2 * WINDOW, orderIds, 0);
-    await runUpserts(warmup, 0, 2 * WINDOW, orderIds, 1);
+    await runUpserts(shape, warmup, 0, 2 * WINDOW, orderIds, 0);
+    await runUpserts(shape, warmup, 0, 2 * WINDOW, orderIds, 1);
     await warmup.drop();
 
     const createCollection = async (name: string) => {
@@ -213,7 +335,7 @@ async function main(): Promise<void> {
     const upsertWindow =
       (collection: Awaited<ReturnType<typeof createCollection>>, from: number, round: number) =>
       () =>
-        runUpserts(collection, from, from + WINDOW, orderIds, round, child.pid);
+        runUpserts(shape, collection, from, from + WINDOW, orderIds, round, child.pid);
 
     const small = [
       await createCollection("small_1"),
@@ -225,8 +347,10 @@ async function main(): Promise<void> {
       WINDOW,
       small.map((collection) => upsertWindow(collection, 0, 0)),
     );
+    // An insert-only upsert on a stored key changes nothing: it only matches.
+    const onStored = shape === "setOnInsert" ? "matching" : "updating";
     await measure(
-      "updating at 10k",
+      `${onStored} at 10k`,
       WINDOW,
       [1, 2, 3].map((round) => upsertWindow(small[0] as (typeof small)[number], 0, round)),
     );
@@ -237,7 +361,7 @@ async function main(): Promise<void> {
     let stored = 0;
     while (stored < firstTimed) {
       const next = Math.min(stored + 100_000, firstTimed);
-      await runUpserts(entries, stored, next, orderIds, 0);
+      await runUpserts(shape, entries, stored, next, orderIds, 0);
       stored = next;
       process.stderr.write(`\rfilled ${stored.toLocaleString("en-US")} documents`);
     }
@@ -248,17 +372,21 @@ async function main(): Promise<void> {
       [0, 1, 2].map((k) => upsertWindow(entries, firstTimed + k * WINDOW, 0)),
     );
     await measure(
-      `updating at ${max / 1000}k`,
+      `${onStored} at ${max / 1000}k`,
       max,
       [1, 2, 3].map((round) => upsertWindow(entries, max - WINDOW, round)),
     );
 
     const count = await entries.estimatedDocumentCount();
     if (count !== max) throw new Error(`expected ${max} stored documents, found ${count}`);
+    process.stdout.write(`shape: ${shape}\n`);
     printTable(measurements);
   } finally {
     await client.close();
+    // The server writes its CPU profile while exiting: wait for that.
+    const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill("SIGTERM");
+    await exited;
   }
 }
 
