@@ -4,7 +4,7 @@ import { type Document, Long } from "mongodb";
 import { Collection, type IndexSpec } from "./collection.js";
 import { CursorRegistry } from "./cursors.js";
 import { badValue, CommandError, failedToParse, toCommandError, typeMismatch } from "./errors.js";
-import { contextFor, FULL_CONTEXT } from "./mingo-context.js";
+import { type CommandClock, commandClock, contextFor, FULL_CONTEXT } from "./mingo-context.js";
 import { RetryableWrites } from "./retryable-writes.js";
 import {
   applyUpdate,
@@ -227,14 +227,14 @@ export class MongoEngine {
     const statements = requireArray(command.updates, "updates");
     const ordered = command.ordered !== false;
     // One clock reading per command: every statement's $$NOW is the same instant.
-    const now = new Date();
+    const clock = commandClock();
     const writeErrors: Document[] = [];
     const upserted: Document[] = [];
     let n = 0;
     let nModified = 0;
     for (const [index, statement] of statements.entries()) {
       try {
-        const result = this.updateOne(db, name, statement, now);
+        const result = this.updateOne(db, name, statement, clock);
         n += result.matched;
         nModified += result.modified;
         if (result.upsertedId !== undefined) {
@@ -255,13 +255,14 @@ export class MongoEngine {
     db: string,
     name: string,
     statement: unknown,
-    now: Date,
+    clock: CommandClock,
   ): { matched: number; modified: number; upsertedId?: unknown } {
     if (!isPlainObject(statement)) throw failedToParse("Update statement must be an object");
     const filter = statement.q ?? {};
     if (!isPlainObject(filter))
       throw typeMismatch("BSON field 'update.updates.q' is the wrong type");
-    const parsed: ParsedUpdate = parseUpdate(statement.u, now);
+    const parsed: ParsedUpdate = parseUpdate(statement.u, clock.now);
+    const computeOptions = clock.options;
     const multi = statement.multi === true;
     if (multi && parsed.kind === "replacement") {
       throw failedToParse("multi update is not supported for replacement-style update");
@@ -280,7 +281,12 @@ export class MongoEngine {
       matched++;
       // Documents read from the store are private copies: the update may change them in place.
       const before = (collection as Collection).snapshot(doc);
-      const next = applyUpdate(doc, parsed, { filter, arrayFilters, inserting: false });
+      const next = applyUpdate(doc, parsed, {
+        filter,
+        arrayFilters,
+        inserting: false,
+        computeOptions,
+      });
       if (!next.changed) continue;
       if ((collection as Collection).replace(before, next.doc)) modified++;
     }
@@ -288,7 +294,7 @@ export class MongoEngine {
 
     const seed = upsertSeed(filter);
     const inserted = withIdFirst(
-      applyUpdate(seed, parsed, { filter, arrayFilters, inserting: true }).doc,
+      applyUpdate(seed, parsed, { filter, arrayFilters, inserting: true, computeOptions }).doc,
     );
     this.ensureCollection(db, name).collection.insert(inserted);
     return { matched: 0, modified: 0, upsertedId: inserted._id };
@@ -324,7 +330,8 @@ export class MongoEngine {
       if (target) collection?.remove(target);
       return { lastErrorObject: { n: target ? 1 : 0 }, value: shape(target), ok: 1 };
     }
-    const parsed = parseUpdate(command.update, new Date());
+    const { now, options: computeOptions } = commandClock();
+    const parsed = parseUpdate(command.update, now);
     const arrayFilters = Array.isArray(command.arrayFilters)
       ? (command.arrayFilters as Document[])
       : undefined;
@@ -332,7 +339,12 @@ export class MongoEngine {
       const before = collection.snapshot(target);
       // The update changes `target` in place; keep the pre-image the client asked for.
       const original = returnNew ? undefined : cloneValue(target);
-      const next = applyUpdate(target, parsed, { filter, arrayFilters, inserting: false });
+      const next = applyUpdate(target, parsed, {
+        filter,
+        arrayFilters,
+        inserting: false,
+        computeOptions,
+      });
       if (next.changed) collection.replace(before, next.doc);
       return {
         lastErrorObject: { n: 1, updatedExisting: true },
@@ -343,7 +355,7 @@ export class MongoEngine {
     if (!upsert) return { lastErrorObject: { n: 0, updatedExisting: false }, value: null, ok: 1 };
     const seed = upsertSeed(filter);
     const inserted = withIdFirst(
-      applyUpdate(seed, parsed, { filter, arrayFilters, inserting: true }).doc,
+      applyUpdate(seed, parsed, { filter, arrayFilters, inserting: true, computeOptions }).doc,
     );
     this.ensureCollection(db, name).collection.insert(inserted);
     return {

@@ -1,3 +1,4 @@
+import { Aggregator } from "mingo/aggregator";
 import { Context } from "mingo/core";
 import * as accumulatorOperators from "mingo/operators/accumulator";
 import * as expressionOperators from "mingo/operators/expression";
@@ -5,6 +6,7 @@ import * as pipelineOperators from "mingo/operators/pipeline";
 import * as projectionOperators from "mingo/operators/projection";
 import * as queryOperators from "mingo/operators/query";
 import * as windowOperators from "mingo/operators/window";
+import type { Options } from "mingo/types";
 import { isPlainObject } from "./values.js";
 
 type OperatorTable = Record<string, unknown>;
@@ -85,4 +87,48 @@ export function contextFor(tree: unknown, withUpdateStages = false): Context {
     cache.set(key, context);
   }
   return context;
+}
+
+/** mingo's `ComputeOptions`: the options object its operators receive (not exported by name). */
+type ComputeOptions = Options & { readonly now: Date };
+type ComputeOptionsClass = { init(options: Partial<Options>): ComputeOptions };
+
+/**
+ * The options mingo builds for itself from `{context, scriptEnabled}`, taken from inside
+ * a throwaway pipeline stage once. Handing mingo such an instance (instead of plain
+ * options) makes it share the operator tables instead of copying all of them for every
+ * Aggregator, and its clock (`$$NOW`) can be fixed per command.
+ */
+const TEMPLATE: ComputeOptions = (() => {
+  let captured: ComputeOptions | undefined;
+  const capturing = Context.init({
+    pipeline: {
+      $captureOptions: (collection: unknown, _expr: unknown, options: ComputeOptions) => {
+        captured = options;
+        return collection;
+      },
+    },
+  } as unknown as ContextTables);
+  new Aggregator([{ $captureOptions: 1 }], { context: capturing }).run([]);
+  if (captured === undefined) throw new Error("mingo did not pass its options to a stage");
+  const optionsClass = captured.constructor as unknown as ComputeOptionsClass;
+  return optionsClass.init({ context: FULL_CONTEXT, scriptEnabled: false });
+})();
+
+/** What one command evaluates its update pipelines with. */
+export interface CommandClock {
+  /** The command's instant: `$$NOW` of every statement, and `$currentDate`. */
+  now: Date;
+  /** Every operator mingo has, scripts disabled, `$$NOW` fixed to `now`. */
+  options: Options;
+}
+
+/**
+ * A fresh clock for one command. mingo reads the clock once per options object and keeps
+ * the reading in it (copies made while evaluating inherit it), so every statement of the
+ * command sees one `$$NOW`, as in mongod, without rewriting each statement's pipeline.
+ */
+export function commandClock(): CommandClock {
+  const options = (TEMPLATE.constructor as unknown as ComputeOptionsClass).init(TEMPLATE);
+  return { now: options.now, options };
 }

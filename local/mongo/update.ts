@@ -1,6 +1,6 @@
 import { Aggregator } from "mingo/aggregator";
-import type { Context } from "mingo/core";
 import * as updateOperators from "mingo/operators/update";
+import type { Options } from "mingo/types";
 import { update as applyModifier } from "mingo/updater";
 import { BSON, type Document, ObjectId, Timestamp } from "mongodb";
 import { badValue, CommandError, failedToParse, typeMismatch } from "./errors.js";
@@ -51,15 +51,12 @@ const OPERATOR_FACTORIES = { ...updateOperators } as unknown as Record<string, O
 
 export type ParsedUpdate =
   | { kind: "operators"; operators: Record<string, Record<string, unknown>>; positional: boolean }
-  | { kind: "pipeline"; stages: Document[]; context: Context }
+  | { kind: "pipeline"; stages: Document[] }
   | { kind: "replacement"; replacement: Document };
 
 /** Validates an update document the way mongod does before touching any document. */
 export function parseUpdate(update: unknown, now: Date): ParsedUpdate {
-  if (Array.isArray(update)) {
-    const stages = parsePipeline(update, now);
-    return { kind: "pipeline", stages, context: contextFor(stages, true) };
-  }
+  if (Array.isArray(update)) return { kind: "pipeline", stages: parsePipeline(update) };
   if (!isPlainObject(update)) {
     throw failedToParse("Update argument must be either an object or an array");
   }
@@ -179,7 +176,8 @@ function checkNumericArguments(operators: Record<string, Record<string, unknown>
   }
 }
 
-function parsePipeline(stages: unknown[], now: Date): Document[] {
+/** `$$NOW` is left to the command's compute options (see `commandClock`). */
+function parsePipeline(stages: unknown[]): Document[] {
   return stages.map((stage) => {
     if (!isPlainObject(stage) || Object.keys(stage).length !== 1) {
       throw failedToParse("A pipeline stage specification object must contain exactly one field.");
@@ -188,13 +186,13 @@ function parsePipeline(stages: unknown[], now: Date): Document[] {
     if (!PIPELINE_UPDATE_STAGES.has(name)) {
       throw new CommandError(72, `${name} is not allowed to be used within an update`);
     }
-    return bindNow(stage, now) as Document;
+    return stage;
   });
 }
 
 /**
- * Replaces `$$NOW` with one literal Date so every statement of a command sees the same
- * instant (mingo would read the clock per call). `$literal` contents are data and stay.
+ * Replaces `$$NOW` with one literal Date so the whole aggregation sees one instant.
+ * `$literal` contents are data and stay.
  */
 export function bindNow(expression: unknown, now: Date): unknown {
   if (expression === "$$NOW") return { $literal: now };
@@ -240,6 +238,8 @@ export interface ApplyContext {
   arrayFilters?: Document[];
   /** True when the document is being created by an upsert. */
   inserting: boolean;
+  /** The command's mingo options (`commandClock`): pipelines read `$$NOW` from them. */
+  computeOptions: Options;
 }
 
 /**
@@ -268,10 +268,7 @@ export function applyUpdate(
       break;
     }
     case "pipeline": {
-      const aggregator = new Aggregator(parsed.stages, {
-        context: parsed.context,
-        scriptEnabled: false,
-      });
+      const aggregator = new Aggregator(parsed.stages, context.computeOptions);
       const [result] = aggregator.run([original]);
       if (!isPlainObject(result)) {
         throw new CommandError(2, "The update pipeline must produce a document");

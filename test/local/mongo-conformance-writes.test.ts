@@ -533,6 +533,38 @@ describe("pipeline updates", () => {
     expect(new Set(stamps.map((stamp) => (stamp as Date).getTime())).size).toBe(1);
   });
 
+  it("gives every statement of one bulkWrite the same $$NOW, even nested, and the next command a later one", async () => {
+    const entries = freshCollection("now_bulk");
+    const upsert = (k: number) => ({
+      updateOne: {
+        filter: { k },
+        update: [
+          {
+            $set: {
+              at: "$$NOW",
+              nested: { $let: { vars: { t: "$$NOW" }, in: { $cond: [true, "$$t", null] } } },
+              text: { $literal: "$$NOW" },
+            },
+          },
+        ],
+        upsert: true,
+      },
+    });
+
+    await entries.bulkWrite([upsert(1), upsert(2), upsert(3)], { ordered: false });
+    const first = await entries.find({}, { sort: { k: 1 } }).toArray();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await entries.bulkWrite([upsert(1)]);
+    const again = await entries.findOne({ k: 1 });
+
+    const stamps = first.flatMap((doc) => [doc.at, doc.nested] as Date[]);
+    expect(stamps).toHaveLength(6);
+    expect(new Set(stamps.map((stamp) => stamp.getTime())).size).toBe(1);
+    expect(first.map((doc) => doc.text)).toEqual(["$$NOW", "$$NOW", "$$NOW"]);
+    expect(again?.at).toBeInstanceOf(Date);
+    expect((again as Document).at.getTime()).toBeGreaterThan((stamps[0] as Date).getTime());
+  });
+
   it("evaluates $cond and $ifNull so createdAt is set once and kept", async () => {
     const entries = freshCollection("cond_ifnull");
     const pipeline = (n: number) => [
