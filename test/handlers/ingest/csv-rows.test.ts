@@ -200,6 +200,28 @@ describe("readCsvRecords", () => {
   });
 });
 
+describe("readCsvRecords' offsets are the input's bytes", () => {
+  it("ends a CRLF file's last record at the end of the file when it ends in a bare CR", async () => {
+    const bytes = Buffer.from("a,b\r\n1,2\r", "utf8");
+
+    const records = await readAll(bytes, 3);
+
+    expect(records.at(-1)).toEqual({ line: 2, fields: ["1", "2\r"], endByte: 9, nextLine: 3 });
+  });
+
+  it("counts an invalid UTF-8 byte as the one byte it is", async () => {
+    const bytes = Buffer.concat([
+      Buffer.from("a,b\n", "utf8"),
+      Buffer.from([0xff]),
+      Buffer.from(",2\n3,4\n"),
+    ]);
+    const records = await readAll(bytes, 2);
+
+    expect(records.map((record) => record.endByte)).toEqual([4, 8, 12]);
+    expect(await resumeAfter(bytes, records[1] as CsvRecord)).toEqual(records.slice(2));
+  });
+});
+
 describe("readCsvBatches", () => {
   it("yields the records of readCsvRecords, in order, in non-empty arrays", async () => {
     const text = 'a,b\n1,\n"x\ny",""\n\n"open';
