@@ -403,6 +403,18 @@ export class Collection {
   }
 
   /**
+   * How many documents match `filter` when an index lookup consumes the whole filter
+   * (read from the index and the store's keys, no document decoded); undefined otherwise.
+   */
+  exactMatchCount(filter: Document): number | undefined {
+    const plan = this.plan(filter);
+    if (!plan?.exact) return undefined;
+    let n = 0;
+    for (const idKey of plan.idKeys) if (this.stored.has(idKey)) n++;
+    return n;
+  }
+
+  /**
    * The _id keys of the only documents that can match `filter` (possibly absent ones), or
    * undefined when no index narrows it down. Handles equality and `$in` on _id, equality
    * on every field of a unique index, `$in` on a single-field unique index, and `$or`

@@ -9,6 +9,7 @@ import { RetryableWrites } from "./retryable-writes.js";
 import {
   applyUpdate,
   bindNow,
+  isNoOpOnMatch,
   type ParsedUpdate,
   parseUpdate,
   upsertSeed,
@@ -143,6 +144,26 @@ export class MongoEngine {
     }
   }
 
+  /**
+   * How many documents match `filter` (at most `limit`, 0 for all). An exact index lookup
+   * is answered from the index alone, without reading the documents.
+   */
+  private countMatching(
+    collection: Collection | undefined,
+    filter: Document,
+    limit: number,
+  ): number {
+    if (!collection) return 0;
+    const exact = collection.exactMatchCount(filter);
+    if (exact !== undefined) return limit > 0 ? Math.min(exact, limit) : exact;
+    let n = 0;
+    for (const _doc of this.matching(collection, filter)) {
+      n++;
+      if (limit > 0 && n >= limit) break;
+    }
+    return n;
+  }
+
   // ---- handshake and admin -----------------------------------------------------------
 
   private hello(command: Document, context: CommandContext): Document {
@@ -273,6 +294,10 @@ export class MongoEngine {
     const collection = this.collection(db, name);
     let matched = 0;
     let modified = 0;
+    if (isNoOpOnMatch(parsed)) {
+      matched = this.countMatching(collection, filter, multi ? 0 : 1);
+      if (matched > 0 || statement.upsert !== true) return { matched, modified };
+    }
     // Collect first: a multi-update must not see the documents it has just rewritten.
     const targets = multi
       ? [...this.matching(collection, filter)]

@@ -138,6 +138,34 @@ function isPositionalPath(path: string): boolean {
 
 /** Two operators may not touch the same path, nor a path and its prefix (code 40). */
 function checkConflicts(operators: Record<string, Record<string, unknown>>): void {
+  // Linear in the paths' length; only a conflict pays the pairwise search for its message.
+  if (hasConflict(operators)) reportConflict(operators);
+}
+
+function hasConflict(operators: Record<string, Record<string, unknown>>): boolean {
+  const seen = new Set<string>();
+  const prefixes = new Set<string>();
+  const visit = (path: string): boolean => {
+    if (seen.has(path) || prefixes.has(path)) return true;
+    for (let dot = path.indexOf("."); dot >= 0; dot = path.indexOf(".", dot + 1)) {
+      const prefix = path.slice(0, dot);
+      if (seen.has(prefix)) return true;
+      prefixes.add(prefix);
+    }
+    seen.add(path);
+    return false;
+  };
+  for (const [operator, fields] of Object.entries(operators)) {
+    for (const path of Object.keys(fields)) if (visit(path)) return true;
+    if (operator !== "$rename") continue;
+    for (const target of Object.values(fields)) {
+      if (typeof target === "string" && visit(target)) return true;
+    }
+  }
+  return false;
+}
+
+function reportConflict(operators: Record<string, Record<string, unknown>>): void {
   const seen: string[] = [];
   for (const [operator, fields] of Object.entries(operators)) {
     const paths = Object.keys(fields);
@@ -294,15 +322,25 @@ export function applyUpdate(
 function inFieldOrder(fields: Record<string, unknown>): Record<string, unknown> {
   const names = Object.keys(fields);
   if (names.length < 2) return fields;
-  const sorted = [...names].sort((a, b) => {
-    const numeric = /^\d+$/.test(a) && /^\d+$/.test(b);
-    if (numeric) return Number(a) - Number(b);
-    return a < b ? -1 : a > b ? 1 : 0;
-  });
-  if (sorted.every((name, position) => name === names[position])) return fields;
+  let inOrder = true;
+  for (let i = 1; i < names.length && inOrder; i++) {
+    inOrder = compareFieldNames(names[i - 1] as string, names[i] as string) <= 0;
+  }
+  if (inOrder) return fields;
+  const sorted = [...names].sort(compareFieldNames);
   const ordered: Record<string, unknown> = {};
   for (const name of sorted) ordered[name] = fields[name];
   return ordered;
+}
+
+function compareFieldNames(a: string, b: string): number {
+  if (isDigits(a) && isDigits(b)) return Number(a) - Number(b);
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function isDigits(name: string): boolean {
+  const first = name.charCodeAt(0);
+  return first >= 48 && first <= 57 && /^\d+$/.test(name);
 }
 
 /**
@@ -403,8 +441,24 @@ function formatId(id: unknown): string {
 
 /** Puts `_id` first (generating an ObjectId when absent), as mongod stores inserts. */
 export function withIdFirst(doc: StoredDocument): StoredDocument {
-  const { _id, ...rest } = doc;
-  return { _id: _id ?? new ObjectId(), ...rest };
+  const names = Object.keys(doc);
+  if (names[0] === "_id" && doc._id !== undefined && doc._id !== null) return doc;
+  const ordered: StoredDocument = { _id: doc._id ?? new ObjectId() };
+  for (const name of names) if (name !== "_id") ordered[name] = doc[name];
+  return ordered;
+}
+
+/**
+ * Whether the update can change no document it matches: operators that are all
+ * `$setOnInsert`, which only an inserting upsert applies. Such a statement only counts
+ * its matches, so the stored document need not even be read.
+ */
+export function isNoOpOnMatch(parsed: ParsedUpdate): boolean {
+  if (parsed.kind !== "operators") return false;
+  for (const operator of Object.keys(parsed.operators)) {
+    if (operator !== "$setOnInsert") return false;
+  }
+  return true;
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

@@ -141,6 +141,38 @@ describe("upserts", () => {
     });
   });
 
+  it("matches without modifying when the update is only $setOnInsert, by a unique key or any other filter", async () => {
+    const entries = freshCollection("set_on_insert_only");
+    await entries.createIndex({ orderId: 1, itemPath: 1 }, { unique: true });
+    const whole = (n: number) => ({ $setOnInsert: { n, tags: ["a", n], nested: { n } } });
+    await entries.bulkWrite(
+      [1, 2, 3].map((n) => ({
+        updateOne: { filter: { orderId: "o", itemPath: `p${n}` }, update: whole(n), upsert: true },
+      })),
+    );
+    const before = await entries.find({}, { sort: { itemPath: 1 } }).toArray();
+
+    const byKey = await entries.bulkWrite(
+      [1, 2, 4].map((n) => ({
+        updateOne: { filter: { orderId: "o", itemPath: `p${n}` }, update: whole(9), upsert: true },
+      })),
+      { ordered: false },
+    );
+    const byScan = await entries.updateOne({ n: 2 }, whole(8), { upsert: true });
+    const many = await entries.updateMany({ orderId: "o" }, whole(7));
+    const missing = await entries.updateOne({ orderId: "none", itemPath: "x" }, whole(6));
+
+    expect(byKey).toMatchObject({ matchedCount: 2, modifiedCount: 0, upsertedCount: 1 });
+    expect(byKey.upsertedIds).toEqual({ 2: expect.any(ObjectId) });
+    expect(byScan).toMatchObject({ matchedCount: 1, modifiedCount: 0, upsertedCount: 0 });
+    expect(many).toMatchObject({ matchedCount: 4, modifiedCount: 0 });
+    expect(missing).toMatchObject({ matchedCount: 0, modifiedCount: 0, upsertedCount: 0 });
+    const after = await entries.find({}, { sort: { itemPath: 1 } }).toArray();
+    expect(after.slice(0, 3)).toEqual(before);
+    expect(after[3]).toMatchObject({ orderId: "o", itemPath: "p4", n: 9, tags: ["a", 9] });
+    expect(after).toHaveLength(4);
+  });
+
   it("counts $set of equal dates, ids and sub-documents as unchanged, and adds null fields", async () => {
     const entries = freshCollection("set_equal");
     const at = new Date("2025-12-10T00:00:00.000Z");
@@ -280,6 +312,42 @@ describe("operator updates", () => {
       "Updating the path 'createdAt' would create a conflict at 'createdAt'",
     );
     expect(await entries.countDocuments()).toBe(0);
+  });
+
+  it("rejects a path and its prefix, in either order and across $rename, with code 40", async () => {
+    const entries = freshCollection("conflict_prefix");
+    await entries.insertOne({ k: 1, a: { b: 1 }, x: 1 });
+    const updates: Document[] = [
+      { $set: { "a.b": 1, "a-b": 2 }, $unset: { a: "" } },
+      { $set: { a: 1 }, $inc: { "a.b.c": 1 } },
+      { $rename: { x: "a.b" }, $set: { "a.b.c": 1 } },
+      { $set: { "a.b": 1, "a.bc": 1, "a.b.c": 1 } },
+    ];
+
+    const messages: string[] = [];
+    for (const update of updates) {
+      const error = await rejectionOf(entries.updateOne({ k: 1 }, update));
+      expect((error as MongoServerError).code).toBe(40);
+      messages.push((error as MongoServerError).message);
+    }
+
+    for (const message of messages) {
+      expect(message).toMatch(/^Updating the path '[a-z.]+' would create a conflict at '[a-z.]+'$/);
+    }
+    // The embedded server names the first conflicting pair in the order the update lists them.
+    if (mongo.server) {
+      expect(messages).toEqual([
+        "Updating the path 'a' would create a conflict at 'a'",
+        "Updating the path 'a.b.c' would create a conflict at 'a'",
+        "Updating the path 'a.b.c' would create a conflict at 'a.b'",
+        "Updating the path 'a.b.c' would create a conflict at 'a.b'",
+      ]);
+    }
+    expect(await entries.findOne({ k: 1 }, { projection: { _id: 0 } })).toEqual({
+      k: 1,
+      a: { b: 1 },
+      x: 1,
+    });
   });
 
   it("rejects an unknown update operator with FailedToParse (code 9)", async () => {
