@@ -41,6 +41,7 @@ import {
   DURATION_ALARM_THRESHOLD_MS,
   INGEST_TIMEOUT_MS,
 } from "./ingest-budget";
+import { INGEST_MEMORY_MB, INGEST_V8_FLAGS } from "./ingest-memory";
 import { acknowledge, acknowledgeWildcardResources } from "./nag";
 import { readSettings, type TrackingSyncSettings } from "./settings";
 
@@ -151,7 +152,8 @@ export class TrackingSyncStack extends Stack {
       functionName: ingestFunctionName,
       description: "Ingests an Athena result (or a dropped) CSV into MongoDB performance_entries",
       entry: handlerPath("ingest-results.ts"),
-      memorySize: 512,
+      memorySize: INGEST_MEMORY_MB,
+      nodeOptions: INGEST_V8_FLAGS,
       timeout: Duration.millis(INGEST_TIMEOUT_MS),
       reservedConcurrentExecutions: settings.ingestReservedConcurrency,
       logRetention: settings.logRetentionDays,

@@ -13,6 +13,8 @@ export interface TrackingFunctionProps {
   memorySize: number;
   timeout: Duration;
   environment: Record<string, string>;
+  /** Extra Node.js/V8 flags, appended to NODE_OPTIONS after `--enable-source-maps`. */
+  nodeOptions?: readonly string[];
   logRetention: RetentionDays;
   reservedConcurrentExecutions?: number;
 }
@@ -55,7 +57,10 @@ export class TrackingFunction extends Construct {
       timeout: props.timeout,
       role: this.role,
       logGroup: this.logGroup,
-      environment: { NODE_OPTIONS: "--enable-source-maps", ...props.environment },
+      environment: {
+        NODE_OPTIONS: ["--enable-source-maps", ...(props.nodeOptions ?? [])].join(" "),
+        ...props.environment,
+      },
       ...(props.reservedConcurrentExecutions !== undefined
         ? { reservedConcurrentExecutions: props.reservedConcurrentExecutions }
         : {}),
