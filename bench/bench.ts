@@ -26,6 +26,7 @@ import { parseArgs } from "node:util";
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { MongoClient } from "mongodb";
 import type { IngestResponse } from "../handlers/ingest/response";
+import { CONTAINER_HEAP_FLAGS, INGEST_MEMORY_MB, INGEST_V8_FLAGS } from "../infra/ingest-memory";
 import { startCloudWatchServer } from "../local/cloudwatch-server";
 import { startS3Server } from "../local/s3-server";
 import { seedMongo } from "../local/seed";
@@ -63,6 +64,8 @@ import { REPO_ENV, runInSnapshot, SNAPSHOT_ENV } from "./lib/snapshot";
 import type { ParsePass } from "./parse-ceiling";
 
 const BUCKET = "tracking-sync-bench-results";
+/** V8's own sizing in the function's 512 MB, then the function's NODE_OPTIONS flags. */
+const WORKER_HEAP_FLAGS = [...CONTAINER_HEAP_FLAGS, ...INGEST_V8_FLAGS];
 const DB_NAME = "bench";
 const PARSE_PASSES = 3;
 
@@ -309,6 +312,8 @@ async function runIngest(options: {
         "--no-warnings",
         "--enable-source-maps",
         ...(options.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${options.profileDir}`] : []),
+        // The heap the function gets (infra/ingest-memory.ts), not this machine's.
+        ...WORKER_HEAP_FLAGS,
       ],
       env: { ...services.workerEnv, MONGODB_URI: mongo.uri },
       stdout: logFd,
@@ -429,6 +434,8 @@ interface BenchReport {
   startedAt: string;
   seed: number;
   machine: MachineInfo;
+  /** V8 flags of the ingest worker: the heap of the function's memory. */
+  workerHeap: { functionMemoryMb: number; flags: string[] };
   file: { rows: number; bytes: number; days: number; firstDate: string; lastDate: string };
   universe: { campaigns: number; creatives: number; combinationsPerDay: number };
   smallFile: { rows: number; bytes: number };
@@ -556,6 +563,7 @@ async function main(): Promise<void> {
     startedAt: new Date(started).toISOString(),
     seed: DEFAULT_SEED,
     machine,
+    workerHeap: { functionMemoryMb: INGEST_MEMORY_MB, flags: WORKER_HEAP_FLAGS },
     file: {
       rows: file.rows,
       bytes: file.bytes,
@@ -650,6 +658,7 @@ function formatReport(report: BenchReport): string {
   const lines = [
     `tracking-sync bench — ${report.command}`,
     `code: ${report.code.commit}${report.code.uncommitted.length > 0 ? ` + uncommitted ${report.code.uncommitted.join(", ")}` : ""}`,
+    `ingest worker heap: as the ${report.workerHeap.functionMemoryMb} MB function's (${report.workerHeap.flags.join(" ")})`,
     `machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGb} GB, Node ${m.node}; load (1 min) by phase: ${Object.entries(
       m.loadByPhase,
     )

@@ -6,7 +6,7 @@ import { TSX_IMPORT } from "./processes";
 /**
  * Others edit the ingest and the Mongo stand-in in this working tree while a bench runs
  * for many minutes. So by default the bench measures a commit, not the working tree:
- * HEAD's handlers/, local/ and bench/ are extracted under .bench/ (inside the repo, so
+ * HEAD's handlers/, local/, bench/ (and infra/ingest-memory.ts) are extracted under .bench/ (inside the repo, so
  * node_modules resolve) and the bench runs from there. The report names that commit.
  */
 export const SNAPSHOT_ENV = "TRACKING_SYNC_BENCH_SNAPSHOT";
@@ -26,9 +26,16 @@ export function extractSnapshot(repo: string, revision = "HEAD"): Snapshot {
   const dir = join(repo, ".bench", `snapshot-${commit}-${process.pid}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  execFileSync("sh", ["-c", `git archive ${commit} handlers local bench | tar -x -C "${dir}"`], {
-    cwd: repo,
-  });
+  execFileSync(
+    "sh",
+    [
+      "-c",
+      `git archive ${commit} handlers local bench infra/ingest-memory.ts | tar -x -C "${dir}"`,
+    ],
+    {
+      cwd: repo,
+    },
+  );
   if (!existsSync(join(dir, "bench", "bench.ts"))) {
     throw new Error(`commit ${commit} has no bench/bench.ts to run`);
   }
