@@ -130,9 +130,10 @@ export async function startMongoServer(options: MongoServerOptions = {}): Promis
     const name = commandName(request.command) ?? "";
     let reply: Document;
     try {
+      // A long write command yields to other connections and answers with a promise.
       reply =
         faults.takeFailure(name) ??
-        engine.execute(request.command, { connectionId: connection.id });
+        (await engine.execute(request.command, { connectionId: connection.id }));
     } catch (error) {
       reply = new CommandError(1, `internal error: ${(error as Error).message}`).toReply();
     }

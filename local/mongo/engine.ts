@@ -6,6 +6,7 @@ import { CursorRegistry } from "./cursors.js";
 import { badValue, CommandError, failedToParse, toCommandError, typeMismatch } from "./errors.js";
 import { type CommandClock, commandClock, contextFor, FULL_CONTEXT } from "./mingo-context.js";
 import { RetryableWrites } from "./retryable-writes.js";
+import { isPromise, runStatements } from "./statements.js";
 import {
   applyUpdate,
   bindNow,
@@ -38,7 +39,11 @@ export interface CommandContext {
   connectionId: number;
 }
 
-type Handler = (command: Document, db: string, context: CommandContext) => Document;
+type Handler = (
+  command: Document,
+  db: string,
+  context: CommandContext,
+) => Document | Promise<Document>;
 
 /**
  * The command layer: storage (databases of {@link Collection}s), cursors and one handler
@@ -49,6 +54,8 @@ export class MongoEngine {
   readonly cursors = new CursorRegistry();
   private readonly retryableWrites = new RetryableWrites();
   private readonly handlers: Record<string, Handler>;
+  /** Moves on every reset: a write command paused across one stops there. */
+  private generation = 0;
 
   constructor(private readonly hostAndPort: () => string) {
     const hello: Handler = (command, _db, context) => this.hello(command, context);
@@ -85,8 +92,11 @@ export class MongoEngine {
     };
   }
 
-  /** Runs one command; never throws: failures become `{ok: 0, code, errmsg}` replies. */
-  execute(command: Document, context: CommandContext): Document {
+  /**
+   * Runs one command; never throws: failures become `{ok: 0, code, errmsg}` replies. A
+   * write command long enough to yield to other connections answers with a promise.
+   */
+  execute(command: Document, context: CommandContext): Document | Promise<Document> {
     const name = commandName(command);
     try {
       const handler = name === undefined ? undefined : this.handlers[name];
@@ -94,13 +104,42 @@ export class MongoEngine {
         throw new CommandError(59, `no such command: '${name ?? ""}'`);
       }
       const db = typeof command.$db === "string" ? command.$db : "test";
-      return this.retryableWrites.run(name as string, command, () => handler(command, db, context));
+      const reply = this.retryableWrites.run(name as string, command, () =>
+        handler(command, db, context),
+      );
+      return isPromise(reply)
+        ? reply.catch((error: unknown) => toCommandError(error).toReply())
+        : reply;
     } catch (error) {
       return toCommandError(error).toReply();
     }
   }
 
+  /**
+   * The statements of a write command, one `step` each, in order (see `runStatements`).
+   * Each processed statement is dropped from the command, so a long command's
+   * statements can be collected as it goes rather than all at its end.
+   */
+  private runStatements(
+    statements: unknown[],
+    step: (statement: unknown, index: number) => boolean,
+    finish: () => Document,
+  ): Document | Promise<Document> {
+    const generation = this.generation;
+    return runStatements(
+      statements.length,
+      (index) => {
+        const statement = statements[index];
+        statements[index] = undefined;
+        return step(statement, index);
+      },
+      finish,
+      () => this.generation !== generation,
+    );
+  }
+
   reset(): void {
+    this.generation++;
     this.databases.clear();
     this.cursors.clear();
     this.retryableWrites.clear();
@@ -223,27 +262,32 @@ export class MongoEngine {
 
   // ---- writes ------------------------------------------------------------------------
 
-  private insert(command: Document, db: string): Document {
+  private insert(command: Document, db: string): Document | Promise<Document> {
     const name = requireCollectionName(command, "insert");
     const documents = requireArray(command.documents, "documents");
     const ordered = command.ordered !== false;
-    const { collection } = this.ensureCollection(db, name);
+    this.ensureCollection(db, name);
     const writeErrors: Document[] = [];
     let n = 0;
-    for (const [index, raw] of documents.entries()) {
-      try {
-        if (!isPlainObject(raw)) throw typeMismatch("Each document to insert must be an object");
-        collection.insert(withIdFirst(raw));
-        n++;
-      } catch (error) {
-        writeErrors.push(toCommandError(error).toWriteError(index));
-        if (ordered) break;
-      }
-    }
-    return withWriteErrors({ n, ok: 1 }, writeErrors);
+    return this.runStatements(
+      documents,
+      (raw, index) => {
+        try {
+          if (!isPlainObject(raw)) throw typeMismatch("Each document to insert must be an object");
+          // Looked up per statement: a drop while the command yields must not lose inserts.
+          this.ensureCollection(db, name).collection.insert(withIdFirst(raw));
+          n++;
+        } catch (error) {
+          writeErrors.push(toCommandError(error).toWriteError(index));
+          if (ordered) return false;
+        }
+        return true;
+      },
+      () => withWriteErrors({ n, ok: 1 }, writeErrors),
+    );
   }
 
-  private update(command: Document, db: string): Document {
+  private update(command: Document, db: string): Document | Promise<Document> {
     const name = requireCollectionName(command, "update");
     const statements = requireArray(command.updates, "updates");
     const ordered = command.ordered !== false;
@@ -253,23 +297,29 @@ export class MongoEngine {
     const upserted: Document[] = [];
     let n = 0;
     let nModified = 0;
-    for (const [index, statement] of statements.entries()) {
-      try {
-        const result = this.updateOne(db, name, statement, clock);
-        n += result.matched;
-        nModified += result.modified;
-        if (result.upsertedId !== undefined) {
-          n++;
-          upserted.push({ index, _id: result.upsertedId });
+    return this.runStatements(
+      statements,
+      (statement, index) => {
+        try {
+          const result = this.updateOne(db, name, statement, clock);
+          n += result.matched;
+          nModified += result.modified;
+          if (result.upsertedId !== undefined) {
+            n++;
+            upserted.push({ index, _id: result.upsertedId });
+          }
+        } catch (error) {
+          writeErrors.push(toCommandError(error).toWriteError(index));
+          if (ordered) return false;
         }
-      } catch (error) {
-        writeErrors.push(toCommandError(error).toWriteError(index));
-        if (ordered) break;
-      }
-    }
-    const reply: Document = { n, nModified, ok: 1 };
-    if (upserted.length > 0) reply.upserted = upserted;
-    return withWriteErrors(reply, writeErrors);
+        return true;
+      },
+      () => {
+        const reply: Document = { n, nModified, ok: 1 };
+        if (upserted.length > 0) reply.upserted = upserted;
+        return withWriteErrors(reply, writeErrors);
+      },
+    );
   }
 
   private updateOne(
@@ -390,34 +440,38 @@ export class MongoEngine {
     };
   }
 
-  private delete(command: Document, db: string): Document {
+  private delete(command: Document, db: string): Document | Promise<Document> {
     const name = requireCollectionName(command, "delete");
     const statements = requireArray(command.deletes, "deletes");
     const ordered = command.ordered !== false;
-    const collection = this.collection(db, name);
     const writeErrors: Document[] = [];
     let n = 0;
-    for (const [index, statement] of statements.entries()) {
-      try {
-        if (!isPlainObject(statement) || !isPlainObject(statement.q)) {
-          throw failedToParse("BSON field 'delete.deletes.q' is missing but a required field");
+    return this.runStatements(
+      statements,
+      (statement, index) => {
+        try {
+          if (!isPlainObject(statement) || !isPlainObject(statement.q)) {
+            throw failedToParse("BSON field 'delete.deletes.q' is missing but a required field");
+          }
+          const limit = toNumber(statement.limit) ?? 0;
+          if (limit !== 0 && limit !== 1) {
+            throw failedToParse(`The limit field in delete objects must be 0 or 1. Got ${limit}`);
+          }
+          const collection = this.collection(db, name);
+          const matches = this.matching(collection, statement.q);
+          const targets = limit === 1 ? takeFirst(matches) : [...matches];
+          for (const doc of targets) {
+            collection?.remove(doc);
+            n++;
+          }
+        } catch (error) {
+          writeErrors.push(toCommandError(error).toWriteError(index));
+          if (ordered) return false;
         }
-        const limit = toNumber(statement.limit) ?? 0;
-        if (limit !== 0 && limit !== 1) {
-          throw failedToParse(`The limit field in delete objects must be 0 or 1. Got ${limit}`);
-        }
-        const matches = this.matching(collection, statement.q);
-        const targets = limit === 1 ? takeFirst(matches) : [...matches];
-        for (const doc of targets) {
-          collection?.remove(doc);
-          n++;
-        }
-      } catch (error) {
-        writeErrors.push(toCommandError(error).toWriteError(index));
-        if (ordered) break;
-      }
-    }
-    return withWriteErrors({ n, ok: 1 }, writeErrors);
+        return true;
+      },
+      () => withWriteErrors({ n, ok: 1 }, writeErrors),
+    );
   }
 
   // ---- reads -------------------------------------------------------------------------

@@ -6,7 +6,8 @@ const RETRYABLE_COMMANDS = new Set(["insert", "update", "delete", "findAndModify
 
 interface LastWrite {
   txnNumber: number;
-  reply: Document;
+  /** A promise while the write still runs (a long command yields between statements). */
+  reply: Document | Promise<Document>;
 }
 
 /**
@@ -17,8 +18,15 @@ interface LastWrite {
 export class RetryableWrites {
   private readonly lastBySession = new Map<string, LastWrite>();
 
-  /** Runs `execute` unless this exact write already ran; remembers its reply. */
-  run(commandName: string, command: Document, execute: () => Document): Document {
+  /**
+   * Runs `execute` unless this exact write already ran or is running; remembers its
+   * reply. A retry that arrives while the first attempt still runs waits for its reply.
+   */
+  run(
+    commandName: string,
+    command: Document,
+    execute: () => Document | Promise<Document>,
+  ): Document | Promise<Document> {
     const session = sessionKey(command);
     const txnNumber = toNumber(command.txnNumber);
     if (!RETRYABLE_COMMANDS.has(commandName) || session === undefined || txnNumber === undefined) {
@@ -35,7 +43,19 @@ export class RetryableWrites {
       );
     }
     const reply = execute();
-    this.lastBySession.set(session, { txnNumber, reply });
+    const entry: LastWrite = { txnNumber, reply };
+    this.lastBySession.set(session, entry);
+    if (reply instanceof Promise) {
+      reply.then(
+        (settled) => {
+          entry.reply = settled;
+        },
+        () => {
+          // A write that failed as a whole is not remembered (as for a synchronous throw).
+          if (this.lastBySession.get(session) === entry) this.lastBySession.delete(session);
+        },
+      );
+    }
     return reply;
   }
 

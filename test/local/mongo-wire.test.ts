@@ -125,6 +125,30 @@ describe("wire protocol", () => {
     expect(stored.reply.cursor.firstBatch).toMatchObject([{ k: 1, n: 2 }]);
   });
 
+  it("gives a retry that arrives while the first attempt still runs that attempt's reply", async () => {
+    const lsid = { id: new UUID() };
+    const db = "wire_retry_running";
+    // Long enough that the server pauses between its statements to read other connections.
+    const updates = Array.from({ length: 2_000 }, (_, i) => ({
+      q: { _id: i },
+      u: { $inc: { n: 1 } },
+      upsert: true,
+    }));
+    const write = opMsg(
+      { update: "entries", ordered: true, lsid, txnNumber: Long.fromNumber(1), $db: db },
+      { updates },
+    );
+
+    const [first, retried] = await Promise.all([roundTrip(write), roundTrip(write)]);
+    const all = await roundTrip(opMsg({ count: "entries", query: {}, $db: db }));
+    const twice = await roundTrip(opMsg({ count: "entries", query: { n: { $ne: 1 } }, $db: db }));
+
+    expect(first.reply).toMatchObject({ n: 2_000, ok: 1 });
+    expect(retried.reply).toEqual(first.reply);
+    expect(all.reply).toMatchObject({ n: 2_000 });
+    expect(twice.reply).toMatchObject({ n: 0 });
+  });
+
   it("does not reply to an OP_MSG sent with moreToCome, but still applies it", async () => {
     const fireAndForget = opMsg({ insert: "entries", $db: "wire_more", documents: [{ _id: 1 }] });
     fireAndForget.writeUInt32LE(2, 16);
