@@ -6,8 +6,10 @@
  *
  * Generates the CSV as `npm run bench` does (bench/lib/bench-data.ts, same seed) in a temp
  * dir, then runs each variant in its own child process, so that one variant's JIT state
- * and garbage cannot bill another, `--passes` times over the whole file. It prints the
- * median CPU (user + system, process.cpuUsage) per data row, the ratio to the ceiling,
+ * and garbage cannot bill another, `--passes` times over the whole file, the variants
+ * taking turns pass by pass (this machine is shared: a load change then hits every
+ * variant alike). It prints the median and the least CPU (user + system,
+ * process.cpuUsage) per data row, the median's ratio to the ceiling's,
  * and a digest of what the variant read (records, NULLs, sum of start lines, last end
  * byte and next line): readers that keep every behaviour must print the same digest.
  *
@@ -22,7 +24,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { type CsvError, type Info, type Options, parse } from "csv-parse";
+import { type CsvError, type Info, type Options, Parser, parse } from "csv-parse";
 import {
   type CsvRecord,
   markNulls,
@@ -30,7 +32,14 @@ import {
   readCsvRecords,
 } from "../handlers/ingest/csv-rows";
 import { buildUniverse, DEFAULT_SEED, writeBenchCsv } from "./lib/bench-data";
-import { benchScript, nextMessage, registerTempDir, spawnTs, stopChild } from "./lib/processes";
+import {
+  benchScript,
+  nextMessage,
+  registerTempDir,
+  request,
+  spawnTs,
+  stopChild,
+} from "./lib/processes";
 import { median } from "./lib/ratios";
 import { parseOnce } from "./parse-ceiling";
 
@@ -181,6 +190,29 @@ async function timeStreamOption(
   return { cpuSeconds: cpuSince(start), digest };
 }
 
+/**
+ * The floor for any reader built on csv-parse: its synchronous core (Parser#api, as
+ * csv-rows.ts drives it) over the file's chunks, with a push that only counts.
+ */
+async function timeParserCore(path: string): Promise<Pass> {
+  const start = process.cpuUsage();
+  const digest: Digest = { records: 0, nulls: 0, lineSum: 0, lastEndByte: 0, lastNextLine: 0 };
+  const core = (
+    new Parser({ relax_column_count: true, relax_quotes: true }) as unknown as {
+      api: {
+        parse(chunk: Buffer | undefined, end: boolean, push: () => void, close: () => void): void;
+      };
+    }
+  ).api;
+  const push = () => {
+    digest.records++;
+  };
+  const close = () => {};
+  for await (const chunk of fileStream(path)) core.parse(chunk as Buffer, false, push, close);
+  core.parse(undefined, true, push, close);
+  return { cpuSeconds: cpuSince(start), digest };
+}
+
 const VARIANTS: Record<string, Variant> = {
   ceiling: {
     about: "csv-parse stream, records as arrays, nothing else (bench/parse-ceiling.ts)",
@@ -195,6 +227,10 @@ const VARIANTS: Record<string, Variant> = {
       };
       return { cpuSeconds: pass.cpuSeconds, digest };
     },
+  },
+  "core-bound": {
+    about: "floor: csv-parse's core driven per chunk, a push that only counts",
+    run: timeParserCore,
   },
   "raw-stream": {
     about: "before: csv-parse stream with raw: true, offsets/lines/NULLs from the raw text",
@@ -238,13 +274,19 @@ const VARIANTS: Record<string, Variant> = {
   },
 };
 
-async function runChild(name: string, path: string, passes: number): Promise<void> {
+/** A child runs one variant, one pass per request, until the parent disconnects. */
+function serveChild(name: string, path: string): void {
   const variant = VARIANTS[name];
   if (!variant) throw new Error(`unknown variant ${name}`);
-  const results: Pass[] = [];
-  for (let i = 0; i < passes; i++) results.push(await variant.run(path));
-  process.send?.({ type: "result", passes: results });
-  process.disconnect?.();
+  process.on("message", async (message: { type: string }) => {
+    if (message.type !== "pass") return;
+    try {
+      process.send?.({ type: "pass", pass: await variant.run(path) });
+    } catch (error) {
+      process.send?.({ type: "pass", error: String(error) });
+    }
+  });
+  process.send?.({ type: "ready" });
 }
 
 async function main(): Promise<void> {
@@ -268,25 +310,39 @@ async function main(): Promise<void> {
   const path = join(dir, "bench.csv");
   const file = await writeBenchCsv(path, buildUniverse(), rows, DEFAULT_SEED);
   process.stdout.write(
-    `${rows.toLocaleString("en-US")} rows, ${(file.bytes / 1e6).toFixed(1)} MB, ` +
-      `median of ${passes} passes, each variant in its own process\n\n`,
+    `${rows.toLocaleString("en-US")} rows, ${(file.bytes / 1e6).toFixed(1)} MB; each variant in ` +
+      `its own process, passes taken in turns (so a load change hits every variant alike)\n\n`,
   );
 
-  let ceiling: number | undefined;
-  for (const name of names) {
-    const child = spawnTs(benchScript("csv-reader.ts"), {
-      args: ["--child", name, path, String(passes)],
-    });
-    const { passes: results } = await nextMessage<{ passes: Pass[] }>(child, "result");
-    await stopChild(child);
-    const perRow = (median(results.map((pass) => pass.cpuSeconds)) / rows) * 1e6;
-    if (name === "ceiling") ceiling = perRow;
-    const ratio = ceiling === undefined ? "" : `${(perRow / ceiling).toFixed(2)} x`;
-    const each = results.map((pass) => ((pass.cpuSeconds / rows) * 1e6).toFixed(2)).join(" ");
-    const digest = JSON.stringify(results[0]?.digest);
+  const children = names.map((name) =>
+    spawnTs(benchScript("csv-reader.ts"), { args: ["--child", name, path] }),
+  );
+  await Promise.all(children.map((child) => nextMessage(child, "ready")));
+  const results: Pass[][] = names.map(() => []);
+  for (let round = 0; round < passes; round++) {
+    for (const [index, child] of children.entries()) {
+      const { pass } = await request<{ pass: Pass }>(child, { type: "pass" });
+      results[index]?.push(pass);
+    }
+  }
+  await Promise.all(children.map((child) => stopChild(child)));
+
+  const perRow = (cpuSeconds: number) => (cpuSeconds / rows) * 1e6;
+  const ceilingIndex = names.indexOf("ceiling");
+  const ceiling =
+    ceilingIndex === -1
+      ? undefined
+      : median((results[ceilingIndex] ?? []).map((p) => p.cpuSeconds));
+  for (const [index, name] of names.entries()) {
+    const own = results[index] ?? [];
+    const cpu = own.map((pass) => pass.cpuSeconds);
+    const ratio = ceiling === undefined ? "" : `${(median(cpu) / ceiling).toFixed(2)} x`;
     process.stdout.write(
-      `${name.padEnd(18)} ${perRow.toFixed(2).padStart(6)} µs/row ${ratio.padStart(7)}` +
-        `  (passes ${each})  ${digest}\n${"".padEnd(18)} ${VARIANTS[name]?.about}\n`,
+      `${name.padEnd(18)} median ${perRow(median(cpu)).toFixed(2).padStart(5)} µs/row ` +
+        `${ratio.padStart(7)}  min ${perRow(Math.min(...cpu)).toFixed(2)}  ` +
+        `(passes ${cpu.map((c) => perRow(c).toFixed(2)).join(" ")})\n` +
+        `${"".padEnd(18)} ${VARIANTS[name]?.about}\n` +
+        `${"".padEnd(18)} read ${JSON.stringify(own[0]?.digest)}\n`,
     );
   }
 }
@@ -302,7 +358,7 @@ function isEntryModule(): boolean {
 }
 
 if (isEntryModule()) {
-  const [flag, name, path, passesText] = process.argv.slice(2);
-  if (flag === "--child" && name && path) await runChild(name, path, Number(passesText ?? 1));
+  const [flag, name, path] = process.argv.slice(2);
+  if (flag === "--child" && name && path) serveChild(name, path);
   else await main();
 }
