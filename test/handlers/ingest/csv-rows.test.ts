@@ -222,6 +222,32 @@ describe("readCsvRecords' offsets are the input's bytes", () => {
   });
 });
 
+describe("readCsvRecords and its source", () => {
+  it("closes the source when the consumer stops early", async () => {
+    const source = Readable.from(
+      ["a,b\n", "1,2\n", "3,4\n", "5,6\n"].map((text) => Buffer.from(text)),
+    );
+
+    for await (const record of readCsvRecords(source)) {
+      if (record.line === 2) break;
+    }
+
+    expect(source.destroyed).toBe(true);
+  });
+
+  it("fails with the source's error", async () => {
+    const source = new Readable({ read() {} });
+    source.push(Buffer.from("a,b\n1,2\n"));
+    setImmediate(() => source.destroy(new Error("connection reset")));
+
+    const reading = (async () => {
+      for await (const _record of readCsvRecords(source));
+    })();
+
+    await expect(reading).rejects.toThrow("connection reset");
+  });
+});
+
 describe("readCsvBatches", () => {
   it("yields the records of readCsvRecords, in order, in non-empty arrays", async () => {
     const text = 'a,b\n1,\n"x\ny",""\n\n"open';
