@@ -16,7 +16,7 @@ import {
   type SelfInvoker,
   uploadRejects,
 } from "./continuation";
-import { type CsvRecord, type ReadCsvOptions, readCsvRecords } from "./csv-rows";
+import { type CsvRecord, type ReadCsvOptions, readCsvBatches } from "./csv-rows";
 import {
   InvalidManifestError,
   MissingColumnsError,
@@ -177,8 +177,14 @@ export async function ingestObject(
       object,
       resume ? { startByte: resume.checkpoint.byteOffset, startLine: resume.checkpoint.line } : {},
     );
-    const header = resume ? undefined : await records.next();
-    const headerFields = resume ? resume.header : header?.done ? [] : (header?.value.fields ?? []);
+    // The header is the first record of the first chunk; that chunk's other records follow.
+    let firstRecords: CsvRecord[] = [];
+    if (!resume) {
+      const first = await records.next();
+      firstRecords = first.done ? [] : first.value;
+    }
+    const header = resume ? undefined : firstRecords.shift();
+    const headerFields = resume ? resume.header : (header?.fields ?? []);
     const columns = indexHeader(headerFields);
     if (!columns.ok) throw new MissingColumnsError(columns.missing, { key: object.key });
 
@@ -198,48 +204,50 @@ export async function ingestObject(
     const knownDates = new Set<string>();
     let warningLogs = 0;
     let batch = new RowBatch();
-    for await (const record of records) {
-      if (record.malformed) {
-        batch.addError(record.line, record.fields, record.malformed);
-      } else {
-        const validation = validateRecord(
-          record.fields,
-          record.line,
-          columns.index,
-          columns.width,
-          knownDates,
-        );
-        if (!validation.ok) {
-          batch.addError(record.line, record.fields, validation.reason);
-          if (warningLogs++ < MAX_WARNING_LOGS) {
-            logger.warn("Row rejected", {
-              line: record.line,
-              reason: validation.reason,
-              detail: validation.detail,
-            });
-          }
+    reading: for await (const chunkRecords of startingWith(firstRecords, records)) {
+      for (const record of chunkRecords) {
+        if (record.malformed) {
+          batch.addError(record.line, record.fields, record.malformed);
         } else {
-          batch.addValid(validation.row, record.fields);
-          tally.seeDate(validation.row.reportDate);
-          if (validation.warnings) {
-            for (const warning of validation.warnings) {
-              tally.warn(warning);
-              if (warningLogs++ < MAX_WARNING_LOGS) {
-                logger.warn("Row accepted with a warning", { line: record.line, warning });
+          const validation = validateRecord(
+            record.fields,
+            record.line,
+            columns.index,
+            columns.width,
+            knownDates,
+          );
+          if (!validation.ok) {
+            batch.addError(record.line, record.fields, validation.reason);
+            if (warningLogs++ < MAX_WARNING_LOGS) {
+              logger.warn("Row rejected", {
+                line: record.line,
+                reason: validation.reason,
+                detail: validation.detail,
+              });
+            }
+          } else {
+            batch.addValid(validation.row, record.fields);
+            tally.seeDate(validation.row.reportDate);
+            if (validation.warnings) {
+              for (const warning of validation.warnings) {
+                tally.warn(warning);
+                if (warningLogs++ < MAX_WARNING_LOGS) {
+                  logger.warn("Row accepted with a warning", { line: record.line, warning });
+                }
               }
             }
           }
         }
-      }
-      batch.endByte = record.endByte;
-      batch.nextLine = record.nextLine;
-      if (batch.records >= config.batchSize) {
-        await pipeline.submit(batch);
-        batch = new RowBatch();
-        // Stop pulling records; the in-flight batches commit in finish(): a batch boundary.
-        if (continuation?.shouldStop()) {
-          stopped = true;
-          break;
+        batch.endByte = record.endByte;
+        batch.nextLine = record.nextLine;
+        if (batch.records >= config.batchSize) {
+          await pipeline.submit(batch);
+          batch = new RowBatch();
+          // Stop pulling records; the in-flight batches commit in finish(): a batch boundary.
+          if (continuation?.shouldStop()) {
+            stopped = true;
+            break reading;
+          }
         }
       }
     }
@@ -434,14 +442,17 @@ async function openObject(
   }
 }
 
-/** The object's records; a broken stream surfaces as ObjectUnreadableError. */
+/**
+ * The object's records, one array per chunk read (an async step per chunk, not per
+ * record); a broken stream surfaces as ObjectUnreadableError.
+ */
 async function* readRecordsOf(
   body: Readable,
   object: S3ObjectRef,
   options: ReadCsvOptions = {},
-): AsyncGenerator<CsvRecord> {
+): AsyncGenerator<CsvRecord[]> {
   try {
-    yield* readCsvRecords(body, options);
+    yield* readCsvBatches(body, options);
   } catch (error) {
     if (error instanceof TrackingSyncError) throw error;
     throw new ObjectUnreadableError(
@@ -449,6 +460,12 @@ async function* readRecordsOf(
       { cause: (error as Error).name },
     );
   }
+}
+
+/** `first` (unless empty), then the rest; breaking out of the loop closes `rest`. */
+async function* startingWith<T>(first: T[], rest: AsyncIterable<T[]>): AsyncGenerator<T[]> {
+  if (first.length > 0) yield first;
+  yield* rest;
 }
 
 /** Every failure leaves as a TrackingSyncError whose message carries no connection string. */
