@@ -24,7 +24,7 @@ import {
   type StoredDocument,
   toNumber,
 } from "./values.js";
-import { MAX_BSON_OBJECT_SIZE, MAX_MESSAGE_SIZE } from "./wire.js";
+import { MAX_BSON_OBJECT_SIZE, MAX_MESSAGE_SIZE, statementValue } from "./wire.js";
 
 export const MAX_WIRE_VERSION = 21;
 export const MAX_WRITE_BATCH_SIZE = 100_000;
@@ -118,7 +118,8 @@ export class MongoEngine {
   /**
    * The statements of a write command, one `step` each, in order (see `runStatements`).
    * Each processed statement is dropped from the command, so a long command's
-   * statements can be collected as it goes rather than all at its end.
+   * statements can be collected as it goes rather than all at its end. A statement may
+   * still be bytes (`RawStatement`): the step decodes it with `statementValue`.
    */
   private runStatements(
     statements: unknown[],
@@ -271,8 +272,9 @@ export class MongoEngine {
     let n = 0;
     return this.runStatements(
       documents,
-      (raw, index) => {
+      (statement, index) => {
         try {
+          const raw = statementValue(statement);
           if (!isPlainObject(raw)) throw typeMismatch("Each document to insert must be an object");
           // Looked up per statement: a drop while the command yields must not lose inserts.
           this.ensureCollection(db, name).collection.insert(withIdFirst(raw));
@@ -301,7 +303,7 @@ export class MongoEngine {
       statements,
       (statement, index) => {
         try {
-          const result = this.updateOne(db, name, statement, clock);
+          const result = this.updateOne(db, name, statementValue(statement), clock);
           n += result.matched;
           nModified += result.modified;
           if (result.upsertedId !== undefined) {
@@ -448,8 +450,9 @@ export class MongoEngine {
     let n = 0;
     return this.runStatements(
       statements,
-      (statement, index) => {
+      (raw, index) => {
         try {
+          const statement = statementValue(raw);
           if (!isPlainObject(statement) || !isPlainObject(statement.q)) {
             throw failedToParse("BSON field 'delete.deletes.q' is missing but a required field");
           }

@@ -1,4 +1,5 @@
 import { BSON, type Document } from "mongodb";
+import { CommandError } from "./errors.js";
 
 export const OP_REPLY = 1;
 export const OP_QUERY = 2004;
@@ -57,6 +58,42 @@ function deserializeDocument(buffer: Buffer, offset: number, limit: number): [Do
   }
 }
 
+/**
+ * The document sequences of the write commands: thousands of statements that the engine
+ * runs one at a time. Decoding each only when its turn comes lets a statement's objects
+ * die young instead of all of them outliving the whole command (which made the garbage
+ * collector promote and later trace them). Their sizes are checked here, as for every
+ * document; a statement whose content is not valid BSON fails alone, as InvalidBSON.
+ */
+const STATEMENT_SEQUENCES = new Set(["documents", "updates", "deletes"]);
+
+/** One statement of a write command, still as the bytes the client sent. */
+export class RawStatement {
+  constructor(private readonly bytes: Buffer) {}
+
+  decode(): Document {
+    try {
+      return BSON.deserialize(this.bytes, DESERIALIZE_OPTIONS);
+    } catch (error) {
+      throw new CommandError(22, `invalid BSON: ${(error as Error).message}`);
+    }
+  }
+}
+
+/** A statement as the engine uses it: decoded now if it still is bytes. */
+export function statementValue(statement: unknown): unknown {
+  return statement instanceof RawStatement ? statement.decode() : statement;
+}
+
+function rawDocument(buffer: Buffer, offset: number, limit: number): [RawStatement, number] {
+  if (offset + 4 > limit) throw new ProtocolError("truncated BSON document");
+  const size = buffer.readInt32LE(offset);
+  if (size < 5 || offset + size > limit || buffer[offset + size - 1] !== 0) {
+    throw new ProtocolError("invalid BSON document size");
+  }
+  return [new RawStatement(buffer.subarray(offset, offset + size)), offset + size];
+}
+
 function readCString(buffer: Buffer, offset: number, limit: number): [string, number] {
   const end = buffer.indexOf(0, offset);
   if (end < 0 || end >= limit) throw new ProtocolError("unterminated cstring");
@@ -77,7 +114,7 @@ function parseOpMsg(message: Buffer, header: MessageHeader): IncomingCommand {
   const limit = flags & CHECKSUM_PRESENT ? message.length - 4 : message.length;
   let offset = HEADER_SIZE + 4;
   let body: Document | undefined;
-  const sequences: Record<string, Document[]> = {};
+  const sequences: Record<string, unknown[]> = {};
   while (offset < limit) {
     const kind = message.readUInt8(offset);
     offset += 1;
@@ -92,10 +129,13 @@ function parseOpMsg(message: Buffer, header: MessageHeader): IncomingCommand {
       }
       let identifier: string;
       [identifier, offset] = readCString(message, offset + 4, sectionEnd);
-      const documents: Document[] = [];
+      const documents: unknown[] = [];
+      const lazy = STATEMENT_SEQUENCES.has(identifier);
       while (offset < sectionEnd) {
-        let doc: Document;
-        [doc, offset] = deserializeDocument(message, offset, sectionEnd);
+        let doc: unknown;
+        [doc, offset] = lazy
+          ? rawDocument(message, offset, sectionEnd)
+          : deserializeDocument(message, offset, sectionEnd);
         documents.push(doc);
       }
       sequences[identifier] = documents;

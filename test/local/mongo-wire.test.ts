@@ -99,6 +99,23 @@ describe("wire protocol", () => {
     expect(counted.reply).toMatchObject({ n: 3 });
   });
 
+  it("fails only the statement of a sequence whose bytes are not valid BSON, as InvalidBSON", async () => {
+    const db = "wire_bad_statement";
+    const updates = [1, 2, 3].map((k) => ({
+      q: { _id: k },
+      u: { $set: { label: k === 2 ? "BADX" : "good" } },
+      upsert: true,
+    }));
+    const message = opMsg({ update: "entries", ordered: false, $db: db }, { updates });
+    message[message.indexOf("BADX")] = 0xff; // not UTF-8
+
+    const { reply } = await roundTrip(message);
+    const counted = await roundTrip(opMsg({ count: "entries", $db: db }));
+
+    expect(reply).toMatchObject({ ok: 1, n: 2, writeErrors: [{ index: 1, code: 22 }] });
+    expect(counted.reply).toMatchObject({ n: 2 });
+  });
+
   it("returns the first reply for a retried write instead of applying it twice", async () => {
     const lsid = { id: new UUID() };
     const write = (txnNumber: number) =>
