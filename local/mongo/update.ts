@@ -282,7 +282,8 @@ export function applyUpdate(
   parsed: ParsedUpdate,
   context: ApplyContext,
 ): { doc: StoredDocument; changed: boolean } {
-  const originalId = original._id;
+  // A copy: a pipeline may change a sub-document _id of `original` in place.
+  const originalId = cloneValue(original._id);
   let next: StoredDocument;
   let changed: boolean | undefined;
   switch (parsed.kind) {
@@ -405,6 +406,10 @@ function applyOperators(
 }
 
 function checkIdUnchanged(before: unknown, after: unknown): void {
+  // The same primitive or ObjectId (immutable) is unchanged; a sub-document _id could
+  // have been changed in place, so only bytes can tell.
+  const immutable = typeof before !== "object" || before instanceof ObjectId;
+  if (before === after && before !== undefined && immutable) return;
   if (
     after === undefined ||
     !bytesEqual(BSON.serialize({ v: before }), BSON.serialize({ v: after }))

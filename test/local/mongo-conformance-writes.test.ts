@@ -380,6 +380,18 @@ describe("operator updates", () => {
     expect((error as MongoServerError).code).toBe(66);
     expect(await entries.findOne({ k: 1 })).toEqual({ _id: 1, k: 1 });
   });
+
+  it("refuses a pipeline that changes a field inside a sub-document _id, and keeps one that does not", async () => {
+    const entries = freshCollection("immutable_nested");
+    await entries.insertOne({ _id: { a: 1 } as never, k: 1 });
+
+    const error = await rejectionOf(entries.updateOne({ k: 1 }, [{ $set: { "_id.a": 2 } }]));
+    const kept = await entries.updateOne({ k: 1 }, [{ $set: { "_id.a": 1, n: 1 } }]);
+
+    expect((error as MongoServerError).code).toBe(66);
+    expect(kept).toMatchObject({ matchedCount: 1, modifiedCount: 1 });
+    expect(await entries.findOne({ k: 1 })).toEqual({ _id: { a: 1 }, k: 1, n: 1 });
+  });
 });
 
 describe("array and date operators", () => {
