@@ -218,3 +218,6 @@ try {
 } finally {
   cleanUpNow();
 }
+// The handler keeps its MongoClient for warm invocations, as in Lambda; its monitor would
+// keep this process alive (retrying the stopped server) after the results are printed.
+process.exit();
