@@ -346,14 +346,16 @@ export class MongoEngine {
     const collection = this.collection(db, name);
     let matched = 0;
     let modified = 0;
+    let targets: StoredDocument[] = [];
     if (isNoOpOnMatch(parsed)) {
+      // Nothing to apply, only matches to count (an insert-first upsert finding its key).
       matched = this.countMatching(collection, filter, multi ? 0 : 1);
-      if (matched > 0 || statement.upsert !== true) return { matched, modified };
+    } else {
+      // Collect first: a multi-update must not see the documents it has just rewritten.
+      targets = multi
+        ? [...this.matching(collection, filter)]
+        : takeFirst(this.matching(collection, filter));
     }
-    // Collect first: a multi-update must not see the documents it has just rewritten.
-    const targets = multi
-      ? [...this.matching(collection, filter)]
-      : takeFirst(this.matching(collection, filter));
     for (const doc of targets) {
       matched++;
       // Documents read from the store are private copies: the update may change them in place.
