@@ -70,6 +70,8 @@ export class MongoEntryWriter implements EntryWriter {
   private readonly insertFirst: boolean;
   private readonly now: () => Date;
   private readonly recent = new Set<string>();
+  /** Entry key → the write of the batch that holds it, while that write is under way. */
+  private readonly inFlight = new Map<string, Promise<void>>();
   /** Whether most entries of the last batch already existed. */
   private mostlyExisting = false;
 
@@ -85,8 +87,8 @@ export class MongoEntryWriter implements EntryWriter {
     const result: BatchWriteResult = { inserted: 0, updated: 0, unchanged: 0, failed: [] };
     const keys = updates.map(recentKey);
     const tryInsert = this.insertFirst && !this.mostlyExisting;
-    let pending = updates.map((_, index) => index);
-    let inserting = new Set<number>(
+    const pending = updates.map((_, index) => index);
+    const inserting = new Set<number>(
       tryInsert ? pending.filter((index) => !this.recent.has(keys[index] as string)) : [],
     );
     const attempted = inserting.size;
@@ -95,6 +97,47 @@ export class MongoEntryWriter implements EntryWriter {
     // and its entries shared with this batch will exist by the time they arrive (or its
     // pipeline inserts them; either way nothing is lost).
     this.remember(keys);
+    // An entry shared with a batch still being written waits for that write: otherwise
+    // this batch's pipeline could insert it first, the other batch's insert-only upsert
+    // would then match, and the entry would need another command.
+    let settle = () => {};
+    const settled = new Promise<void>((resolve) => {
+      settle = resolve;
+    });
+    const overlapping = new Set<Promise<void>>();
+    for (const key of keys) {
+      const other = this.inFlight.get(key);
+      if (other && other !== settled) overlapping.add(other);
+      this.inFlight.set(key, settled);
+    }
+    try {
+      if (overlapping.size > 0) await Promise.all(overlapping);
+      await this.send(updates, pending, inserting, result, (matched) => {
+        existing = matched;
+      });
+    } finally {
+      for (const key of keys) if (this.inFlight.get(key) === settled) this.inFlight.delete(key);
+      settle();
+    }
+    if (attempted > 0) {
+      this.mostlyExisting = existing * 2 > attempted;
+    } else if (!tryInsert && this.insertFirst) {
+      // In pipeline mode the upserted count says how many entries were new.
+      this.mostlyExisting = result.inserted * 2 < updates.length;
+    }
+    return result;
+  }
+
+  /** The bulkWrite rounds of one batch: insert-first entries, then the pipeline for the rest. */
+  private async send(
+    updates: readonly EntryUpdate[],
+    firstPending: number[],
+    firstInserting: Set<number>,
+    result: BatchWriteResult,
+    onFirstRound: (insertOnlyMatched: number) => void,
+  ): Promise<void> {
+    let pending = firstPending;
+    let inserting = firstInserting;
     const now = this.now();
     for (let attempt = 1; pending.length > 0; attempt++) {
       const operations: AnyBulkWriteOperation[] = pending.map((index) => {
@@ -149,20 +192,13 @@ export class MongoEntryWriter implements EntryWriter {
             message: writeError.errmsg ?? "upsert failed",
           });
       }
-      if (attempt === 1) existing = insertOnlyMatched;
+      if (attempt === 1) onFirstRound(insertOnlyMatched);
       result.inserted += outcome.upsertedCount;
       result.updated += outcome.modifiedCount;
       result.unchanged += outcome.matchedCount - outcome.modifiedCount - insertOnlyMatched;
       pending = retry;
       inserting = new Set();
     }
-    if (attempted > 0) {
-      this.mostlyExisting = existing * 2 > attempted;
-    } else if (!tryInsert && this.insertFirst) {
-      // In pipeline mode the upserted count says how many entries were new.
-      this.mostlyExisting = result.inserted * 2 < updates.length;
-    }
-    return result;
   }
 
   private remember(keys: readonly string[]): void {

@@ -1,4 +1,10 @@
-import { type Collection, type Document, MongoClient } from "mongodb";
+import {
+  type Collection,
+  type CommandStartedEvent,
+  type CommandSucceededEvent,
+  type Document,
+  MongoClient,
+} from "mongodb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { contributionKey, type EntryUpdate } from "../../../handlers/ingest/entry-update";
 import { MongoUnavailableError } from "../../../handlers/ingest/errors";
@@ -205,6 +211,45 @@ describe("MongoEntryWriter against MongoDB", () => {
     const entry = await entries.findOne({ itemPath: "web-1" });
     expect(entry?.contributions).toHaveLength(2);
   });
+
+  it.skipIf(process.env.MONGODB_TEST_URI !== undefined)(
+    "writes a batch that shares an entry with a batch in flight after it, and others alongside",
+    async () => {
+      mongo.server?.faults.setLatency(50, "update");
+      const events: string[] = [];
+      const onStarted = (event: CommandStartedEvent) => {
+        if (event.commandName === "update") events.push(`start ${event.command.updates.length}`);
+      };
+      const onSucceeded = (event: CommandSucceededEvent) => {
+        if (event.commandName === "update") events.push(`done ${(event.reply as { n: number }).n}`);
+      };
+      client.on("commandStarted", onStarted);
+      client.on("commandSucceeded", onSucceeded);
+      try {
+        // Shares web-1 with the first batch: waits for it, then needs no second command.
+        await Promise.all([
+          writer.write([entryUpdate("web-1", "cr_1", "One")]),
+          writer.write([
+            entryUpdate("web-1", "cr_2", "Two"),
+            entryUpdate("web-2", "cr_3", "Three"),
+          ]),
+        ]);
+        expect(events).toEqual(["start 1", "done 1", "start 2", "done 2"]);
+        // Nothing shared: both writes are under way at once.
+        events.length = 0;
+        await Promise.all([
+          writer.write([entryUpdate("web-3", "cr_4", "Four")]),
+          writer.write([entryUpdate("web-4", "cr_5", "Five")]),
+        ]);
+        expect(events.slice(0, 2)).toEqual(["start 1", "start 1"]);
+      } finally {
+        client.off("commandStarted", onStarted);
+        client.off("commandSucceeded", onSucceeded);
+      }
+      const entry = await entries.findOne({ itemPath: "web-1" });
+      expect(entry?.contributions).toHaveLength(2);
+    },
+  );
 
   it("counts a re-ingest as unchanged, and sends whole batches as pipelines while most entries exist", async () => {
     const first = [entryUpdate("web-1", "cr_1", "One"), entryUpdate("web-2", "cr_2", "Two")];
