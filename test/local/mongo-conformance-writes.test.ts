@@ -552,6 +552,37 @@ describe("unique indexes", () => {
     expect(await entries.findOne({ k: 1 }, { projection: { _id: 0 } })).toEqual({ k: 1, n: 3 });
   });
 
+  it("reports E11000 with keyPattern and keyValue for an insert-only upsert whose extra condition rules out the stored document", async () => {
+    const entries = freshCollection("upsert_residual_insert_only");
+    await entries.createIndex({ orderId: 1, day: 1 }, { unique: true, name: "entry_key" });
+    await entries.insertOne({ orderId: "o", day: 1, n: 3 });
+
+    const error = await rejectionOf(
+      entries.updateOne(
+        { orderId: "o", day: 1, n: { $gt: 5 } },
+        { $setOnInsert: { n: 9 } },
+        { upsert: true },
+      ),
+    );
+    const inserted = await entries.updateOne(
+      { orderId: "o", day: 2 },
+      { $setOnInsert: { n: 1 } },
+      { upsert: true },
+    );
+
+    expect(error).toBeInstanceOf(MongoServerError);
+    expect((error as MongoServerError).code).toBe(11000);
+    expect((error as MongoServerError).message).toContain("index: entry_key dup key:");
+    expect((error as MongoServerError).keyPattern).toEqual({ orderId: 1, day: 1 });
+    expect((error as MongoServerError).keyValue).toEqual({ orderId: "o", day: 1 });
+    expect(inserted.upsertedCount).toBe(1);
+    expect(await entries.findOne({ day: 1 }, { projection: { _id: 0 } })).toEqual({
+      orderId: "o",
+      day: 1,
+      n: 3,
+    });
+  });
+
   it("rolls back an update that would violate the index, keeping both documents intact", async () => {
     const entries = freshCollection("update_violation");
     await entries.createIndex({ k: 1 }, { unique: true });
@@ -586,6 +617,45 @@ describe("unique indexes", () => {
 });
 
 describe("pipeline updates", () => {
+  it("evaluates every statement of a bulk with its own literals and variables", async () => {
+    const entries = freshCollection("pipeline_own_literals");
+    await entries.insertOne({ k: 2, total: 10 });
+    const add = (k: number, amount: number) => ({
+      updateOne: {
+        filter: { k },
+        update: [
+          {
+            $set: {
+              total: {
+                $let: {
+                  vars: { a: { $literal: amount } },
+                  in: { $add: [{ $ifNull: ["$total", 0] }, "$$a"] },
+                },
+              },
+            },
+          },
+        ],
+        upsert: true,
+      },
+    });
+    // A variable bound by an earlier statement must not be visible to a later one.
+    const unbound = {
+      updateOne: { filter: { k: 4 }, update: [{ $set: { total: "$$a" } }], upsert: true },
+    };
+
+    const error = await rejectionOf(
+      entries.bulkWrite([add(1, 1), add(2, 2), add(3, 3), unbound], { ordered: false }),
+    );
+
+    expect((error as MongoBulkWriteError).writeErrors).toMatchObject([{ index: 3 }]);
+    const stored = await entries.find({}, { projection: { _id: 0 }, sort: { k: 1 } }).toArray();
+    expect(stored).toEqual([
+      { k: 1, total: 1 },
+      { k: 2, total: 12 },
+      { k: 3, total: 3 },
+    ]);
+  });
+
   it("keeps $literal values that look like field paths as data", async () => {
     const entries = freshCollection("literal");
 
