@@ -21,24 +21,12 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { type AnyBulkWriteOperation, type Document, MongoClient, ObjectId } from "mongodb";
-import {
-  buildUpdatePipeline,
-  type Contribution,
-  compareUtf8,
-  contributionKey,
-  ENTERED_BY,
-  type EntryUpdate,
-  metricsOf,
-  SOURCE,
-} from "../handlers/ingest/entry-update";
+import { type AnyBulkWriteOperation, MongoClient, ObjectId } from "mongodb";
+import { buildUpdatePipeline, insertedFields } from "../handlers/ingest/entry-update";
+import { entryFor, keyFor, ordersFor } from "./lib/entry-shapes";
 
 const BATCH_SIZE = 1_000;
 const WINDOW = 10_000;
-const ITEM_PATHS = 50;
-const DAYS = 20;
-const FIRST_DAY = Date.UTC(2025, 0, 1);
-const DAY_MS = 86_400_000;
 
 interface Measurement {
   label: string;
@@ -121,83 +109,6 @@ async function startServerChild(
   return { child, uri };
 }
 
-/** The i-th distinct key: orders x item paths x days covers every i up to the maximum. */
-function keyFor(i: number, orderIds: readonly ObjectId[]): Document {
-  const day = i % DAYS;
-  const item = Math.floor(i / DAYS) % ITEM_PATHS;
-  const order = Math.floor(i / (DAYS * ITEM_PATHS));
-  return {
-    orderId: orderIds[order],
-    itemPath: `pub-${item}/ad-slot`,
-    dateStart: new Date(FIRST_DAY + day * DAY_MS),
-    source: "automated",
-  };
-}
-
-/**
- * The i-th entry as the ingest would write it: 1–3 contributions (sorted by key) whose
- * numbers move with `round`, and the order's fields.
- */
-function entryFor(i: number, orderIds: readonly ObjectId[], round: number): EntryUpdate {
-  const key = keyFor(i, orderIds);
-  const sizes = ["300x250", "728x90", "320x50"];
-  const contributions: Contribution[] = [];
-  for (let c = 0; c <= i % 3; c++) {
-    const creativeId = `cr_campaign-${i % 101}_${sizes[c]}`;
-    const impressions = 1000 + round + ((i + c) % 97);
-    contributions.push({
-      key: contributionKey(creativeId, "chireader", "website", sizes[c] as string),
-      creativeId,
-      publicationCode: "chireader",
-      channel: "website",
-      adSize: sizes[c] as string,
-      itemName: `Campaign ${i % 101} ${sizes[c]}`,
-      impressions,
-      clicks: (i + c) % 13,
-      viewableImpressions: Math.floor(impressions * 0.7),
-      uniqueIps: Math.floor(impressions * 0.6),
-    });
-  }
-  contributions.sort((a, b) => compareUtf8(a.key, b.key));
-  return {
-    key: {
-      orderId: (key.orderId as ObjectId).toHexString(),
-      itemPath: key.itemPath as string,
-      dateStart: key.dateStart as Date,
-      source: SOURCE,
-    },
-    fields: {
-      dateEnd: key.dateStart as Date,
-      campaignId: `campaign-${i % 101}`,
-      publicationId: 1000 + (i % 50),
-      publicationName: `Publication ${i % 50}`,
-      channel: "website",
-    },
-    contributions,
-  };
-}
-
-/** The whole new entry, as an insert-first upsert sends it (fields in lexicographic order). */
-function insertedEntry(update: EntryUpdate, now: Date): Document {
-  const names = [...new Set(update.contributions.map((c) => c.itemName))].sort(compareUtf8);
-  const sizes = [...new Set(update.contributions.map((c) => c.adSize ?? ""))].sort(compareUtf8);
-  return {
-    campaignId: update.fields.campaignId,
-    channel: update.fields.channel,
-    contributions: update.contributions,
-    createdAt: now,
-    dateEnd: update.fields.dateEnd,
-    dimensions: sizes.join(", "),
-    enteredAt: now,
-    enteredBy: ENTERED_BY,
-    itemName: names.join(", "),
-    metrics: metricsOf(update.contributions),
-    publicationId: update.fields.publicationId,
-    publicationName: update.fields.publicationName,
-    updatedAt: now,
-  };
-}
-
 function upsert(
   shape: Shape,
   i: number,
@@ -210,7 +121,7 @@ function upsert(
     const update =
       shape === "pipeline"
         ? buildUpdatePipeline(entry)
-        : { $setOnInsert: insertedEntry(entry, now) };
+        : { $setOnInsert: insertedFields(entry, now) };
     return { updateOne: { filter: entry.key, update, upsert: true } };
   }
   return {
@@ -294,10 +205,7 @@ function printTable(measurements: readonly Measurement[]): void {
 
 async function main(): Promise<void> {
   const { max, shape, cpuProfDir } = parseOptions(process.argv.slice(2));
-  const orderIds = Array.from(
-    { length: Math.ceil(max / (DAYS * ITEM_PATHS)) },
-    () => new ObjectId(),
-  );
+  const orderIds = Array.from({ length: ordersFor(max) }, () => new ObjectId());
   const { child, uri } = await startServerChild(cpuProfDir);
   const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000 });
   const measurements: Measurement[] = [];
