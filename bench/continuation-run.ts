@@ -5,15 +5,16 @@
  *
  * Generates a seeded Athena-dialect CSV (bench/lib/bench-data.ts) into the S3 stand-in,
  * starts the embedded MongoDB in a child process and seeds the lookup data, then runs the
- * real ingest handler in this process with a simulated Lambda deadline per invocation
+ * real ingest handler, bundled, in a warm worker process with the function's heap
+ * (bench/continuation-worker.ts), with a simulated Lambda deadline per invocation
  * (`--budget-s` of work before the `--margin-s` CONTINUATION_MARGIN_MS). The handler's
  * self-invoke goes through the real Lambda client to a local endpoint that only queues
  * the payload (Lambda answers 202 for an `Event` invocation); each queued payload is fed
- * back into the handler, as Lambda would, until an invocation finishes the file.
- * Prints invocations, rows, total time, peak RSS and the final report's counts, and checks
- * them against the counts the generator designed.
+ * back into the worker, as Lambda would, until an invocation finishes the file.
+ * Prints invocations, rows, total time, the worker's peak RSS and the final report's
+ * counts, and checks them against the counts the generator designed.
  */
-import { createReadStream, createWriteStream } from "node:fs";
+import { closeSync, createReadStream, openSync } from "node:fs";
 import { mkdtemp, stat } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -29,19 +30,31 @@ import {
 import { MongoClient } from "mongodb";
 import type { ContinuationEvent } from "../handlers/ingest/continuation";
 import type { ObjectReport } from "../handlers/ingest/report";
+import { CONTAINER_HEAP_FLAGS, INGEST_V8_FLAGS } from "../infra/ingest-memory";
 import { startCloudWatchServer } from "../local/cloudwatch-server";
-import { createLambdaContext } from "../local/lambda-runtime";
 import { createObjectCreatedEvent } from "../local/s3-events";
 import { startS3Server } from "../local/s3-server";
 import { seedMongo } from "../local/seed";
+import type { InvokeReply, InvokeRequest } from "./continuation-worker";
 import { buildUniverse, DEFAULT_SEED, writeBenchCsv } from "./lib/bench-data";
+import { bundle } from "./lib/bundle";
 import { startMongoChild } from "./lib/mongo-child";
-import { cleanUpNow, registerCleanup, registerTempDir } from "./lib/processes";
+import {
+  benchScript,
+  cleanUpNow,
+  nextMessage,
+  registerCleanup,
+  registerTempDir,
+  request,
+  spawnNode,
+} from "./lib/processes";
 
 const BUCKET = "bench-continuation";
 const KEY = "reprocess/bench-continuation.csv";
 const DB_NAME = "bench_continuation";
 const FUNCTION_NAME = "tracking-sync-ingest";
+/** The heap the ingest function gets (infra/ingest-memory.ts), as `npm run bench` uses. */
+const WORKER_HEAP_FLAGS = [...CONTAINER_HEAP_FLAGS, ...INGEST_V8_FLAGS];
 
 const { values } = parseArgs({
   options: {
@@ -117,10 +130,14 @@ try {
     .createIndex({ campaignId: 1, publicationId: 1 });
   await client.close();
 
-  for (const name of Object.keys(process.env)) {
-    if (name.startsWith("AWS_") || name.startsWith("MONGODB_")) delete process.env[name];
+  // The ingest runs as Lambda runs it: one esbuild bundle under plain node, with the
+  // function's heap (infra/ingest-memory.ts), in a process that stays warm across
+  // invocations. Nothing from the caller's shell may point it at real AWS or a database.
+  const workerEnv: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of Object.keys(workerEnv)) {
+    if (name.startsWith("AWS_") || name.startsWith("MONGODB_")) delete workerEnv[name];
   }
-  Object.assign(process.env, {
+  Object.assign(workerEnv, {
     MONGODB_URI: mongo.uri,
     MONGODB_DB_NAME: DB_NAME,
     RESULTS_BUCKET: BUCKET,
@@ -135,39 +152,57 @@ try {
     CONTINUATION_MARGIN_MS: String(marginMs),
     METRICS_NAMESPACE: "Bench/TrackingSync",
   });
+  const workerBundle = join(dir, "continuation-worker.mjs");
+  await bundle(benchScript("continuation-worker.ts"), workerBundle, {
+    target: "node20",
+    minify: false,
+  });
   const logPath = join(dir, "handler.log");
-  const logFile = createWriteStream(logPath);
-  const { setDefaultLogWriter } = await import("../handlers/shared/logger");
-  setDefaultLogWriter((line) => logFile.write(`${line}\n`));
-  const { handler } = await import("../handlers/ingest-results");
+  const logFd = openSync(logPath, "w");
+  const worker = spawnNode(workerBundle, {
+    nodeOptions: [
+      // The AWS SDK warns about Node 20 on stderr; it is noise here.
+      "--no-warnings",
+      "--enable-source-maps",
+      ...WORKER_HEAP_FLAGS,
+    ],
+    env: workerEnv,
+    stdout: logFd,
+  });
+  await nextMessage(worker, "ready");
 
   const timeoutMs = budgetMs + marginMs;
   progress(
-    `ingesting: ${budgetMs / 1000} s of work per invocation (timeout ${timeoutMs / 1000} s, margin ${marginMs / 1000} s)`,
+    `ingesting: ${budgetMs / 1000} s of work per invocation (timeout ${timeoutMs / 1000} s, margin ${marginMs / 1000} s), ` +
+      `worker heap ${WORKER_HEAP_FLAGS.join(" ")}`,
   );
   const started = performance.now();
-  const invocationSeconds: number[] = [];
-  let event: Parameters<typeof handler>[0] = createObjectCreatedEvent({
+  const invocations: InvokeReply[] = [];
+  let event: unknown = createObjectCreatedEvent({
     bucket: BUCKET,
     key: KEY,
     size,
     eTag: (put.ETag ?? "").replaceAll('"', ""),
   });
   for (;;) {
-    const invocationStarted = performance.now();
-    await handler(event, createLambdaContext({ functionName: FUNCTION_NAME, timeoutMs }));
-    const seconds = (performance.now() - invocationStarted) / 1000;
-    invocationSeconds.push(seconds);
+    const invoke: InvokeRequest = { type: "invoke", event, functionName: FUNCTION_NAME, timeoutMs };
+    const reply = await request<InvokeReply>(worker, invoke);
+    if (reply.error !== undefined) {
+      throw new Error(`invocation ${invocations.length + 1} threw: ${reply.error}`);
+    }
+    invocations.push(reply);
     const next = queued.shift();
     const done = next?.trackingSyncContinuation.checkpoint.rows ?? rows;
     progress(
-      `invocation ${invocationSeconds.length}: ${seconds.toFixed(1)} s, ${done.toLocaleString("en-US")} rows committed, RSS ${mb(process.memoryUsage().rss)}`,
+      `invocation ${invocations.length}: ${reply.seconds.toFixed(1)} s, ${reply.cpuSeconds.toFixed(1)} CPU-s, ` +
+        `${done.toLocaleString("en-US")} rows committed, RSS ${mb(reply.rssBytes)} (peak ${mb(reply.maxRssBytes)})`,
     );
     if (!next) break;
     event = next;
   }
   const totalSeconds = (performance.now() - started) / 1000;
-  const peakRss = process.resourceUsage().maxRSS * 1024;
+  const peakRss = Math.max(...invocations.map((invocation) => invocation.maxRssBytes));
+  const invocationSeconds = invocations.map((invocation) => invocation.seconds);
 
   const reportBody = await s3.send(
     new GetObjectCommand({ Bucket: BUCKET, Key: `reports/${KEY}.json` }),
@@ -193,7 +228,14 @@ try {
     totalSeconds: Number(totalSeconds.toFixed(1)),
     rowsPerSecond: Math.round(rows / totalSeconds),
     longestInvocationSeconds: Number(Math.max(...invocationSeconds).toFixed(1)),
+    ingestCpuSeconds: Number(
+      invocations.reduce((sum, invocation) => sum + invocation.cpuSeconds, 0).toFixed(1),
+    ),
     peakRssMb: Math.round(peakRss / 1024 / 1024),
+    rssAfterEachInvocationMb: invocations.map((invocation) =>
+      Math.round(invocation.rssBytes / 1024 / 1024),
+    ),
+    workerHeapFlags: WORKER_HEAP_FLAGS,
     report: {
       success: report.success,
       invocations: report.invocations,
@@ -210,14 +252,14 @@ try {
   };
   process.stdout.write(`${JSON.stringify(figures, null, 2)}\n`);
   process.stdout.write(
-    `\n${rows.toLocaleString("en-US")} rows in ${invocationSeconds.length} invocations, ${totalSeconds.toFixed(1)} s, peak RSS ${mb(peakRss)} (this process: handler + S3 stand-in; MongoDB runs in a child)\n`,
+    `\n${rows.toLocaleString("en-US")} rows in ${invocationSeconds.length} invocations, ${totalSeconds.toFixed(1)} s, peak RSS ${mb(peakRss)} (the ingest worker alone, with the function's heap)\n`,
   );
-  logFile.end();
+  worker.kill("SIGKILL");
+  closeSync(logFd);
   await mongo.stop();
   if (Object.values(checks).some((ok) => !ok)) process.exitCode = 1;
 } finally {
   cleanUpNow();
 }
-// The handler keeps its MongoClient for warm invocations, as in Lambda; its monitor would
-// keep this process alive (retrying the stopped server) after the results are printed.
+// Open sockets of the stand-ins would otherwise keep this process alive.
 process.exit();
