@@ -55,21 +55,39 @@ export async function* readCsvBatches(
   options: ReadCsvOptions = {},
 ): AsyncGenerator<CsvRecord[]> {
   const reader = new CsvRecordReader(options.startByte ?? 0, options.startLine ?? 1);
-  let first = options.startByte === undefined || options.startByte === 0;
+  // From the start of the file, the first three bytes decide whether there is a BOM; they
+  // may arrive in more than one chunk, so they are held until there are three.
+  let head: Buffer | undefined = (options.startByte ?? 0) === 0 ? EMPTY : undefined;
   for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
     let bytes = asBuffer(chunk);
-    if (first) {
-      first = false;
-      if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
-        reader.skipBom();
-        bytes = bytes.subarray(3);
+    if (head !== undefined) {
+      bytes = head.length === 0 ? bytes : Buffer.concat([head, bytes]);
+      if (bytes.length < BOM.length) {
+        head = bytes;
+        continue;
       }
+      head = undefined;
+      bytes = withoutBom(bytes, reader);
     }
     const records = reader.write(bytes);
     if (records.length > 0) yield records;
   }
+  // A file shorter than a BOM cannot start with one.
+  if (head !== undefined && head.length > 0) {
+    const records = reader.write(head);
+    if (records.length > 0) yield records;
+  }
   const records = reader.end();
   if (records.length > 0) yield records;
+}
+
+const EMPTY = Buffer.alloc(0);
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
+function withoutBom(bytes: Buffer, reader: CsvRecordReader): Buffer {
+  if (bytes[0] !== BOM[0] || bytes[1] !== BOM[1] || bytes[2] !== BOM[2]) return bytes;
+  reader.skipBom();
+  return bytes.subarray(BOM.length);
 }
 
 function asBuffer(chunk: Uint8Array | string): Buffer {

@@ -128,6 +128,26 @@ describe("readCsvRecords", () => {
     ]);
   });
 
+  it.each([1, 2, 3, 4])("strips a BOM that arrives in chunks of %i byte(s)", async (chunkSize) => {
+    const bytes = Buffer.from('\ufeff"a","b"\n"1","2"\n', "utf8");
+    const records = await readAll(bytes, chunkSize);
+
+    expect(records.map((record) => [record.fields, record.endByte])).toEqual([
+      [["a", "b"], 11],
+      [["1", "2"], 19],
+    ]);
+  });
+
+  it.each([
+    ["empty", ""],
+    ["one byte", "a"],
+    ["two bytes", "a\n"],
+  ])("reads a file shorter than a BOM (%s)", async (_name, text) => {
+    const records = await readAll(Buffer.from(text, "utf8"), 1);
+
+    expect(records.map((record) => record.fields)).toEqual(text.trim() === "" ? [] : [["a"]]);
+  });
+
   it("counts a stripped BOM in the offsets, and resuming at them reads the same records", async () => {
     const bytes = Buffer.from('\ufeff"a","b"\r\n"é",\r\n"multi\nline",""\r\n"4","5"', "utf8");
     const records = await readAll(bytes, 4);
