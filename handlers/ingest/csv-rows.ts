@@ -15,7 +15,7 @@ export interface CsvRecord {
   /** The line on which the next record starts. */
   nextLine: number;
   /** Set when the record could not be parsed at all (its fields are then empty). */
-  malformed?: "unclosed-quote";
+  malformed?: "unclosed-quote" | "record-too-large";
 }
 
 export interface ReadCsvOptions {
@@ -28,6 +28,13 @@ export interface ReadCsvOptions {
 const LINE_FEED = 10;
 
 /**
+ * The longest record the reader holds (bytes). An Athena row of the nine columns is well
+ * under 1 KB; a record that grows past this is almost always a quote that never closes,
+ * which would otherwise hold the rest of the file in memory.
+ */
+export const MAX_RECORD_BYTES = 1024 * 1024;
+
+/**
  * Streams the records of a CSV (the header included, as the first record) from a byte
  * stream. Records are arrays (not objects) for speed; the source is read only as fast
  * as records are taken, so memory stays flat whatever the file size.
@@ -35,7 +42,9 @@ const LINE_FEED = 10;
  * Quotes are relaxed (a stray `"` inside a field is data) because csv-parse's recovery
  * after a strict quote error silently swallows the rows that follow. The only record
  * that cannot be parsed is one whose quote never closes; it swallows the rest of the
- * file and is yielded once, `malformed`, at its start line.
+ * file and is yielded once, `malformed`, at its start line. So is a record that grows
+ * past MAX_RECORD_BYTES (`record-too-large`): from there on the reader only counts lines,
+ * so memory stays bounded whatever follows.
  */
 export async function* readCsvRecords(
   source: Readable | AsyncIterable<Uint8Array>,
@@ -144,6 +153,11 @@ class CsvRecordReader {
   private keptFrom: number;
   /** Input offset just past the last byte fed. */
   private fed: number;
+  /**
+   * Set once the current record has grown past MAX_RECORD_BYTES: the rest of the input
+   * is that record, and only its line feeds (and whether it ends in one) are counted.
+   */
+  private oversized: { lineFeeds: number; endsInLineFeed: boolean } | undefined;
 
   constructor(startByte: number, startLine: number) {
     this.base = startByte;
@@ -162,16 +176,40 @@ class CsvRecordReader {
 
   /** The records that end in `chunk`. */
   write(chunk: Buffer): CsvRecord[] {
+    if (this.oversized) {
+      this.fed += chunk.length;
+      this.countRest(chunk);
+      return [];
+    }
     this.kept.push(chunk);
     this.fed += chunk.length;
     const error = this.core.parse(chunk, false, this.push, this.close);
     if (error) throw error;
     this.release();
+    if (this.fed - this.byte > MAX_RECORD_BYTES) {
+      // The parser is not fed again: its half-built record is dropped with it.
+      const rest = this.text(this.byte, this.fed);
+      this.kept = [];
+      this.keptFrom = this.fed;
+      this.oversized = { lineFeeds: 0, endsInLineFeed: false };
+      this.countRest(rest);
+    }
     return this.take();
   }
 
   /** The last records: one without a final line ending, or the unclosed quote's. */
   end(): CsvRecord[] {
+    if (this.oversized) {
+      const { lineFeeds, endsInLineFeed } = this.oversized;
+      this.records.push({
+        line: this.line,
+        fields: [],
+        endByte: this.fed,
+        nextLine: this.line + (endsInLineFeed ? lineFeeds : lineFeeds + 1),
+        malformed: "record-too-large",
+      });
+      return this.take();
+    }
     const error = this.core.parse(undefined, true, this.push, this.close);
     if (error) {
       // With relaxed quotes and column counts, the only error csv-parse can raise.
@@ -215,6 +253,15 @@ class CsvRecordReader {
     const records = this.records;
     if (records.length > 0) this.records = [];
     return records;
+  }
+
+  private countRest(bytes: Buffer): void {
+    const oversized = this.oversized;
+    if (!oversized || bytes.length === 0) return;
+    for (let i = bytes.indexOf(LINE_FEED); i !== -1; i = bytes.indexOf(LINE_FEED, i + 1)) {
+      oversized.lineFeeds++;
+    }
+    oversized.endsInLineFeed = bytes[bytes.length - 1] === LINE_FEED;
   }
 
   /** Drops the chunks wholly before the current record. */

@@ -40,6 +40,7 @@ export function indexHeader(header: readonly (string | null)[]): HeaderResult {
 export type ErrorReason =
   | "wrong-field-count"
   | "unclosed-quote"
+  | "record-too-large"
   | "malformed-quoting"
   | "invalid-report-date"
   | "missing-creative-id"

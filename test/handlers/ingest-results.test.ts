@@ -4,6 +4,7 @@ import type { S3Event } from "aws-lambda";
 import { mockClient } from "aws-sdk-client-mock";
 import type { Document } from "mongodb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { MAX_RECORD_BYTES } from "../../handlers/ingest/csv-rows";
 import { buildCsv, csvRow, INGEST_COLUMNS } from "../helpers/ingest-csv";
 import { order, seedLookups, trackingScript } from "../helpers/ingest-fixtures";
 import {
@@ -358,6 +359,31 @@ describe("ingestResults: the CSV", () => {
         ',,,,,,,,,8,"unclosed-quote"',
         "",
       ].join("\n"),
+    );
+  });
+});
+
+describe("ingestResults: a record too large to hold", () => {
+  it("ends the file at a quote that never closes within MAX_RECORD_BYTES, as one error row", async () => {
+    await seedSpringSale();
+    const good = buildCsv([csvRow()]).trimEnd();
+    // Unquoted lines cannot close the open quote: the rest of the file is one record.
+    const rest = "2025-12-10,cr_spring-sale_300x250,chireader,website,300x250,1,1,1,1\n";
+    const text = `${good}\n"2025-12-10,cr_open\n${rest.repeat(Math.ceil((2 * MAX_RECORD_BYTES) / rest.length))}`;
+    const event = await harness.putObject("reprocess/open-quote.csv", text);
+
+    const response = await handler(event, lambdaContext);
+
+    expect(response).toMatchObject({
+      success: true,
+      stats: { rowsFromAthena: 2, synced: 1, errors: 1 },
+    });
+    expect(await report("reprocess/open-quote.csv")).toMatchObject({
+      errorsByReason: { "record-too-large": 1 },
+      rejects: { key: "rejects/reprocess/open-quote.csv", rows: 1 },
+    });
+    expect((await harness.readText("rejects/reprocess/open-quote.csv"))?.split("\n").at(1)).toBe(
+      ',,,,,,,,,3,"record-too-large"',
     );
   });
 });

@@ -2,6 +2,7 @@ import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import {
   type CsvRecord,
+  MAX_RECORD_BYTES,
   quotedFieldFlags,
   type ReadCsvOptions,
   readCsvBatches,
@@ -217,6 +218,50 @@ describe("readCsvRecords", () => {
       malformed: "unclosed-quote",
     });
     expect(await resumeAfter(bytes, records[1] as CsvRecord)).toEqual(records.slice(2));
+  });
+
+  it("stops holding a record that grows past MAX_RECORD_BYTES and gives it the rest of the file", async () => {
+    // Unquoted, so no quote in them can close the open one.
+    const line = "cr_1,chireader,2025-09-01,10,1\n";
+    const lines = Math.ceil((MAX_RECORD_BYTES * 3) / line.length);
+    const head = 'a,b,c,d,e\n"x","y","z","1","2"\n"open,1\n';
+    const bytes = Buffer.from(head + line.repeat(lines) + "tail", "utf8");
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < bytes.length; i += 65_536) chunks.push(bytes.subarray(i, i + 65_536));
+
+    const batches: CsvRecord[][] = [];
+    for await (const batch of readCsvBatches(Readable.from(chunks))) batches.push(batch);
+    const records = batches.flat();
+
+    expect(records.map((record) => [record.line, record.fields.length])).toEqual([
+      [1, 5],
+      [2, 5],
+      [3, 0],
+    ]);
+    expect(records[2]).toEqual({
+      line: 3,
+      fields: [],
+      endByte: bytes.length,
+      // The open line, every full line after it, and the last line without a newline.
+      nextLine: 3 + 1 + lines + 1,
+      malformed: "record-too-large",
+    });
+    // Reported only at the end of the input, after every chunk was read.
+    expect(batches.at(-1)).toEqual([records[2]]);
+  });
+
+  it("reads a quoted field just under MAX_RECORD_BYTES as data", async () => {
+    const big = "x\n".repeat(Math.floor((MAX_RECORD_BYTES - 100) / 2));
+    const bytes = Buffer.from(`a,b\n"${big}",1\n2,3\n`, "utf8");
+
+    const records = await readAll(bytes, 65_536);
+
+    expect(records.map((record) => [record.line, record.fields[1], record.malformed])).toEqual([
+      [1, "b", undefined],
+      [2, "1", undefined],
+      [2 + big.length / 2 + 1, "3", undefined],
+    ]);
+    expect(records[1]?.fields[0]).toBe(big);
   });
 });
 
