@@ -33,17 +33,20 @@ interface FunctionFacts {
   importCpuMsMedian: number;
 }
 
-const FUNCTIONS = [
+/** Both functions' entries, what each must not carry, and what it must (so a check of the first means something). */
+export const FUNCTIONS = [
   {
     name: "startQuery",
     entry: "handlers/start-query.ts",
     forbidden: ["mongodb", "bson"],
+    required: ["@aws-sdk/client-athena"],
     env: { RESULTS_BUCKET: "bench", ATHENA_WORKGROUP: "bench" },
   },
   {
     name: "ingestResults",
     entry: "handlers/ingest-results.ts",
     forbidden: ["@aws-sdk/client-athena"],
+    required: ["mongodb", "csv-parse"],
     env: { MONGODB_URI: "mongodb://127.0.0.1:1", MONGODB_DB_NAME: "bench" },
   },
 ] as const;
