@@ -164,6 +164,8 @@ try {
       // The AWS SDK warns about Node 20 on stderr; it is noise here.
       "--no-warnings",
       "--enable-source-maps",
+      // Only so the worker can report the live heap between invocations.
+      "--expose-gc",
       ...WORKER_HEAP_FLAGS,
     ],
     env: workerEnv,
@@ -195,7 +197,8 @@ try {
     const done = next?.trackingSyncContinuation.checkpoint.rows ?? rows;
     progress(
       `invocation ${invocations.length}: ${reply.seconds.toFixed(1)} s, ${reply.cpuSeconds.toFixed(1)} CPU-s, ` +
-        `${done.toLocaleString("en-US")} rows committed, RSS ${mb(reply.rssBytes)} (peak ${mb(reply.maxRssBytes)})`,
+        `${done.toLocaleString("en-US")} rows committed, RSS ${mb(reply.rssBytes)} (peak ${mb(reply.maxRssBytes)}), ` +
+        `live heap ${mb(reply.heapUsedBytes)}, array buffers ${mb(reply.arrayBuffersBytes)}`,
     );
     if (!next) break;
     event = next;
@@ -234,6 +237,9 @@ try {
     peakRssMb: Math.round(peakRss / 1024 / 1024),
     rssAfterEachInvocationMb: invocations.map((invocation) =>
       Math.round(invocation.rssBytes / 1024 / 1024),
+    ),
+    liveHeapAfterEachInvocationMb: invocations.map((invocation) =>
+      Math.round(invocation.heapUsedBytes / 1024 / 1024),
     ),
     workerHeapFlags: WORKER_HEAP_FLAGS,
     report: {

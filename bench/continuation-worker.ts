@@ -28,6 +28,12 @@ export interface InvokeReply {
   cpuSeconds: number;
   /** RSS when the invocation returned. */
   rssBytes: number;
+  /**
+   * What the invocation left alive: V8 heap in use after a full collection (the worker
+   * runs with --expose-gc; the collection runs after RSS is read), and ArrayBuffer bytes.
+   */
+  heapUsedBytes: number;
+  arrayBuffersBytes: number;
   /** Peak RSS of the process so far (all invocations). */
   maxRssBytes: number;
   error?: string;
@@ -57,11 +63,16 @@ async function invoke(request: InvokeRequest): Promise<InvokeReply> {
     error = (caught as Error).message;
   }
   const used = process.cpuUsage(cpu);
+  const rssBytes = process.memoryUsage.rss();
+  (globalThis as { gc?: () => void }).gc?.();
+  const memory = process.memoryUsage();
   return {
     type: "invoke",
     seconds: (performance.now() - started) / 1000,
     cpuSeconds: (used.user + used.system) / 1e6,
-    rssBytes: process.memoryUsage.rss(),
+    rssBytes,
+    heapUsedBytes: memory.heapUsed,
+    arrayBuffersBytes: memory.arrayBuffers,
     // resourceUsage reports maxRSS in kilobytes.
     maxRssBytes: process.resourceUsage().maxRSS * 1024,
     ...(error !== undefined ? { error } : {}),
