@@ -12,7 +12,9 @@
  * with --json one JSON document) to stdout. Children and temp files are removed on
  * exit, error or Ctrl-C.
  *
- * Other flags: --baseline-rows N (2,000), --profile (node --cpu-prof on the 0 ms ingest,
+ * Other flags: --order query|shuffled (default query: the rows in the start function's
+ * ORDER BY, as Athena writes them; shuffled: no order, as a hand-made reprocess file may
+ * be), --baseline-rows N (2,000), --profile (node --cpu-prof on the 0 ms ingest,
  * written to .bench/profiles), --keep (keep the temp dir), --working-tree (measure the
  * uncommitted working tree; by default the bench measures HEAD, see lib/snapshot.ts).
  */
@@ -36,6 +38,8 @@ import {
   type BenchUniverse,
   buildUniverse,
   DEFAULT_SEED,
+  ROW_ORDERS,
+  type RowOrder,
   type RowTally,
   writeBenchCsv,
 } from "./lib/bench-data";
@@ -72,6 +76,7 @@ const PARSE_PASSES = 3;
 interface Options {
   rows: number;
   latencyMs: number;
+  order: RowOrder;
   json: boolean;
   baselineRows: number;
   profile: boolean;
@@ -85,6 +90,7 @@ function readOptions(argv: string[]): Options {
     options: {
       rows: { type: "string", default: "1000000" },
       "latency-ms": { type: "string", default: "5" },
+      order: { type: "string", default: "query" },
       json: { type: "boolean", default: false },
       "baseline-rows": { type: "string", default: "2000" },
       profile: { type: "boolean", default: false },
@@ -104,9 +110,14 @@ function readOptions(argv: string[]): Options {
   if (!Number.isFinite(latencyMs) || latencyMs < 0) {
     throw new Error(`--latency-ms must be a non-negative number, got '${values["latency-ms"]}'`);
   }
+  const order = ROW_ORDERS.find((name) => name === values.order);
+  if (order === undefined) {
+    throw new Error(`--order must be one of ${ROW_ORDERS.join(", ")}, got '${values.order}'`);
+  }
   return {
     rows: integer("rows", values.rows, 1_000),
     latencyMs,
+    order,
     json: values.json,
     baselineRows: integer("baseline-rows", values["baseline-rows"], 10),
     profile: values.profile,
@@ -436,7 +447,14 @@ interface BenchReport {
   machine: MachineInfo;
   /** V8 flags of the ingest worker: the heap of the function's memory. */
   workerHeap: { functionMemoryMb: number; flags: string[] };
-  file: { rows: number; bytes: number; days: number; firstDate: string; lastDate: string };
+  file: {
+    order: RowOrder;
+    rows: number;
+    bytes: number;
+    days: number;
+    firstDate: string;
+    lastDate: string;
+  };
   universe: { campaigns: number; creatives: number; combinationsPerDay: number };
   smallFile: { rows: number; bytes: number };
   figures: BenchFigures;
@@ -470,8 +488,10 @@ async function main(): Promise<void> {
   else progress(`temp dir kept: ${dir}`);
 
   phase("generate");
-  progress(`generating ${options.rows.toLocaleString("en-US")} rows (seed ${DEFAULT_SEED})`);
-  const universe = buildUniverse();
+  progress(
+    `generating ${options.rows.toLocaleString("en-US")} rows (seed ${DEFAULT_SEED}, ${options.order} order)`,
+  );
+  const universe = buildUniverse({ order: options.order });
   const csvPath = join(dir, "bench.csv");
   let nextReport = 0;
   const file = await writeBenchCsv(csvPath, universe, options.rows, DEFAULT_SEED, (written) => {
@@ -565,6 +585,7 @@ async function main(): Promise<void> {
     machine,
     workerHeap: { functionMemoryMb: INGEST_MEMORY_MB, flags: WORKER_HEAP_FLAGS },
     file: {
+      order: universe.order,
       rows: file.rows,
       bytes: file.bytes,
       days: file.days,
@@ -612,7 +633,7 @@ function formatReport(report: BenchReport): string {
   const rows: [string, string][] = [
     [
       "file",
-      `${fmt(report.file.rows)} rows, ${fmt(report.file.bytes / 1e6, 1)} MB, ${report.file.days} days`,
+      `${fmt(report.file.rows)} rows, ${fmt(report.file.bytes / 1e6, 1)} MB, ${report.file.days} days, ${report.file.order} order`,
     ],
     ["parse ceiling rows/s", fmt(r.parseRowsPerSecond)],
     [

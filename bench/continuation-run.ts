@@ -1,7 +1,7 @@
 /**
  * A file too big for one Lambda invocation, run to the end across invocations:
  *
- *   npm run bench:continuation -- [--rows 10000000] [--budget-s 60] [--margin-s 10]
+ *   npm run bench:continuation -- [--rows 10000000] [--budget-s 60] [--margin-s 10] [--order query|shuffled]
  *
  * Generates a seeded Athena-dialect CSV (bench/lib/bench-data.ts) into the S3 stand-in,
  * starts the embedded MongoDB in a child process and seeds the lookup data, then runs the
@@ -36,7 +36,7 @@ import { createObjectCreatedEvent } from "../local/s3-events";
 import { startS3Server } from "../local/s3-server";
 import { seedMongo } from "../local/seed";
 import type { InvokeReply, InvokeRequest } from "./continuation-worker";
-import { buildUniverse, DEFAULT_SEED, writeBenchCsv } from "./lib/bench-data";
+import { buildUniverse, DEFAULT_SEED, ROW_ORDERS, writeBenchCsv } from "./lib/bench-data";
 import { bundle } from "./lib/bundle";
 import { startMongoChild } from "./lib/mongo-child";
 import {
@@ -61,8 +61,13 @@ const { values } = parseArgs({
     rows: { type: "string", default: "10000000" },
     "budget-s": { type: "string", default: "60" },
     "margin-s": { type: "string", default: "10" },
+    order: { type: "string", default: "query" },
   },
 });
+const order = ROW_ORDERS.find((name) => name === values.order);
+if (order === undefined) {
+  throw new Error(`--order must be one of ${ROW_ORDERS.join(", ")}, got '${values.order}'`);
+}
 const rows = Number(values.rows);
 const budgetMs = Number(values["budget-s"]) * 1000;
 const marginMs = Number(values["margin-s"]) * 1000;
@@ -73,8 +78,10 @@ try {
   const dir = await mkdtemp(join(tmpdir(), "tracking-sync-continuation-"));
   registerTempDir(dir);
 
-  progress(`generating ${rows.toLocaleString("en-US")} rows (seed ${DEFAULT_SEED})`);
-  const universe = buildUniverse();
+  progress(
+    `generating ${rows.toLocaleString("en-US")} rows (seed ${DEFAULT_SEED}, ${order} order)`,
+  );
+  const universe = buildUniverse({ order });
   const csvPath = join(dir, "input.csv");
   const designed = await writeBenchCsv(csvPath, universe, rows, DEFAULT_SEED);
   const { size } = await stat(csvPath);

@@ -38,10 +38,20 @@ export interface Combination {
   designed: Designed;
 }
 
+/**
+ * The order of a day's rows. `query`: as the start function's query returns them
+ * (`ORDER BY report_date, publication_code, creative_id`; ties, the channels and ad
+ * sizes of one creative, in no particular order). `shuffled`: no order at all, as a
+ * hand-made file dropped into `reprocess/` may have it; the ingest's worst case.
+ */
+export type RowOrder = "query" | "shuffled";
+export const ROW_ORDERS: readonly RowOrder[] = ["query", "shuffled"];
+
 export interface BenchUniverse {
   fixtures: MongoFixtures;
-  /** In the order rows are written each day (a fixed shuffle). */
+  /** In the order rows are written each day (see `RowOrder`). */
   combinations: Combination[];
+  order: RowOrder;
   campaigns: number;
   creatives: number;
 }
@@ -51,6 +61,8 @@ export interface UniverseOptions {
   campaigns?: number;
   /** Creatives per campaign, on average. */
   creativesPerCampaign?: number;
+  /** Default `query`: what Athena writes for the start function's query. */
+  order?: RowOrder;
 }
 
 /** mulberry32: small, fast, and the same sequence on every machine for one seed. */
@@ -250,7 +262,11 @@ export function buildUniverse(options: UniverseOptions = {}): BenchUniverse {
       }
     }
   }
+  // Shuffled first either way: ties under the query's ORDER BY then fall in no
+  // particular order, as Athena leaves them, and the seed's sequence is the same.
   shuffle(random, combinations);
+  const order = options.order ?? "query";
+  if (order === "query") combinations.sort(byQueryOrder);
   return {
     fixtures: {
       publications: publicationDocs,
@@ -258,9 +274,18 @@ export function buildUniverse(options: UniverseOptions = {}): BenchUniverse {
       publication_insertion_orders: orders,
     },
     combinations,
+    order,
     campaigns: campaignCount,
     creatives: creativeCount,
   };
+}
+
+/** `publication_code, creative_id` as Athena's ORDER BY compares varchars (these are ASCII). */
+function byQueryOrder(a: Combination, b: Combination): number {
+  if (a.publicationCode !== b.publicationCode)
+    return a.publicationCode < b.publicationCode ? -1 : 1;
+  if (a.creativeId !== b.creativeId) return a.creativeId < b.creativeId ? -1 : 1;
+  return 0;
 }
 
 /** Athena's quoting: every value double-quoted, quotes doubled; NULL is an unquoted empty field. */

@@ -55,6 +55,26 @@ describe("buildUniverse", () => {
     expect(new Set(keys).size).toBe(keys.length);
   });
 
+  it("orders each day's combinations as the start function's query does", () => {
+    // ORDER BY publication_code, creative_id within a day; the ids are ASCII.
+    const codes = universe.combinations.map((c) => `${c.publicationCode}\u0000${c.creativeId}`);
+    const sorted = [...codes].sort();
+    expect(universe.order).toBe("query");
+    expect(codes).toEqual(sorted);
+  });
+
+  it("leaves a shuffled universe unsorted, with the same combinations", () => {
+    const shuffled = buildUniverse({ campaigns: 40, order: "shuffled" });
+    const key = (c: {
+      creativeId: string;
+      publicationCode: string;
+      channel: string;
+      adSize: string;
+    }) => [c.publicationCode, c.creativeId, c.channel, c.adSize].join("|");
+    expect(shuffled.combinations.map(key)).not.toEqual(universe.combinations.map(key));
+    expect(shuffled.combinations.map(key).sort()).toEqual(universe.combinations.map(key).sort());
+  });
+
   it("builds rows for every outcome, mostly resolvable", () => {
     const designed = new Map<string, number>();
     for (const combination of buildUniverse().combinations) {
