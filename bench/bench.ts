@@ -290,6 +290,7 @@ interface IngestRun {
   processCpuSeconds: number;
   updateStatements: number;
   insertedDocuments: number;
+  requestBytes: number;
   response: IngestResponse | undefined;
   logFile: string;
 }
@@ -350,6 +351,7 @@ async function runIngest(options: {
       counts,
       updateStatements,
       insertedDocuments,
+      requestBytes,
       cpuSeconds: serverCpuSeconds,
     } = await mongo.commandCounts();
     if (result.error !== undefined) throw new Error(`${label}: the handler threw: ${result.error}`);
@@ -384,6 +386,7 @@ async function runIngest(options: {
       processCpuSeconds: result.processCpuSeconds,
       updateStatements,
       insertedDocuments,
+      requestBytes,
       response: result.response,
       logFile,
     };
@@ -469,6 +472,10 @@ interface BenchReport {
     /** Update statements and inserted documents the server received (0 ms run). */
     updateStatements: number;
     insertedDocuments: number;
+    /** Bytes the ingest sent MongoDB (0 ms run), against the CSV's bytes. */
+    requestBytes: number;
+    requestBytesPerRow: number;
+    csvBytesPerRow: number;
     baselineCommandsPerRow: number;
     baselineSynced: number;
   };
@@ -608,6 +615,9 @@ async function main(): Promise<void> {
       ingestSmallMemoryAtEnd: ingestSmall.memoryAtEnd,
       updateStatements: ingest.updateStatements,
       insertedDocuments: ingest.insertedDocuments,
+      requestBytes: ingest.requestBytes,
+      requestBytesPerRow: ingest.requestBytes / file.rows,
+      csvBytesPerRow: file.bytes / file.rows,
       baselineCommandsPerRow: baseline.commands / baseline.rows,
       baselineSynced: baseline.synced,
     },
@@ -650,6 +660,10 @@ function formatReport(report: BenchReport): string {
     [
       "ingest 0 ms: entries inserted / update statements",
       `${fmt(report.extra.insertedDocuments)} / ${fmt(report.extra.updateStatements)}`,
+    ],
+    [
+      "ingest 0 ms: bytes sent to MongoDB per row (CSV bytes per row)",
+      `${fmt(report.extra.requestBytesPerRow)} (${fmt(report.extra.csvBytesPerRow, 1)})`,
     ],
     [
       "ingest 0 ms: Mongo commands (per 10k rows)",

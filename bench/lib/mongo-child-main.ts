@@ -4,9 +4,11 @@
  * the count wraps `MongoEngine.prototype.execute` here rather than editing the server.
  *
  * Argv: `--latency-ms L`. Messages in: `counts`, `reset-counts`, `stop`.
- * Messages out: `ready {uri}`, `counts {counts, updateStatements, insertedDocuments, cpuSeconds}` (since the
- * last reset).
+ * Messages out: `ready {uri}`, `counts {counts, updateStatements, insertedDocuments,
+ * requestBytes, cpuSeconds}` (since the last reset).
  */
+import { syncBuiltinESMExports } from "node:module";
+import net, { type Socket } from "node:net";
 import type { Document } from "mongodb";
 import { commandName, MongoEngine } from "../../local/mongo/engine";
 import { startMongoServer } from "../../local/mongo-server";
@@ -34,6 +36,31 @@ MongoEngine.prototype.execute = function countedExecute(
   return execute.call(this, command, context);
 };
 
+// Bytes the clients sent, counted per socket: what the driver had to serialize. Same
+// reason as above: the server's file has no hook, so its net.createServer is wrapped
+// (before startMongoServer calls it; syncBuiltinESMExports updates the named import).
+const sockets = new Set<Socket>();
+let closedBytes = 0;
+let bytesAtReset = 0;
+const createServer = net.createServer;
+net.createServer = ((...args: Parameters<typeof createServer>) => {
+  const server = createServer(...args);
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => {
+      sockets.delete(socket);
+      closedBytes += socket.bytesRead;
+    });
+  });
+  return server;
+}) as typeof createServer;
+syncBuiltinESMExports();
+const bytesRead = () => {
+  let total = closedBytes;
+  for (const socket of sockets) total += socket.bytesRead;
+  return total;
+};
+
 const send = (message: unknown) => process.send?.(message);
 
 const server = await startMongoServer({ latencyMs });
@@ -45,12 +72,14 @@ process.on("message", (message: { type: string }) => {
       counts,
       updateStatements,
       insertedDocuments,
+      requestBytes: bytesRead() - bytesAtReset,
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
     });
   } else if (message.type === "reset-counts") {
     counts = {};
     updateStatements = 0;
     insertedDocuments = 0;
+    bytesAtReset = bytesRead();
     cpuSince = process.cpuUsage();
     send({ type: "reset-counts" });
   } else if (message.type === "stop") {

@@ -11,6 +11,8 @@ export interface CommandCounts {
   updateStatements: number;
   /** Documents inside `insert` commands. */
   insertedDocuments: number;
+  /** Bytes the clients sent the server (every message, heartbeats included). */
+  requestBytes: number;
   /** CPU seconds the server process spent. */
   cpuSeconds: number;
 }
