@@ -38,7 +38,7 @@ import {
   type BenchUniverse,
   buildUniverse,
   DEFAULT_SEED,
-  ROW_ORDERS,
+  parseRowOrder,
   type RowOrder,
   type RowTally,
   writeBenchCsv,
@@ -110,14 +110,10 @@ function readOptions(argv: string[]): Options {
   if (!Number.isFinite(latencyMs) || latencyMs < 0) {
     throw new Error(`--latency-ms must be a non-negative number, got '${values["latency-ms"]}'`);
   }
-  const order = ROW_ORDERS.find((name) => name === values.order);
-  if (order === undefined) {
-    throw new Error(`--order must be one of ${ROW_ORDERS.join(", ")}, got '${values.order}'`);
-  }
   return {
     rows: integer("rows", values.rows, 1_000),
     latencyMs,
-    order,
+    order: parseRowOrder(values.order),
     json: values.json,
     baselineRows: integer("baseline-rows", values["baseline-rows"], 10),
     profile: values.profile,

@@ -36,7 +36,7 @@ import { createObjectCreatedEvent } from "../local/s3-events";
 import { startS3Server } from "../local/s3-server";
 import { seedMongo } from "../local/seed";
 import type { InvokeReply, InvokeRequest } from "./continuation-worker";
-import { buildUniverse, DEFAULT_SEED, ROW_ORDERS, writeBenchCsv } from "./lib/bench-data";
+import { buildUniverse, DEFAULT_SEED, parseRowOrder, writeBenchCsv } from "./lib/bench-data";
 import { bundle } from "./lib/bundle";
 import { startMongoChild } from "./lib/mongo-child";
 import {
@@ -64,10 +64,7 @@ const { values } = parseArgs({
     order: { type: "string", default: "query" },
   },
 });
-const order = ROW_ORDERS.find((name) => name === values.order);
-if (order === undefined) {
-  throw new Error(`--order must be one of ${ROW_ORDERS.join(", ")}, got '${values.order}'`);
-}
+const order = parseRowOrder(values.order);
 const rows = Number(values.rows);
 const budgetMs = Number(values["budget-s"]) * 1000;
 const marginMs = Number(values["margin-s"]) * 1000;

@@ -45,7 +45,16 @@ export interface Combination {
  * hand-made file dropped into `reprocess/` may have it; the ingest's worst case.
  */
 export type RowOrder = "query" | "shuffled";
-export const ROW_ORDERS: readonly RowOrder[] = ["query", "shuffled"];
+const ROW_ORDERS: readonly RowOrder[] = ["query", "shuffled"];
+
+/** The `--order` flag's value as a RowOrder, or an error naming the choices. */
+export function parseRowOrder(text: string): RowOrder {
+  const order = ROW_ORDERS.find((name) => name === text);
+  if (order === undefined) {
+    throw new Error(`--order must be one of ${ROW_ORDERS.join(", ")}, got '${text}'`);
+  }
+  return order;
+}
 
 export interface BenchUniverse {
   fixtures: MongoFixtures;
