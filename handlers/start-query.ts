@@ -10,6 +10,7 @@ import { SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse } from "aws-lambda";
 import { createLogger } from "./shared/logger";
 import { createS3Client } from "./shared/s3";
+import { createS3WatermarkStore } from "./shared/watermark-store";
 import { createAthenaQueryStarter } from "./start/athena-query";
 import { loadStartConfig } from "./start/config";
 import { createCloudWatchStartMetrics } from "./start/metrics";
@@ -25,10 +26,12 @@ import { classifyStartEvent } from "./start/sync-event";
 
 const config = loadStartConfig();
 const queries = createAthenaQueryStarter(new AthenaClient({}), config);
-const runs = createS3RunStore(createS3Client(), config.resultsBucket);
+const s3 = createS3Client();
+const runs = createS3RunStore(s3, config.resultsBucket);
+const watermark = createS3WatermarkStore(s3, config.resultsBucket);
 const scheduler = createSqsRetryScheduler(new SQSClient({}), config.retryQueueUrl);
 const metrics = createCloudWatchStartMetrics(new CloudWatchClient({}), config.metricsNamespace);
-const startDeps = { queries, runs, settings: config };
+const startDeps = { queries, runs, watermark, settings: config };
 const retryDeps = { runs, queries, scheduler, metrics, workgroup: config.workgroup };
 const baseLogger = createLogger({ function: "start-query" });
 

@@ -1,13 +1,15 @@
 import type { Logger } from "../shared/logger";
+import type { CsvRecord } from "./csv-rows";
 import { groupIntoUpdates, type ResolvedRow } from "./entry-batch";
 import type { OrderResolver } from "./order-resolver";
 import type { PublicationDirectory } from "./publications";
-import type { RejectedRow, RejectsFile } from "./rejects";
+import type { RejectedRow } from "./rejects";
+import type { RowLog } from "./row-log";
 import type { Tally } from "./tally";
-import type { ValidRow } from "./validate-row";
+import { type ColumnIndex, type ValidRow, validateRecord } from "./validate-row";
 import type { BatchWriteResult, EntryWriter } from "./writer";
 
-/** Rows read since the last batch boundary, in file order. */
+/** Records read since the last batch boundary, in file order (the unit of one bulk write). */
 export class RowBatch {
   readonly valid: { row: ValidRow; fields: readonly (string | null)[] }[] = [];
   readonly rejected: (RejectedRow & { bucket: "error" | "skip" })[] = [];
@@ -47,19 +49,27 @@ interface InFlight {
   done: Promise<void>;
 }
 
+/** The file run's side of the pipeline (`FileRun`): counts, checkpoint, counters. */
+export interface PipelineProgress {
+  readonly tally: Tally;
+  checkpoint: Checkpoint;
+  countWriteBatch(): void;
+  countLookupQueries(queries: number): void;
+}
+
 export interface BatchPipelineOptions {
   resolver: OrderResolver;
   directory: PublicationDirectory;
   writer: EntryWriter;
-  rejects: RejectsFile;
-  tally: Tally;
+  rejects: { add(rows: readonly RejectedRow[]): Promise<void> };
+  run: PipelineProgress;
+  /** Where each required column stands in the file's records, and the header's width. */
+  columns: { index: ColumnIndex; width: number };
   logger: Logger;
+  rowLog: RowLog;
+  batchSize: number;
   maxInFlight: number;
-  /** Called after each batch is committed, in file order (the checkpoint hook). */
-  onCommitted?: (checkpoint: Checkpoint) => void;
 }
-
-const MAX_ROW_LOGS = 20;
 
 /**
  * Resolves batches in file order and writes them with at most `maxInFlight` bulk
@@ -69,13 +79,78 @@ const MAX_ROW_LOGS = 20;
  */
 export class BatchPipeline {
   private readonly queue: InFlight[] = [];
-  private rowLogs = 0;
-  checkpoint: Checkpoint = { rows: 0, byteOffset: 0, line: 1 };
-  batches = 0;
+  /** Report dates already validated: most rows repeat a handful. */
+  private readonly knownDates = new Set<string>();
 
   constructor(private readonly options: BatchPipelineOptions) {}
 
-  async submit(batch: RowBatch): Promise<void> {
+  /**
+   * Reads the records into batches of `batchSize` and writes them. After each submitted
+   * batch `shouldStop` may end the reading there (a batch boundary); either way every
+   * batch in flight commits before this returns. Throws the first failed write.
+   */
+  async readAll(
+    records: AsyncIterable<CsvRecord[]>,
+    shouldStop: () => boolean = () => false,
+  ): Promise<{ stopped: boolean }> {
+    let batch = new RowBatch();
+    for await (const chunk of records) {
+      for (const record of chunk) {
+        this.add(batch, record);
+        if (batch.records < this.options.batchSize) continue;
+        await this.submit(batch);
+        batch = new RowBatch();
+        // Stop pulling records; the in-flight batches commit below.
+        if (shouldStop()) {
+          await this.finish();
+          return { stopped: true };
+        }
+      }
+    }
+    if (batch.records > 0) await this.submit(batch);
+    await this.finish();
+    return { stopped: false };
+  }
+
+  /** Lets outstanding writes settle without committing (the object is failing anyway). */
+  async abandon(): Promise<void> {
+    await Promise.all(this.queue.map((entry) => entry.done));
+  }
+
+  /** Validates one record into the batch: a valid row, or an error with its reason. */
+  private add(batch: RowBatch, record: CsvRecord): void {
+    const { columns, run, rowLog } = this.options;
+    if (record.malformed) {
+      batch.addError(record.line, record.fields, record.malformed);
+    } else {
+      const validation = validateRecord(
+        record.fields,
+        record.line,
+        columns.index,
+        columns.width,
+        this.knownDates,
+      );
+      if (!validation.ok) {
+        batch.addError(record.line, record.fields, validation.reason);
+        rowLog.warn("Row rejected", {
+          line: record.line,
+          reason: validation.reason,
+          detail: validation.detail,
+        });
+      } else {
+        batch.addValid(validation.row, record.fields);
+        run.tally.seeDate(validation.row.reportDate);
+        for (const warning of validation.warnings ?? []) {
+          run.tally.warn(warning);
+          rowLog.warn("Row accepted with a warning", { line: record.line, warning });
+        }
+      }
+    }
+    batch.endByte = record.endByte;
+    batch.nextLine = record.nextLine;
+  }
+
+  private async submit(batch: RowBatch): Promise<void> {
     const { resolver, directory, writer } = this.options;
     // Publication per row, then one lookup round for the creatives not seen before.
     const publicationIds: (number | undefined)[] = new Array(batch.valid.length);
@@ -89,7 +164,12 @@ export class BatchPipeline {
         unseen.add(item.row.creativeId);
       }
     }
-    await resolver.prepare(unseen);
+    const queriesBefore = resolver.queries;
+    try {
+      await resolver.prepare(unseen);
+    } finally {
+      this.options.run.countLookupQueries(resolver.queries - queriesBefore);
+    }
     const resolved: ResolvedRow[] = [];
     for (const [index, item] of batch.valid.entries()) {
       const publicationId = publicationIds[index];
@@ -103,7 +183,7 @@ export class BatchPipeline {
     }
     const grouped = groupIntoUpdates(resolved);
     for (let i = 0; i < grouped.superseded; i++)
-      this.options.tally.warn("duplicate-row-superseded");
+      this.options.run.tally.warn("duplicate-row-superseded");
     const entry: InFlight = {
       batch,
       rowsOf: grouped.rowsOf,
@@ -126,7 +206,7 @@ export class BatchPipeline {
       },
     );
     this.queue.push(entry);
-    this.batches++;
+    this.options.run.countWriteBatch();
     await this.commitSettled();
     while (this.queue.length >= this.options.maxInFlight) {
       await this.queue[0]?.done;
@@ -135,14 +215,9 @@ export class BatchPipeline {
   }
 
   /** Waits for every write; throws the first failure after all have settled. */
-  async finish(): Promise<void> {
+  private async finish(): Promise<void> {
     await Promise.all(this.queue.map((entry) => entry.done));
     await this.commitSettled();
-  }
-
-  /** Lets outstanding writes settle without committing (the object is failing anyway). */
-  async abandon(): Promise<void> {
-    await Promise.all(this.queue.map((entry) => entry.done));
   }
 
   private skip(
@@ -153,20 +228,18 @@ export class BatchPipeline {
     detail?: string,
   ): void {
     batch.rejected.push({ line: row.line, fields, reason, bucket: "skip" });
-    if (this.rowLogs < MAX_ROW_LOGS) {
-      this.rowLogs++;
-      this.options.logger.warn("Row skipped", {
-        line: row.line,
-        reason,
-        ...(detail ? { detail } : {}),
-        creativeId: row.creativeId,
-        publicationCode: row.publicationCode,
-      });
-    }
+    this.options.rowLog.warn("Row skipped", {
+      line: row.line,
+      reason,
+      ...(detail ? { detail } : {}),
+      creativeId: row.creativeId,
+      publicationCode: row.publicationCode,
+    });
   }
 
   private async commitSettled(): Promise<void> {
-    const { tally, rejects } = this.options;
+    const { run, rejects } = this.options;
+    const { tally } = run;
     while (this.queue[0]?.settled) {
       const entry = this.queue[0];
       if (entry.error !== undefined) {
@@ -204,12 +277,11 @@ export class BatchPipeline {
       tally.addFieldChanges(result.fieldChanges);
       rejected.sort((a, b) => a.line - b.line);
       await rejects.add(rejected);
-      this.checkpoint = {
+      run.checkpoint = {
         rows: tally.rows,
         byteOffset: entry.batch.endByte,
         line: entry.batch.nextLine,
       };
-      this.options.onCommitted?.(this.checkpoint);
     }
   }
 }

@@ -1,6 +1,7 @@
 import { parseIngestPrefixes } from "../shared/bucket-layout";
 import { integerEnv, optionalEnv, requireEnv } from "../shared/env";
 import { ConfigurationError } from "../shared/errors";
+import { DEFAULT_CONTINUATION_MARGIN_MS } from "./continuation";
 import { parsePublicationCodeMap } from "./publications";
 
 export const DEFAULT_METRICS_NAMESPACE = "EmpowerLocal/TrackingSync";
@@ -22,6 +23,15 @@ export interface IngestConfig {
   publicationCodeOverrides: Record<string, number>;
   batchSize: number;
   maxInFlight: number;
+  continuation: ContinuationConfig;
+}
+
+/** Files beyond one invocation (continuation.ts). */
+export interface ContinuationConfig {
+  /** Time kept back when deciding to stop reading (CONTINUATION_MARGIN_MS). */
+  marginMs: number;
+  /** Lambda sets AWS_LAMBDA_FUNCTION_NAME; without it (local runs) files never continue. */
+  functionName: string | undefined;
 }
 
 type Env = Record<string, string | undefined>;
@@ -58,5 +68,12 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     publicationCodeOverrides,
     batchSize: integerEnv("BATCH_SIZE", DEFAULT_BATCH_SIZE, env, { min: 1, max: 50_000 }),
     maxInFlight: integerEnv("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, env, { min: 1, max: 16 }),
+    continuation: {
+      marginMs: integerEnv("CONTINUATION_MARGIN_MS", DEFAULT_CONTINUATION_MARGIN_MS, env, {
+        min: 0,
+        max: 900_000,
+      }),
+      functionName: optionalEnv("AWS_LAMBDA_FUNCTION_NAME", env),
+    },
   };
 }

@@ -1,24 +1,8 @@
-import { randomUUID } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { Readable } from "node:stream";
-import { InvokeCommand, type LambdaClient } from "@aws-sdk/client-lambda";
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  PutObjectCommand,
-  type S3Client,
-} from "@aws-sdk/client-s3";
-import type { Context } from "aws-lambda";
-import { rejectsKey, STATE_PREFIX } from "../shared/bucket-layout";
-import { integerEnv, optionalEnv } from "../shared/env";
 import { TrackingSyncError } from "../shared/errors";
-import type { Logger } from "../shared/logger";
-import { putJsonObject } from "../shared/s3";
 import type { Checkpoint } from "./batch-pipeline";
-import type { RejectsFile } from "./rejects";
 import type { RunOptions } from "./run-options";
 import type { S3ObjectRef } from "./s3-records";
-import type { Tally, TallySnapshot } from "./tally";
+import type { TallySnapshot } from "./tally";
 
 /**
  * Files beyond one invocation. When the time left falls below a margin, the ingest stops
@@ -30,6 +14,8 @@ import type { Tally, TallySnapshot } from "./tally";
  * invocation that reaches the end of the file writes the report, the rejects object,
  * the file's metrics (counts, FileDuration, FileInvocations) and the watermark, so they
  * cover the whole file exactly once. Every invocation publishes its own `Duration`.
+ * This module holds the state and its parsing; `file-run.ts` builds the state,
+ * `finish-file.ts` hands it over, `rejects.ts` keeps the rejects parts.
  */
 
 export const CONTINUATION_VERSION = 1;
@@ -95,12 +81,6 @@ export interface ContinuationEvent {
 /** The continuation event could not be understood; retrying it cannot help. */
 export class InvalidContinuationError extends TrackingSyncError {}
 
-/** The object changed since the first invocation read it: its halves must not be mixed. */
-export class ObjectReplacedError extends TrackingSyncError {}
-
-/** Handing over to a fresh invocation failed: this invocation must be retried. */
-export class ContinuationFailedError extends TrackingSyncError {}
-
 export function isContinuationEvent(event: unknown): event is ContinuationEvent {
   return (
     typeof event === "object" &&
@@ -147,238 +127,4 @@ export function parseContinuation(event: ContinuationEvent): ContinuationState {
 
 function isCount(value: unknown): value is number {
   return typeof value === "number" && Number.isInteger(value) && value >= 0;
-}
-
-export interface ContinuationConfig {
-  marginMs: number;
-  /** Lambda sets AWS_LAMBDA_FUNCTION_NAME; without it (local runs) files never continue. */
-  functionName: string | undefined;
-}
-
-export function loadContinuationConfig(
-  env: Record<string, string | undefined> = process.env,
-): ContinuationConfig {
-  return {
-    marginMs: integerEnv("CONTINUATION_MARGIN_MS", DEFAULT_CONTINUATION_MARGIN_MS, env, {
-      min: 0,
-      max: 900_000,
-    }),
-    functionName: optionalEnv("AWS_LAMBDA_FUNCTION_NAME", env),
-  };
-}
-
-/** True once the invocation has less than `marginMs` left (never without a Lambda context). */
-export function deadlinePassed(
-  context: Pick<Context, "getRemainingTimeInMillis"> | undefined,
-  marginMs: number,
-): () => boolean {
-  if (typeof context?.getRemainingTimeInMillis !== "function") return () => false;
-  return () => context.getRemainingTimeInMillis() < marginMs;
-}
-
-export type SelfInvoker = (event: ContinuationEvent) => Promise<void>;
-
-/**
- * Invokes this function asynchronously (InvocationType `Event`) by its unqualified name,
- * which the stack's grant names. Lambda answers 202 once the event is queued.
- */
-export function lambdaSelfInvoker(client: LambdaClient, functionName: string): SelfInvoker {
-  return async (event) => {
-    const response = await client.send(
-      new InvokeCommand({
-        FunctionName: functionName,
-        InvocationType: "Event",
-        Payload: Buffer.from(JSON.stringify(event)),
-      }),
-    );
-    if (response.StatusCode !== 202) {
-      throw new Error(`asynchronous invoke answered ${response.StatusCode}, not 202`);
-    }
-  };
-}
-
-/** `state/checkpoints/<source key>.json`: the latest hand-over, for operators. */
-export function checkpointKey(sourceKey: string): string {
-  return `${STATE_PREFIX}checkpoints/${sourceKey}.json`;
-}
-
-/**
- * `rejects/<source key>.part-<chain>-<n>`: one invocation's rejected rows, until the file
- * is done (n from 1, in file order).
- */
-export function rejectsPartKey(sourceKey: string, chain: string, part: number): string {
-  return `${rejectsKey(sourceKey)}.part-${chain}-${part}`;
-}
-
-export interface HandOver {
-  object: S3ObjectRef;
-  source: { eTag: string; size: number };
-  startedAt: Date;
-  previous: ContinuationState | undefined;
-  checkpoint: Checkpoint;
-  header: readonly (string | null)[];
-  run: RunOptions;
-  tally: Tally;
-  rejects: RejectsFile;
-  lookupQueries: number;
-  writeBatches: number;
-}
-
-/**
- * Hands the rest of the file to a fresh invocation: uploads this invocation's rejects
- * chunk, writes the checkpoint for operators, then invokes. A failure throws
- * ContinuationFailedError: Lambda retries this invocation from its own start point.
- */
-export async function handOver(
-  s3: S3Client,
-  invoke: SelfInvoker,
-  input: HandOver,
-  logger: Logger,
-): Promise<ContinuationState> {
-  const { object } = input;
-  const chain = input.previous?.chain ?? randomUUID();
-  const earlier = input.previous?.rejects ?? { rows: 0, parts: [] };
-  const rejects: RejectsProgress = { rows: earlier.rows, parts: [...earlier.parts] };
-  try {
-    const chunk = await input.rejects.close();
-    if (chunk) {
-      // Numbered from the handed-over progress: a retried invocation overwrites its own part.
-      const part = rejects.parts.length + 1;
-      await uploadFile(s3, object.bucket, rejectsPartKey(object.key, chain, part), chunk);
-      rejects.parts.push(chunk.size);
-      rejects.rows += input.rejects.count;
-    }
-  } finally {
-    await input.rejects.discard();
-  }
-  const state: ContinuationState = {
-    version: CONTINUATION_VERSION,
-    object,
-    source: input.source,
-    startedAt: input.startedAt.toISOString(),
-    chain,
-    continuation: (input.previous?.continuation ?? 0) + 1,
-    checkpoint: input.checkpoint,
-    header: [...input.header],
-    run: input.run,
-    tally: input.tally.snapshot(),
-    rejects,
-    lookupQueries: input.lookupQueries,
-    writeBatches: input.writeBatches,
-  };
-  const event: ContinuationEvent = { trackingSyncContinuation: state };
-  const bytes = Buffer.byteLength(JSON.stringify(event));
-  if (bytes > MAX_CONTINUATION_PAYLOAD_BYTES) {
-    throw new ContinuationFailedError(
-      `Continuation payload of ${bytes} bytes exceeds ${MAX_CONTINUATION_PAYLOAD_BYTES}`,
-      { bytes },
-    );
-  }
-  try {
-    await putJsonObject(s3, object.bucket, checkpointKey(object.key), state);
-    await invoke(event);
-  } catch (error) {
-    throw new ContinuationFailedError(
-      `Could not continue ${object.key} in a fresh invocation: ${(error as Error).message}`,
-      { cause: (error as Error).name, checkpoint: state.checkpoint },
-    );
-  }
-  logger.info("Continuing in a fresh invocation", {
-    continuation: state.continuation,
-    checkpoint: state.checkpoint,
-    rejectsRows: rejects.rows,
-    payloadBytes: bytes,
-  });
-  return state;
-}
-
-/**
- * Writes the one rejects object of the file: the earlier invocations' parts in order,
- * then this invocation's rows, streamed (the header is in whichever chunk holds the first
- * rejected row). Returns the rows written, or `undefined` when no row was rejected.
- */
-export async function uploadRejects(
-  s3: S3Client,
-  bucket: string,
-  key: string,
-  sourceKey: string,
-  rejects: RejectsFile,
-  previous: ContinuationState | undefined,
-): Promise<number | undefined> {
-  const earlier = previous?.rejects;
-  if (!previous || !earlier || earlier.parts.length === 0) {
-    return (await rejects.upload(s3, bucket, key)) ? rejects.count : undefined;
-  }
-  try {
-    const own = await rejects.close();
-    const partsSize = earlier.parts.reduce((sum, size) => sum + size, 0);
-    async function* concatenated(): AsyncGenerator<Uint8Array> {
-      for (const [index, size] of earlier?.parts.entries() ?? []) {
-        const partKey = rejectsPartKey(sourceKey, previous?.chain ?? "", index + 1);
-        const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: partKey }));
-        // A part of another size is not the one this chain uploaded: never mix them.
-        if (response.ContentLength !== size) {
-          throw new ObjectReplacedError(
-            `Rejects part ${partKey} has ${response.ContentLength} bytes, expected ${size}`,
-          );
-        }
-        yield* response.Body as Readable;
-      }
-      if (own) yield* createReadStream(own.path);
-    }
-    await s3.send(
-      new PutObjectCommand({
-        Bucket: bucket,
-        Key: key,
-        Body: Readable.from(concatenated(), { objectMode: false }),
-        ContentLength: partsSize + (own?.size ?? 0),
-        ContentType: "text/csv",
-      }),
-    );
-    return earlier.rows + rejects.count;
-  } finally {
-    await rejects.discard();
-  }
-}
-
-/**
- * After the report is written: removes the rejects parts and the checkpoint. Best effort
- * (logged): leftovers trigger nothing, while throwing now would retry a finished file whose
- * parts may already be gone.
- */
-export async function removeContinuationState(
-  s3: S3Client,
-  bucket: string,
-  sourceKey: string,
-  state: ContinuationState,
-  logger: Logger,
-): Promise<void> {
-  const keys = [
-    ...state.rejects.parts.map((_, index) => rejectsPartKey(sourceKey, state.chain, index + 1)),
-    checkpointKey(sourceKey),
-  ];
-  for (const key of keys) {
-    try {
-      await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
-    } catch (error) {
-      logger.warn("Could not remove a continuation leftover", { leftover: key, error });
-    }
-  }
-}
-
-async function uploadFile(
-  s3: S3Client,
-  bucket: string,
-  key: string,
-  file: { path: string; size: number },
-): Promise<void> {
-  await s3.send(
-    new PutObjectCommand({
-      Bucket: bucket,
-      Key: key,
-      Body: createReadStream(file.path),
-      ContentLength: file.size,
-      ContentType: "text/csv",
-    }),
-  );
 }

@@ -36,3 +36,9 @@ export class InvalidManifestError extends TrackingSyncError {}
 
 /** One or more objects of an event failed as a unit; Lambda retries the event. */
 export class IngestFailedError extends TrackingSyncError {}
+
+/** The object changed since the first invocation read it: its halves must not be mixed. */
+export class ObjectReplacedError extends TrackingSyncError {}
+
+/** Handing over to a fresh invocation failed: this invocation must be retried. */
+export class ContinuationFailedError extends TrackingSyncError {}

@@ -1,89 +1,50 @@
-import type { Readable } from "node:stream";
-import type { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
-import { DeleteObjectCommand, GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { rejectsKey, reportKey } from "../shared/bucket-layout";
 import { TrackingSyncError } from "../shared/errors";
 import type { Logger } from "../shared/logger";
 import { redactSecrets } from "../shared/redact";
-import { putJsonObject } from "../shared/s3";
-import { BatchPipeline, type Checkpoint, RowBatch } from "./batch-pipeline";
+import { BatchPipeline } from "./batch-pipeline";
 import type { IngestConfig } from "./config";
+import { type CsvRecord, readCsvBatches } from "./csv-rows";
 import {
-  type ContinuationState,
-  handOver,
-  ObjectReplacedError,
-  removeContinuationState,
-  type SelfInvoker,
-  uploadRejects,
-} from "./continuation";
-import { type CsvRecord, type ReadCsvOptions, readCsvBatches } from "./csv-rows";
-import {
-  InvalidManifestError,
   MissingColumnsError,
   MongoUnavailableError,
+  ObjectReplacedError,
   ObjectUnreadableError,
 } from "./errors";
-import { type FileMetrics, publishIngestMetrics } from "./metrics";
-import { ENTRIES_COLLECTION, type MongoConnection, MongoLookupStore } from "./mongo";
-import { OrderResolver } from "./order-resolver";
-import { PublicationDirectory } from "./publications";
-import { RejectsFile } from "./rejects";
-import { buildReport, type ObjectReport } from "./report";
-import { type RunOptions, readRunOptions } from "./run-options";
-import type { S3ObjectRef } from "./s3-records";
-import { Tally } from "./tally";
-import { indexHeader, validateRecord } from "./validate-row";
-import { advanceWatermark, completesDays } from "./watermark-store";
-import { DryRunEntryWriter, MongoEntryWriter } from "./writer";
+import type { FileRun } from "./file-run";
+import { type FileEnd, failFile, finishFile, handOver } from "./finish-file";
+import type { InvocationLookups } from "./lookups";
+import {
+  type ArtifactStore,
+  type EntryStore,
+  type IngestMetricsPublisher,
+  type OpenedSource,
+  type SelfInvoker,
+  SourceChangedError,
+  type SourceStore,
+  type WatermarkStores,
+} from "./ports";
+import { FileRejects } from "./rejects";
+import type { ObjectReport } from "./report";
+import { RowLog } from "./row-log";
+import { readRunOptions } from "./run-options";
+import { indexHeader } from "./validate-row";
 
+/** What the ingest core needs from the outside, all through ports (ports.ts). */
 export interface IngestDependencies {
-  config: IngestConfig;
-  s3: S3Client;
-  cloudwatch: CloudWatchClient;
-  mongo: MongoConnection;
+  settings: Pick<IngestConfig, "batchSize" | "maxInFlight" | "publicationCodeOverrides">;
+  source: SourceStore;
+  artifacts: ArtifactStore;
+  watermarks: WatermarkStores;
+  metrics: IngestMetricsPublisher;
+  entries: EntryStore;
+}
+
+/** What the files of one handler invocation share. */
+export interface Invocation {
+  /** Epoch ms: the `Duration` metric is the invocation's time against the Lambda timeout. */
+  startedAt: number;
   logger: Logger;
-}
-
-/**
- * What one handler invocation shares across its records: the publication directory
- * (read once) and the order resolver's cache, so a creative is looked up once, and when
- * the invocation started (the `Duration` metric: its time against the Lambda timeout).
- */
-export class InvocationContext {
-  /** Epoch ms; the handler creates the context as the invocation begins. */
-  readonly startedAt = Date.now();
-  private prepared:
-    | Promise<{ directory: PublicationDirectory; resolver: OrderResolver }>
-    | undefined;
-
-  constructor(private readonly deps: IngestDependencies) {}
-
-  lookups(): Promise<{ directory: PublicationDirectory; resolver: OrderResolver }> {
-    this.prepared ??= (async () => {
-      const store = new MongoLookupStore(await this.deps.mongo.db());
-      const directory = new PublicationDirectory(
-        await store.findPublicationCodes(),
-        this.deps.config.publicationCodeOverrides,
-      );
-      if (directory.conflicts.length > 0) {
-        this.deps.logger.warn("Publication codes claimed by several publications are ignored", {
-          codes: directory.conflicts,
-        });
-      }
-      return { directory, resolver: new OrderResolver(store) };
-    })();
-    this.prepared.catch(() => {
-      this.prepared = undefined;
-    });
-    return this.prepared;
-  }
-}
-
-export interface IngestObjectOptions {
-  /** Called after each committed batch (the checkpoint hook for continuing in a fresh invocation). */
-  onCommitted?: (checkpoint: Checkpoint) => void;
-  /** Continue the file where an earlier invocation handed it over (continuation.ts). */
-  resume?: ContinuationState;
+  lookups: InvocationLookups;
   /**
    * Files beyond one invocation: asked after each submitted batch; true stops reading there
    * and hands the rest of the file to `continueWith` once the in-flight batches commit.
@@ -91,375 +52,160 @@ export interface IngestObjectOptions {
   continuation?: { shouldStop: () => boolean; continueWith: SelfInvoker };
 }
 
-const MAX_WARNING_LOGS = 20;
-
 /**
- * Ingests one CSV object: stream-parse, validate, resolve (batched, cached), write
- * (inserts of new entries, one update statement for existing ones, bounded in flight),
- * then rejects, watermark, report and metrics (every invocation of a real run publishes
- * its own Duration; the file's counts come once, from the invocation that finishes it).
- * Returns the report for data problems (nothing to retry); throws a TrackingSyncError
- * when the object failed as a unit (MongoDB, unreadable object), after writing a
- * `success: false` report when it can.
+ * Ingests one CSV object, or the rest of one (a resumed run): open (run options, MongoDB,
+ * lookups, the object and its header), read (stream-parse, validate, resolve, write:
+ * batch-pipeline.ts), then finish (rejects, watermark, report, metrics) or hand the rest
+ * over to a fresh invocation. Returns the report for data problems (nothing to retry);
+ * throws a TrackingSyncError when the object failed as a unit (MongoDB, unreadable
+ * object), after writing a `success: false` report when it can.
  */
 export async function ingestObject(
-  object: S3ObjectRef,
+  run: FileRun,
   deps: IngestDependencies,
-  invocation: InvocationContext,
-  options: IngestObjectOptions = {},
+  invocation: Invocation,
 ): Promise<ObjectReport> {
-  const { resume, continuation } = options;
-  const startedAt = resume ? new Date(resume.startedAt) : new Date();
-  const { config, s3 } = deps;
-  let logger = deps.logger.child({ bucket: object.bucket, key: object.key });
-  const tally = resume ? Tally.restore(resume.tally) : new Tally();
-  let run: RunOptions | undefined;
-  let pipeline: BatchPipeline | undefined;
-  let rejects: RejectsFile | undefined;
-  let lookupQueries = 0;
-  let resolver: OrderResolver | undefined;
-
-  const report = (
-    fields: Partial<Parameters<typeof buildReport>[0]> & { outcome: ObjectReport["outcome"] },
-  ) =>
-    buildReport({
-      object,
-      tally,
-      dryRun: run?.dryRun ?? false,
-      dryRunSource: run?.dryRunSource,
-      queryExecutionId: run?.queryExecutionId,
-      progress: pipeline?.checkpoint ?? resume?.checkpoint ?? { rows: 0, byteOffset: 0, line: 1 },
-      lookupQueries:
-        (resume?.lookupQueries ?? 0) + (resolver ? resolver.queries - lookupQueries : 0),
-      writeBatches: (resume?.writeBatches ?? 0) + (pipeline?.batches ?? 0),
-      invocations: (resume?.continuation ?? 0) + 1,
-      startedAt,
-      finishedAt: new Date(),
-      ...fields,
-    });
-  // Every invocation of a real run publishes its own Duration; only the one that finishes
-  // the file adds the file's counts. Dry runs publish nothing.
-  const publishMetrics = async (file?: FileMetrics) => {
-    if (!run || run.dryRun) return;
-    await publishIngestMetrics(
-      deps.cloudwatch,
-      config.metricsNamespace,
-      { invocationDurationMs: Date.now() - invocation.startedAt, ...(file ? { file } : {}) },
-      logger,
-    );
+  const end: FileEnd = {
+    run,
+    artifacts: deps.artifacts(run.object),
+    metrics: deps.metrics,
+    invocationStartedAt: invocation.startedAt,
+    logger: invocation.logger.child({ bucket: run.object.bucket, key: run.object.key }),
   };
-
+  let opened: OpenedFile | undefined;
   try {
-    // The first invocation's decisions hold for the whole file.
-    run = resume ? resume.run : await readRunOptions(s3, object);
-    if (run.queryExecutionId) logger = logger.child({ queryExecutionId: run.queryExecutionId });
-    logger.info(resume ? "Ingest resumed" : "Ingest started", {
-      ...(resume ? { continuation: resume.continuation, checkpoint: resume.checkpoint } : {}),
-      dryRun: run.dryRun,
-      ...(run.dryRunSource ? { dryRunSource: run.dryRunSource } : {}),
-      size: object.size,
-      manifest: run.manifest !== undefined,
-    });
-
-    const db = await deps.mongo.db();
-    // A dry run writes nothing to MongoDB, not even the index.
-    if (!run.dryRun) await deps.mongo.ensureUpsertKeyIndex();
-    const lookups = await invocation.lookups();
-    resolver = lookups.resolver;
-    lookupQueries = resolver.queries;
-    const entries = db.collection(ENTRIES_COLLECTION);
-    const writer = run.dryRun ? new DryRunEntryWriter(entries) : new MongoEntryWriter(entries);
-
-    const source = await openObject(s3, object, resume);
-    // A continuation starts at a record boundary past the header: line and byte go on from the checkpoint.
-    const records = readRecordsOf(
-      source.body,
-      object,
-      resume ? { startByte: resume.checkpoint.byteOffset, startLine: resume.checkpoint.line } : {},
+    opened = await openFile(end, deps, invocation);
+    const { stopped } = await opened.pipeline.readAll(
+      opened.records,
+      invocation.continuation?.shouldStop,
     );
-    // The header is the first record of the first chunk; that chunk's other records follow.
-    let firstRecords: CsvRecord[] = [];
-    if (!resume) {
-      const first = await records.next();
-      firstRecords = first.done ? [] : first.value;
+    if (stopped && invocation.continuation && run.hasMore) {
+      return await handOver(end, opened.rejects, invocation.continuation.continueWith);
     }
-    const header = resume ? undefined : firstRecords.shift();
-    const headerFields = resume ? resume.header : (header?.fields ?? []);
-    const columns = indexHeader(headerFields);
-    if (!columns.ok) throw new MissingColumnsError(columns.missing, { key: object.key });
-
-    rejects = new RejectsFile(headerFields, { continues: (resume?.rejects.rows ?? 0) > 0 });
-    pipeline = new BatchPipeline({
-      resolver,
-      directory: lookups.directory,
-      writer,
-      rejects,
-      tally,
-      logger,
-      maxInFlight: config.maxInFlight,
-      onCommitted: options.onCommitted,
-    });
-    if (resume) pipeline.checkpoint = resume.checkpoint;
-    let stopped = false;
-    const knownDates = new Set<string>();
-    let warningLogs = 0;
-    let batch = new RowBatch();
-    reading: for await (const chunkRecords of startingWith(firstRecords, records)) {
-      for (const record of chunkRecords) {
-        if (record.malformed) {
-          batch.addError(record.line, record.fields, record.malformed);
-        } else {
-          const validation = validateRecord(
-            record.fields,
-            record.line,
-            columns.index,
-            columns.width,
-            knownDates,
-          );
-          if (!validation.ok) {
-            batch.addError(record.line, record.fields, validation.reason);
-            if (warningLogs++ < MAX_WARNING_LOGS) {
-              logger.warn("Row rejected", {
-                line: record.line,
-                reason: validation.reason,
-                detail: validation.detail,
-              });
-            }
-          } else {
-            batch.addValid(validation.row, record.fields);
-            tally.seeDate(validation.row.reportDate);
-            if (validation.warnings) {
-              for (const warning of validation.warnings) {
-                tally.warn(warning);
-                if (warningLogs++ < MAX_WARNING_LOGS) {
-                  logger.warn("Row accepted with a warning", { line: record.line, warning });
-                }
-              }
-            }
-          }
-        }
-        batch.endByte = record.endByte;
-        batch.nextLine = record.nextLine;
-        if (batch.records >= config.batchSize) {
-          await pipeline.submit(batch);
-          batch = new RowBatch();
-          // Stop pulling records; the in-flight batches commit in finish(): a batch boundary.
-          if (continuation?.shouldStop()) {
-            stopped = true;
-            break reading;
-          }
-        }
-      }
-    }
-    if (batch.records > 0) await pipeline.submit(batch);
-    await pipeline.finish();
-
-    if (stopped && continuation && pipeline.checkpoint.byteOffset < source.size) {
-      await handOver(
-        s3,
-        continuation.continueWith,
-        {
-          object,
-          source: { eTag: source.eTag, size: source.size },
-          startedAt,
-          previous: resume,
-          checkpoint: pipeline.checkpoint,
-          header: headerFields,
-          run,
-          tally,
-          rejects,
-          lookupQueries: (resume?.lookupQueries ?? 0) + resolver.queries - lookupQueries,
-          writeBatches: (resume?.writeBatches ?? 0) + pipeline.batches,
-        },
-        logger,
-      );
-      await publishMetrics();
-      return report({ outcome: "continued" });
-    }
-
-    let rejectsRef: ObjectReport["rejects"];
-    const rejectsObjectKey = rejectsKey(object.key);
-    const rejectedRows = await uploadRejects(
-      s3,
-      object.bucket,
-      rejectsObjectKey,
-      object.key,
-      rejects,
-      resume,
-    );
-    if (rejectedRows !== undefined) {
-      rejectsRef = { bucket: object.bucket, key: rejectsObjectKey, rows: rejectedRows };
-    } else {
-      // A clean run must not leave an earlier run's rejects looking current.
-      await s3.send(new DeleteObjectCommand({ Bucket: object.bucket, Key: rejectsObjectKey }));
-    }
-    const result = report({ outcome: "synced", rejects: rejectsRef });
-    if (!run.dryRun) {
-      if (run.manifest && !completesDays(run.manifest)) {
-        logger.info("Watermark kept: the run synced one publication, not whole days", {
-          publicationCode: run.manifest.publicationCode,
-        });
-      } else if (run.manifest) {
-        const moved = await advanceWatermark(s3, object.bucket, {
-          lastCompleteDate: run.manifest.dateRange.end,
-          queryExecutionId: run.manifest.queryExecutionId,
-          sourceKey: object.key,
-        });
-        logger.info(moved.moved ? "Watermark advanced" : "Watermark kept", { ...moved });
-      }
-    }
-    await putJsonObject(s3, object.bucket, reportKey(object.key), result);
-    if (resume) await removeContinuationState(s3, object.bucket, object.key, resume, logger);
-    // Last, once the report is written: a retry after a failed report write publishes the
-    // counts once, not twice, and this invocation's Duration covers all its work.
-    await publishMetrics({
-      synced: tally.synced,
-      skipped: tally.skipped,
-      errors: tally.errors,
-      inserted: tally.inserted,
-      updated: tally.updated,
-      unchanged: tally.unchanged,
-      fileDurationMs: result.duration,
-      invocations: result.invocations,
-    });
-    logger.info("Ingest finished", {
-      invocations: result.invocations,
-      dryRun: result.dryRun,
-      stats: result.stats,
-      inserted: result.inserted,
-      updated: result.updated,
-      unchanged: result.unchanged,
-      skippedByReason: result.skippedByReason,
-      errorsByReason: result.errorsByReason,
-      warnings: result.warnings,
-      duration: result.duration,
-    });
-    return result;
+    return await finishFile(end, opened.rejects, deps.watermarks(run.object.bucket));
   } catch (caught) {
-    await pipeline?.abandon();
-    await rejects?.discard();
-    const error = classify(caught, object);
-    // A replaced object is ingested by its own event; retrying this one cannot help.
-    const dataProblem =
-      error instanceof MissingColumnsError ||
-      error instanceof InvalidManifestError ||
-      error instanceof ObjectReplacedError;
-    const result = report({
-      outcome: dataProblem ? "rejected" : "failed",
-      error: error.message,
-      ...(error instanceof MissingColumnsError ? { missingColumns: error.missingColumns } : {}),
-    });
-    try {
-      await putJsonObject(s3, object.bucket, reportKey(object.key), result);
-    } catch (reportError) {
-      logger.error("Could not write the failure report", { error: reportError });
-    }
-    logger.error(dataProblem ? "Ingest rejected the file" : "Ingest failed", {
-      error,
-      stats: result.stats,
-      duration: result.duration,
-    });
-    // An invocation that fails near its timeout is what the Duration alarm is for; no counts.
-    await publishMetrics();
-    if (dataProblem) return result;
-    throw error;
+    await opened?.pipeline.abandon();
+    await opened?.rejects.discard();
+    return await failFile(end, classify(caught, run));
   }
 }
 
-/**
- * The `success: false` report of an object that was not attempted because MongoDB was
- * already found down in this invocation (best effort: a failure here is only logged).
- */
-export async function reportNotAttempted(
-  object: S3ObjectRef,
+interface OpenedFile {
+  pipeline: BatchPipeline;
+  /** The data records still to read (the header is taken). */
+  records: AsyncIterable<CsvRecord[]>;
+  rejects: FileRejects;
+}
+
+/** Everything reading needs, in the order a failure should surface. */
+async function openFile(
+  end: FileEnd,
   deps: IngestDependencies,
-  error: string,
-): Promise<void> {
-  const now = new Date();
-  const result = buildReport({
-    object,
-    tally: new Tally(),
-    outcome: "failed",
-    error: redactSecrets(error),
-    dryRun: false,
-    progress: { rows: 0, byteOffset: 0, line: 1 },
-    lookupQueries: 0,
-    writeBatches: 0,
-    startedAt: now,
-    finishedAt: now,
-  });
-  try {
-    await putJsonObject(deps.s3, object.bucket, reportKey(object.key), result);
-  } catch (reportError) {
-    deps.logger.error("Could not write the failure report", {
-      bucket: object.bucket,
-      key: object.key,
-      error: reportError,
-    });
+  invocation: Invocation,
+): Promise<OpenedFile> {
+  const { run } = end;
+  // The first invocation's decisions hold for the whole file.
+  run.options ??= await readRunOptions(deps.source, run.object);
+  const options = run.options;
+  if (options.queryExecutionId) {
+    end.logger = end.logger.child({ queryExecutionId: options.queryExecutionId });
   }
+  end.logger.info(run.resumed ? "Ingest resumed" : "Ingest started", {
+    ...(run.resumed ? { continuation: run.invocation - 1, checkpoint: run.checkpoint } : {}),
+    dryRun: options.dryRun,
+    ...(options.dryRunSource ? { dryRunSource: options.dryRunSource } : {}),
+    size: run.object.size,
+    manifest: options.manifest !== undefined,
+  });
+
+  // A dry run writes nothing to MongoDB, not even the index.
+  if (!options.dryRun) await deps.entries.ensureUpsertKeyIndex();
+  const { directory, resolver } = await invocation.lookups.get();
+  const writer = await deps.entries.writer(options.dryRun);
+
+  const source = await openSource(deps.source, run);
+  run.source ??= { eTag: source.eTag, size: source.size };
+  const all = readRecordsOf(source, run);
+  const { header, records } = run.header
+    ? { header: run.header, records: all }
+    : await splitHeader(all);
+  run.header = header;
+  const columns = indexHeader(header);
+  if (!columns.ok) throw new MissingColumnsError(columns.missing, { key: run.object.key });
+
+  const rejects = new FileRejects(end.artifacts, header, run.earlierRejects, run.object.key);
+  const pipeline = new BatchPipeline({
+    resolver,
+    directory,
+    writer,
+    rejects,
+    run,
+    columns,
+    logger: end.logger,
+    rowLog: new RowLog(end.logger),
+    batchSize: deps.settings.batchSize,
+    maxInFlight: deps.settings.maxInFlight,
+  });
+  return { pipeline, records, rejects };
 }
 
 /**
- * The object's bytes with its ETag and whole size. A continuation reads from its
- * checkpoint, only if the object is still the one the first invocation read.
+ * The object's bytes: from the top, or (resumed) from the checkpoint, only if the object
+ * is still the one the first invocation read.
  */
-async function openObject(
-  s3: S3Client,
-  object: S3ObjectRef,
-  resume: ContinuationState | undefined,
-): Promise<{ body: Readable; eTag: string; size: number }> {
+async function openSource(source: SourceStore, run: FileRun): Promise<OpenedSource> {
+  const { object } = run;
+  const from = run.readFrom;
   try {
-    const response = await s3.send(
-      new GetObjectCommand({
-        Bucket: object.bucket,
-        Key: object.key,
-        ...(resume
-          ? { Range: `bytes=${resume.checkpoint.byteOffset}-`, IfMatch: resume.source.eTag }
-          : {}),
-      }),
-    );
-    if (!response.Body) throw new Error("empty response body");
-    if (resume) return { body: response.Body as Readable, ...resume.source };
-    return {
-      body: response.Body as Readable,
-      eTag: response.ETag ?? "",
-      size: response.ContentLength ?? Number.POSITIVE_INFINITY,
-    };
+    return await source.open(object, from);
   } catch (error) {
-    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if (resume && status === 412) {
+    if (error instanceof SourceChangedError && from) {
       throw new ObjectReplacedError(
-        `s3://${object.bucket}/${object.key} changed since invocation 1 read it (ETag ${resume.source.eTag}); its rows after line ${resume.checkpoint.line} were not ingested. The new object's own event ingests it.`,
-        { checkpoint: resume.checkpoint },
+        `s3://${object.bucket}/${object.key} changed since invocation 1 read it (ETag ${from.eTag}); its rows after line ${run.checkpoint.line} were not ingested. The new object's own event ingests it.`,
+        { checkpoint: run.checkpoint },
       );
     }
     throw new ObjectUnreadableError(
       `Could not read s3://${object.bucket}/${object.key}: ${(error as Error).message}`,
-      {
-        cause: (error as Error).name,
-      },
+      { cause: (error as Error).name },
     );
   }
 }
 
 /**
- * The object's records, one array per chunk read (an async step per chunk, not per
- * record); a broken stream surfaces as ObjectUnreadableError.
+ * The records, one array per chunk read (an async step per chunk, not per record). A
+ * resumed run starts at a record boundary past the header: line and byte go on from the
+ * checkpoint. A broken stream surfaces as ObjectUnreadableError.
  */
-async function* readRecordsOf(
-  body: Readable,
-  object: S3ObjectRef,
-  options: ReadCsvOptions = {},
-): AsyncGenerator<CsvRecord[]> {
-  try {
-    yield* readCsvBatches(body, options);
-  } catch (error) {
-    if (error instanceof TrackingSyncError) throw error;
-    throw new ObjectUnreadableError(
-      `Reading s3://${object.bucket}/${object.key} failed: ${(error as Error).message}`,
-      { cause: (error as Error).name },
-    );
-  }
+function readRecordsOf(source: OpenedSource, run: FileRun): AsyncGenerator<CsvRecord[]> {
+  const { object } = run;
+  const from = run.readFrom;
+  const records = readCsvBatches(
+    source.body,
+    from ? { startByte: from.byteOffset, startLine: run.checkpoint.line } : {},
+  );
+  return (async function* () {
+    try {
+      yield* records;
+    } catch (error) {
+      if (error instanceof TrackingSyncError) throw error;
+      throw new ObjectUnreadableError(
+        `Reading s3://${object.bucket}/${object.key} failed: ${(error as Error).message}`,
+        { cause: (error as Error).name },
+      );
+    }
+  })();
+}
+
+/** The header is the first record of the first chunk; that chunk's other records follow. */
+async function splitHeader(records: AsyncGenerator<CsvRecord[]>): Promise<{
+  header: readonly (string | null)[];
+  records: AsyncIterable<CsvRecord[]>;
+}> {
+  const first = await records.next();
+  const chunk = first.done ? [] : first.value;
+  const header = chunk.shift();
+  return { header: header?.fields ?? [], records: startingWith(chunk, records) };
 }
 
 /** `first` (unless empty), then the rest; breaking out of the loop closes `rest`. */
@@ -469,14 +215,14 @@ async function* startingWith<T>(first: T[], rest: AsyncIterable<T[]>): AsyncGene
 }
 
 /** Every failure leaves as a TrackingSyncError whose message carries no connection string. */
-function classify(error: unknown, object: S3ObjectRef): TrackingSyncError {
+function classify(error: unknown, run: FileRun): TrackingSyncError {
   if (error instanceof TrackingSyncError) {
     error.message = redactSecrets(error.message);
     return error;
   }
   const message = redactSecrets((error as Error)?.message ?? String(error));
   if ((error as Error)?.name?.startsWith("Mongo")) return new MongoUnavailableError(message);
-  return new TrackingSyncError(`Ingest of ${object.key} failed: ${message}`, {
+  return new TrackingSyncError(`Ingest of ${run.object.key} failed: ${message}`, {
     cause: (error as Error)?.name,
   });
 }

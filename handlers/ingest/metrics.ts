@@ -5,6 +5,7 @@ import {
   type StandardUnit,
 } from "@aws-sdk/client-cloudwatch";
 import type { Logger } from "../shared/logger";
+import type { IngestMetricsPublisher } from "./ports";
 
 /**
  * What the invocation that finishes a file publishes about the whole file, once: the
@@ -79,4 +80,14 @@ export async function publishIngestMetrics(
     logger.warn("Publishing metrics failed; the sync itself is unaffected", { error });
     return false;
   }
+}
+
+/** The CloudWatch adapter of the metrics port. */
+export function createCloudWatchIngestMetrics(
+  cloudwatch: CloudWatchClient,
+  namespace: string,
+): IngestMetricsPublisher {
+  return {
+    publish: (metrics, logger) => publishIngestMetrics(cloudwatch, namespace, metrics, logger),
+  };
 }

@@ -4,9 +4,14 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { type Stringifier, stringify } from "csv-stringify";
+import { rejectsPartKey } from "../shared/bucket-layout";
+import type { Logger } from "../shared/logger";
+import type { RejectsProgress } from "./continuation";
+import { ObjectReplacedError } from "./errors";
+import type { FileArtifacts } from "./ports";
 
 /** The columns a rejects file adds; dropped from the input first, so re-rejected rows keep one of each. */
 export const LINE_COLUMN = "line";
@@ -64,31 +69,9 @@ export class RejectsFile {
     if (mustDrain) await once(stringifier, "drain");
   }
 
-  /** Uploads the file (when any row was rejected) and removes the temporary copy. */
-  async upload(s3: S3Client, bucket: string, key: string): Promise<boolean> {
-    if (!this.stringifier) return false;
-    try {
-      this.stringifier.end();
-      await this.finished;
-      const { size } = await stat(this.path);
-      await s3.send(
-        new PutObjectCommand({
-          Bucket: bucket,
-          Key: key,
-          Body: createReadStream(this.path),
-          ContentLength: size,
-          ContentType: "text/csv",
-        }),
-      );
-      return true;
-    } finally {
-      await this.discard();
-    }
-  }
-
   /**
-   * The finished file to upload with other chunks (the caller calls `discard` after);
-   * `undefined` when no row was rejected.
+   * The finished file, to upload alone or after other chunks (the caller calls `discard`
+   * after); `undefined` when no row was rejected.
    */
   async close(): Promise<{ path: string; size: number } | undefined> {
     if (!this.stringifier) return undefined;
@@ -117,5 +100,120 @@ export class RejectsFile {
     this.finished.catch(() => {});
     this.stringifier = stringifier;
     return stringifier;
+  }
+}
+
+/**
+ * The rejects of one file, end to end, across the invocations of a continued file. Each
+ * invocation collects its rows in a `RejectsFile`; a hand-over uploads them as the next
+ * part; the invocation that finishes the file writes the one rejects object (the earlier
+ * parts in order, then its own rows, streamed), or removes an earlier run's copy when no
+ * row was rejected, and removes the parts once the report is written.
+ */
+export class FileRejects {
+  private readonly file: RejectsFile;
+
+  /** `earlier`: what earlier invocations of the file uploaded, under `chain`. */
+  constructor(
+    private readonly artifacts: FileArtifacts,
+    header: readonly (string | null)[],
+    private readonly earlier: RejectsProgress,
+    private readonly sourceKey: string,
+  ) {
+    this.file = new RejectsFile(header, { continues: earlier.rows > 0 });
+  }
+
+  /** Rows rejected in this invocation. */
+  get count(): number {
+    return this.file.count;
+  }
+
+  add(rows: readonly RejectedRow[]): Promise<void> {
+    return this.file.add(rows);
+  }
+
+  /** Uploads this invocation's rows as the next part of `chain`; the progress to hand over. */
+  async handOver(chain: string): Promise<RejectsProgress> {
+    const progress: RejectsProgress = { rows: this.earlier.rows, parts: [...this.earlier.parts] };
+    try {
+      const chunk = await this.file.close();
+      if (chunk) {
+        // Numbered from the handed-over progress: a retried invocation overwrites its own part.
+        const part = progress.parts.length + 1;
+        await this.artifacts.writeRejectsPart(chain, part, {
+          body: createReadStream(chunk.path),
+          size: chunk.size,
+        });
+        progress.parts.push(chunk.size);
+        progress.rows += this.file.count;
+      }
+      return progress;
+    } finally {
+      await this.file.discard();
+    }
+  }
+
+  /**
+   * Writes the file's one rejects object; returns its rows, or `undefined` when no row was
+   * rejected (then an earlier run's rejects must not look current, and are removed).
+   * `chain` names the earlier invocations' parts (none for a file read in one invocation).
+   */
+  async finish(chain: string | undefined): Promise<number | undefined> {
+    try {
+      const own = await this.file.close();
+      const rows = this.earlier.rows + this.file.count;
+      if (rows === 0) {
+        await this.artifacts.removeRejects();
+        return undefined;
+      }
+      const parts = chain === undefined ? [] : this.earlier.parts;
+      const size = parts.reduce((sum, partSize) => sum + partSize, own?.size ?? 0);
+      const body =
+        parts.length === 0 && own
+          ? createReadStream(own.path)
+          : Readable.from(this.joined(chain as string, own?.path), { objectMode: false });
+      await this.artifacts.writeRejects({ body, size });
+      return rows;
+    } finally {
+      await this.file.discard();
+    }
+  }
+
+  /**
+   * After the report is written: removes the earlier invocations' parts. Best effort
+   * (logged): leftovers trigger nothing, while throwing now would retry a finished file
+   * whose parts may already be gone.
+   */
+  async removeParts(chain: string, logger: Logger): Promise<void> {
+    for (const [index] of this.earlier.parts.entries()) {
+      try {
+        await this.artifacts.removeRejectsPart(chain, index + 1);
+      } catch (error) {
+        logger.warn("Could not remove a continuation leftover", {
+          leftover: rejectsPartKey(this.sourceKey, chain, index + 1),
+          error,
+        });
+      }
+    }
+  }
+
+  /** Drops this invocation's rows without uploading (a failed run writes no rejects). */
+  discard(): Promise<void> {
+    return this.file.discard();
+  }
+
+  /** The earlier parts in order, then this invocation's rows. */
+  private async *joined(chain: string, ownPath: string | undefined): AsyncGenerator<Uint8Array> {
+    for (const [index, size] of this.earlier.parts.entries()) {
+      const part = await this.artifacts.readRejectsPart(chain, index + 1);
+      // A part of another size is not the one this chain uploaded: never mix them.
+      if (part.size !== size) {
+        throw new ObjectReplacedError(
+          `Rejects part ${rejectsPartKey(this.sourceKey, chain, index + 1)} has ${part.size} bytes, expected ${size}`,
+        );
+      }
+      yield* part.body;
+    }
+    if (ownPath) yield* createReadStream(ownPath);
   }
 }

@@ -1,9 +1,8 @@
-import { GetObjectTaggingCommand, type S3Client } from "@aws-sdk/client-s3";
-import { queryExecutionIdFromKey, runManifestKey } from "../shared/bucket-layout";
+import { queryExecutionIdFromKey } from "../shared/bucket-layout";
 import { isTruthyFlag } from "../shared/env";
 import { parseRunManifest, type RunManifest } from "../shared/run-manifest";
-import { getJsonObject } from "../shared/s3";
 import { InvalidManifestError, ObjectUnreadableError } from "./errors";
+import type { SourceStore } from "./ports";
 import type { S3ObjectRef } from "./s3-records";
 
 export interface RunOptions {
@@ -19,14 +18,14 @@ export interface RunOptions {
  * Reads how to run an object: a dry run when the object is tagged `dryRun` (key and
  * value case-insensitive: true/1/yes) at upload, or when its run manifest says so.
  */
-export async function readRunOptions(s3: S3Client, object: S3ObjectRef): Promise<RunOptions> {
+export async function readRunOptions(
+  source: Pick<SourceStore, "readTags" | "readManifest">,
+  object: S3ObjectRef,
+): Promise<RunOptions> {
   const queryExecutionId = queryExecutionIdFromKey(object.key);
   let tags: { Key?: string; Value?: string }[];
   try {
-    const response = await s3.send(
-      new GetObjectTaggingCommand({ Bucket: object.bucket, Key: object.key }),
-    );
-    tags = response.TagSet ?? [];
+    tags = await source.readTags(object);
   } catch (error) {
     throw new ObjectUnreadableError(
       `Could not read the tags of s3://${object.bucket}/${object.key}`,
@@ -41,15 +40,13 @@ export async function readRunOptions(s3: S3Client, object: S3ObjectRef): Promise
   );
   let manifest: RunManifest | undefined;
   if (queryExecutionId) {
-    const raw = await getJsonObject(s3, object.bucket, runManifestKey(queryExecutionId)).catch(
-      (error: Error) => {
-        if (error instanceof SyntaxError)
-          throw new InvalidManifestError(`run manifest is not JSON: ${error.message}`);
-        throw new ObjectUnreadableError(`Could not read the run manifest for ${queryExecutionId}`, {
-          message: error.message,
-        });
-      },
-    );
+    const raw = await source.readManifest(object.bucket, queryExecutionId).catch((error: Error) => {
+      if (error instanceof SyntaxError)
+        throw new InvalidManifestError(`run manifest is not JSON: ${error.message}`);
+      throw new ObjectUnreadableError(`Could not read the run manifest for ${queryExecutionId}`, {
+        message: error.message,
+      });
+    });
     if (raw !== undefined) {
       try {
         manifest = parseRunManifest(raw);

@@ -1,19 +1,10 @@
 import { isCalendarDate } from "../shared/dates";
+import { RESULT_COLUMNS, type ResultColumn } from "../shared/result-columns";
 
-/** The Athena result columns; all are required, matched by name (trimmed, any case, any order). */
-export const REQUIRED_COLUMNS = [
-  "report_date",
-  "creative_id",
-  "publication_code",
-  "channel",
-  "ad_size",
-  "impressions",
-  "clicks",
-  "viewable_impressions",
-  "unique_ips",
-] as const;
+/** Every result column is required, matched by name (trimmed, any case, any order). */
+export const REQUIRED_COLUMNS = RESULT_COLUMNS;
 
-export type ColumnName = (typeof REQUIRED_COLUMNS)[number];
+export type ColumnName = ResultColumn;
 
 /** Position of each required column in the file's records. */
 export type ColumnIndex = Readonly<Record<ColumnName, number>>;

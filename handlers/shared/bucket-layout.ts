@@ -47,3 +47,16 @@ export function parseIngestPrefixes(raw: string | undefined): string[] {
     .filter((prefix) => prefix.length > 0)
     .map((prefix) => (prefix.endsWith("/") ? prefix : `${prefix}/`));
 }
+
+/** `state/checkpoints/<source key>.json`: a continued file's latest hand-over, for operators. */
+export function checkpointKey(sourceKey: string): string {
+  return `${STATE_PREFIX}checkpoints/${sourceKey}.json`;
+}
+
+/**
+ * `rejects/<source key>.part-<chain>-<n>`: one invocation's rejected rows of a continued
+ * file, until the file is done (n from 1, in file order).
+ */
+export function rejectsPartKey(sourceKey: string, chain: string, part: number): string {
+  return `${rejectsKey(sourceKey)}.part-${chain}-${part}`;
+}

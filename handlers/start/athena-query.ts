@@ -6,6 +6,7 @@ import {
 } from "@aws-sdk/client-athena";
 import { isCalendarDate } from "../shared/dates";
 import { TrackingSyncError } from "../shared/errors";
+import { RESULT_COLUMNS, type ResultColumn } from "../shared/result-columns";
 import type { DateRange } from "../shared/sync-request";
 
 export interface SyncQuery {
@@ -37,20 +38,17 @@ export function buildSyncQuery(input: {
   }
   const queryString = [
     "SELECT",
-    "  DATE_FORMAT(report_date, '%Y-%m-%d') AS report_date,",
-    "  creative_id,",
-    "  publication_code,",
-    "  channel,",
-    "  ad_size,",
-    "  impressions,",
-    "  clicks,",
-    "  viewable_impressions,",
-    "  unique_ips",
+    RESULT_COLUMNS.map((column) => `  ${selectExpression(column)}`).join(",\n"),
     `FROM ${input.database}.${input.table}`,
     `WHERE ${filters.join("\n  AND ")}`,
     "ORDER BY report_date, publication_code, creative_id",
   ].join("\n");
   return { queryString, executionParameters };
+}
+
+/** The ingest reads `report_date` as `YYYY-MM-DD` text; every other column as Athena returns it. */
+function selectExpression(column: ResultColumn): string {
+  return column === "report_date" ? "DATE_FORMAT(report_date, '%Y-%m-%d') AS report_date" : column;
 }
 
 /** `DATE '2025-12-10'`: Athena wants typed literals as parameter values. */

@@ -2,10 +2,11 @@ import { isCalendarDate, toIsoDate } from "../shared/dates";
 import type { Logger } from "../shared/logger";
 import type { RunManifest, RunTrigger } from "../shared/run-manifest";
 import type { DateRange, SyncRequest } from "../shared/sync-request";
+import { UnreadableWatermarkError, type WatermarkStore } from "../shared/watermark-store";
 import { buildSyncQuery, type QueryStarter } from "./athena-query";
 import { clientRequestToken } from "./client-request-token";
 import { applyCatchUp, requestedDateRange } from "./date-range";
-import { type RunStore, UnreadableWatermarkError } from "./run-store";
+import type { RunStore } from "./run-store";
 import { validateSyncRequest } from "./sync-event";
 
 /** What the start Lambda returns for a manual or scheduled start. */
@@ -23,6 +24,7 @@ export interface StartResult {
 export interface StartDeps {
   queries: QueryStarter;
   runs: RunStore;
+  watermark: WatermarkStore;
   settings: { database: string; table: string; maxDays: number; catchUpMaxDays: number };
 }
 
@@ -103,7 +105,7 @@ export async function requestSync(
 async function catchUp(deps: StartDeps, range: DateRange, logger: Logger): Promise<DateRange> {
   let lastCompleteDate: string | undefined;
   try {
-    lastCompleteDate = (await deps.runs.readWatermark())?.lastCompleteDate;
+    lastCompleteDate = (await deps.watermark.read())?.lastCompleteDate;
   } catch (error) {
     // A retry cannot repair a malformed state file; tonight's range still runs.
     if (!(error instanceof UnreadableWatermarkError)) throw error;

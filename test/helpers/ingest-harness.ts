@@ -1,7 +1,11 @@
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { Context, S3Event } from "aws-lambda";
 import { type Db, MongoClient } from "mongodb";
-import { vi } from "vitest";
+import { composeIngest, createIngestClients } from "../../handlers/ingest/compose";
+import { loadIngestConfig } from "../../handlers/ingest/config";
+import { createIngestHandler } from "../../handlers/ingest/ingest-event";
+import type { MongoConnection } from "../../handlers/ingest/mongo";
+import { createLogger } from "../../handlers/shared/logger";
 import { startTestMongo, type TestMongo } from "./mongo";
 import { startTestS3, type TestS3 } from "./s3";
 import { s3Event } from "./s3-event";
@@ -17,8 +21,9 @@ export const lambdaContext = {
 
 /**
  * The real ingest handler against the S3 stand-in and the embedded MongoDB over TCP.
- * Module-scope clients read the environment at import (and the SDK again per request),
- * so `loadHandler` sets it and re-imports the module; `stop()` puts `process.env` back.
+ * `loadHandler` builds it as the Lambda's root does, from a configuration read from the
+ * harness's environment plus `extraEnv`, with the stand-in's S3 client; `process.env` is
+ * never changed. `stop()` closes every handler's MongoDB connection.
  */
 export interface IngestHarness {
   mongo: TestMongo;
@@ -50,8 +55,8 @@ export async function startIngestHarness(): Promise<IngestHarness> {
     MONGODB_DB_NAME: dbName,
     AWS_REGION: "us-east-1",
   };
-  const savedEnv = { ...process.env };
   const logs: string[] = [];
+  const connections: MongoConnection[] = [];
 
   const harness: IngestHarness = {
     mongo,
@@ -62,17 +67,17 @@ export async function startIngestHarness(): Promise<IngestHarness> {
     env,
     logs,
     async loadHandler(extraEnv = {}) {
-      process.env = { ...savedEnv, ...env };
-      for (const [name, value] of Object.entries(extraEnv)) {
-        if (value === undefined) delete process.env[name];
-        else process.env[name] = value;
-      }
-      vi.resetModules();
-      const module = await import("../../handlers/ingest-results");
-      // The same (fresh) logger module instance the handler just imported.
-      const { setDefaultLogWriter } = await import("../../handlers/shared/logger");
-      setDefaultLogWriter((line) => logs.push(line));
-      return module.handler as Handler;
+      const handlerEnv: Record<string, string | undefined> = { ...env, ...extraEnv };
+      const config = loadIngestConfig(handlerEnv);
+      const deps = composeIngest(
+        config,
+        createIngestClients(config, {
+          s3: s3.client,
+          logger: createLogger({ function: "ingestResults" }, { write: (line) => logs.push(line) }),
+        }),
+      );
+      connections.push(deps.mongo);
+      return createIngestHandler(deps) as Handler;
     },
     async putObject(key, body, options = {}) {
       const response = await s3.client.send(
@@ -107,7 +112,7 @@ export async function startIngestHarness(): Promise<IngestHarness> {
       }
     },
     async stop() {
-      process.env = savedEnv;
+      for (const connection of connections.splice(0)) await connection.close();
       await client.close();
       await s3.stop();
       await mongo.stop();

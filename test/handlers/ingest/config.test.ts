@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { loadIngestConfig } from "../../../handlers/ingest/config";
+import { ConfigurationError } from "../../../handlers/shared/errors";
+
+const BASE_ENV = { MONGODB_URI: "mongodb://db.example:27017", MONGODB_DB_NAME: "hub" };
 
 describe("loadIngestConfig", () => {
   it("applies the documented defaults", () => {
@@ -14,7 +17,25 @@ describe("loadIngestConfig", () => {
       publicationCodeOverrides: {},
       batchSize: 1000,
       maxInFlight: 2,
+      continuation: { marginMs: 75_000, functionName: undefined },
     });
+  });
+
+  it("keeps 75 s back by default and continues only inside Lambda", () => {
+    expect(loadIngestConfig(BASE_ENV).continuation).toEqual({
+      marginMs: 75_000,
+      functionName: undefined,
+    });
+    expect(
+      loadIngestConfig({
+        ...BASE_ENV,
+        CONTINUATION_MARGIN_MS: "5000",
+        AWS_LAMBDA_FUNCTION_NAME: "f",
+      }).continuation,
+    ).toEqual({ marginMs: 5_000, functionName: "f" });
+    expect(() => loadIngestConfig({ ...BASE_ENV, CONTINUATION_MARGIN_MS: "soon" })).toThrow(
+      ConfigurationError,
+    );
   });
 
   it("prefers the secret ARN and reads every variable", () => {

@@ -1,13 +1,9 @@
 import { describe, expect, it } from "vitest";
 import {
   type ContinuationState,
-  deadlinePassed,
   isContinuationEvent,
-  loadContinuationConfig,
   parseContinuation,
-  rejectsPartKey,
 } from "../../../handlers/ingest/continuation";
-import { ConfigurationError } from "../../../handlers/shared/errors";
 
 function state(overrides: Partial<ContinuationState> = {}): ContinuationState {
   return {
@@ -78,31 +74,5 @@ describe("parseContinuation", () => {
   it("tells S3 events apart from continuation events", () => {
     expect(isContinuationEvent({ Records: [] })).toBe(false);
     expect(isContinuationEvent(null)).toBe(false);
-  });
-});
-
-describe("continuation configuration and deadline", () => {
-  it("keeps 75 s back by default and continues only inside Lambda", () => {
-    expect(loadContinuationConfig({})).toEqual({ marginMs: 75_000, functionName: undefined });
-    expect(
-      loadContinuationConfig({ CONTINUATION_MARGIN_MS: "5000", AWS_LAMBDA_FUNCTION_NAME: "f" }),
-    ).toEqual({ marginMs: 5_000, functionName: "f" });
-    expect(() => loadContinuationConfig({ CONTINUATION_MARGIN_MS: "soon" })).toThrow(
-      ConfigurationError,
-    );
-  });
-
-  it("passes the deadline once the time left is below the margin, never without a context", () => {
-    let left = 61_000;
-    const passed = deadlinePassed({ getRemainingTimeInMillis: () => left }, 60_000);
-
-    expect(passed()).toBe(false);
-    left = 59_999;
-    expect(passed()).toBe(true);
-    expect(deadlinePassed(undefined, 60_000)()).toBe(false);
-  });
-
-  it("names rejects parts beside the rejects object, never under an ingest prefix", () => {
-    expect(rejectsPartKey("reprocess/big.csv", "c", 2)).toBe("rejects/reprocess/big.csv.part-c-2");
   });
 });

@@ -1,0 +1,242 @@
+import { checkpointKey, rejectsKey } from "../shared/bucket-layout";
+import type { TrackingSyncError } from "../shared/errors";
+import type { Logger } from "../shared/logger";
+import { redactSecrets } from "../shared/redact";
+import type { RunManifest } from "../shared/run-manifest";
+import type { WatermarkStore } from "../shared/watermark-store";
+import { type ContinuationEvent, MAX_CONTINUATION_PAYLOAD_BYTES } from "./continuation";
+import {
+  ContinuationFailedError,
+  InvalidManifestError,
+  MissingColumnsError,
+  ObjectReplacedError,
+} from "./errors";
+import { FileRun } from "./file-run";
+import type { FileMetrics } from "./metrics";
+import type { ArtifactStore, FileArtifacts, IngestMetricsPublisher, SelfInvoker } from "./ports";
+import type { FileRejects } from "./rejects";
+import type { ObjectReport } from "./report";
+import type { S3ObjectRef } from "./s3-records";
+
+/** What ending a file's invocation needs: the run, where its artifacts go, metrics, the log. */
+export interface FileEnd {
+  run: FileRun;
+  artifacts: FileArtifacts;
+  metrics: IngestMetricsPublisher;
+  /** Epoch ms: this invocation's `Duration` is measured from here. */
+  invocationStartedAt: number;
+  /** Carries the bucket and key (and the query id once known) on every line. */
+  logger: Logger;
+}
+
+/**
+ * The file is read to its end: writes the rejects object, moves the watermark (a real
+ * run of a manifest that completes its days), writes the report, removes what a
+ * continued file left, then publishes the file's metrics, last.
+ */
+export async function finishFile(
+  end: FileEnd,
+  rejects: FileRejects,
+  watermark: WatermarkStore,
+): Promise<ObjectReport> {
+  const { run, logger } = end;
+  const rejectedRows = await rejects.finish(run.chain);
+  const report = run.report({
+    outcome: "synced",
+    ...(rejectedRows !== undefined
+      ? {
+          rejects: {
+            bucket: run.object.bucket,
+            key: rejectsKey(run.object.key),
+            rows: rejectedRows,
+          },
+        }
+      : {}),
+  });
+  const manifest = run.options?.manifest;
+  if (manifest && !run.options?.dryRun) await advanceWatermark(end, manifest, watermark);
+  await end.artifacts.writeReport(report);
+  if (run.chain) await removeContinuationLeftovers(end, rejects, run.chain);
+  // Last, once the report is written: a retry after a failed report write publishes the
+  // counts once, not twice, and this invocation's Duration covers all its work.
+  await publishMetrics(end, {
+    synced: run.tally.synced,
+    skipped: run.tally.skipped,
+    errors: run.tally.errors,
+    inserted: run.tally.inserted,
+    updated: run.tally.updated,
+    unchanged: run.tally.unchanged,
+    fileDurationMs: report.duration,
+    invocations: report.invocations,
+  });
+  logger.info("Ingest finished", {
+    invocations: report.invocations,
+    dryRun: report.dryRun,
+    stats: report.stats,
+    inserted: report.inserted,
+    updated: report.updated,
+    unchanged: report.unchanged,
+    skippedByReason: report.skippedByReason,
+    errorsByReason: report.errorsByReason,
+    warnings: report.warnings,
+    duration: report.duration,
+  });
+  return report;
+}
+
+/**
+ * Hands the rest of the file to a fresh invocation: uploads this invocation's rejects as
+ * the next part, writes the checkpoint for operators, then invokes. A failure of the
+ * checkpoint or the invoke throws ContinuationFailedError: Lambda retries this invocation
+ * from its own start point.
+ */
+export async function handOver(
+  end: FileEnd,
+  rejects: FileRejects,
+  continueWith: SelfInvoker,
+): Promise<ObjectReport> {
+  const { run, logger } = end;
+  const chain = run.chainForHandOver();
+  const state = run.continuationState(await rejects.handOver(chain));
+  const event: ContinuationEvent = { trackingSyncContinuation: state };
+  const bytes = Buffer.byteLength(JSON.stringify(event));
+  if (bytes > MAX_CONTINUATION_PAYLOAD_BYTES) {
+    throw new ContinuationFailedError(
+      `Continuation payload of ${bytes} bytes exceeds ${MAX_CONTINUATION_PAYLOAD_BYTES}`,
+      { bytes },
+    );
+  }
+  try {
+    await end.artifacts.writeCheckpoint(state);
+    await continueWith(event);
+  } catch (error) {
+    throw new ContinuationFailedError(
+      `Could not continue ${run.object.key} in a fresh invocation: ${(error as Error).message}`,
+      { cause: (error as Error).name, checkpoint: state.checkpoint },
+    );
+  }
+  logger.info("Continuing in a fresh invocation", {
+    continuation: state.continuation,
+    checkpoint: state.checkpoint,
+    rejectsRows: state.rejects.rows,
+    payloadBytes: bytes,
+  });
+  await publishMetrics(end);
+  return run.report({ outcome: "continued" });
+}
+
+/**
+ * The file failed as a unit. Writes a `success: false` report (best effort) and publishes
+ * this invocation's Duration. A data problem (retry cannot help) is returned as the
+ * report; anything else is thrown for Lambda's retries.
+ */
+export async function failFile(end: FileEnd, error: TrackingSyncError): Promise<ObjectReport> {
+  const { run, logger } = end;
+  // A replaced object is ingested by its own event; retrying this one cannot help.
+  const dataProblem =
+    error instanceof MissingColumnsError ||
+    error instanceof InvalidManifestError ||
+    error instanceof ObjectReplacedError;
+  const report = run.report({
+    outcome: dataProblem ? "rejected" : "failed",
+    error: error.message,
+    ...(error instanceof MissingColumnsError ? { missingColumns: error.missingColumns } : {}),
+  });
+  try {
+    await end.artifacts.writeReport(report);
+  } catch (reportError) {
+    logger.error("Could not write the failure report", { error: reportError });
+  }
+  logger.error(dataProblem ? "Ingest rejected the file" : "Ingest failed", {
+    error,
+    stats: report.stats,
+    duration: report.duration,
+  });
+  // An invocation that fails near its timeout is what the Duration alarm is for; no counts.
+  await publishMetrics(end);
+  if (dataProblem) return report;
+  throw error;
+}
+
+/**
+ * Whether a finished real run of this manifest completes its days: only a run of every
+ * publication does. A run narrowed to one `publicationCode` is a partial sync, and the
+ * start Lambda's catch-up must still cover those days for the others.
+ */
+export function completesDays(manifest: Pick<RunManifest, "publicationCode">): boolean {
+  return manifest.publicationCode === undefined;
+}
+
+async function advanceWatermark(
+  end: FileEnd,
+  manifest: RunManifest,
+  watermark: WatermarkStore,
+): Promise<void> {
+  if (!completesDays(manifest)) {
+    end.logger.info("Watermark kept: the run synced one publication, not whole days", {
+      publicationCode: manifest.publicationCode,
+    });
+    return;
+  }
+  const moved = await watermark.advance({
+    lastCompleteDate: manifest.dateRange.end,
+    queryExecutionId: manifest.queryExecutionId,
+    sourceKey: end.run.object.key,
+  });
+  end.logger.info(moved.moved ? "Watermark advanced" : "Watermark kept", { ...moved });
+}
+
+/**
+ * After the report is written: the rejects parts and the checkpoint. Best effort (logged):
+ * leftovers trigger nothing, while throwing now would retry a finished file.
+ */
+async function removeContinuationLeftovers(
+  end: FileEnd,
+  rejects: FileRejects,
+  chain: string,
+): Promise<void> {
+  await rejects.removeParts(chain, end.logger);
+  try {
+    await end.artifacts.removeCheckpoint();
+  } catch (error) {
+    end.logger.warn("Could not remove a continuation leftover", {
+      leftover: checkpointKey(end.run.object.key),
+      error,
+    });
+  }
+}
+
+/**
+ * Every invocation of a real run publishes its own Duration; only the one that finishes
+ * the file adds the file's counts. Dry runs publish nothing.
+ */
+async function publishMetrics(end: FileEnd, file?: FileMetrics): Promise<void> {
+  const options = end.run.options;
+  if (!options || options.dryRun) return;
+  await end.metrics.publish(
+    { invocationDurationMs: Date.now() - end.invocationStartedAt, ...(file ? { file } : {}) },
+    end.logger,
+  );
+}
+
+/**
+ * The `success: false` report of an object that was not attempted because MongoDB was
+ * already found down in this invocation (best effort: a failure here is only logged).
+ */
+export async function reportNotAttempted(
+  object: S3ObjectRef,
+  artifacts: ArtifactStore,
+  error: string,
+  logger: Logger,
+): Promise<void> {
+  const report = FileRun.start(object).report({ outcome: "failed", error: redactSecrets(error) });
+  try {
+    await artifacts(object).writeReport(report);
+  } catch (reportError) {
+    logger.error("Could not write the failure report", {
+      bucket: object.bucket,
+      key: object.key,
+      error: reportError,
+    });
+  }
+}

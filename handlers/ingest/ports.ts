@@ -1,0 +1,89 @@
+import type { Readable } from "node:stream";
+import type { Logger } from "../shared/logger";
+import type { WatermarkStore } from "../shared/watermark-store";
+import type { ContinuationEvent, ContinuationState } from "./continuation";
+import type { IngestMetrics } from "./metrics";
+import type { LookupStore } from "./order-resolver";
+import type { PublicationCodeDocument } from "./publications";
+import type { ObjectReport } from "./report";
+import type { S3ObjectRef } from "./s3-records";
+import type { EntryWriter } from "./writer";
+
+/**
+ * The narrow interfaces through which the ingest core reaches the outside (S3, MongoDB,
+ * CloudWatch, Lambda). Adapters (`adapters.ts`, `mongo.ts`) are built in the composition
+ * root; the core's unit tests use in-memory fakes.
+ */
+
+/** Bytes with their length, as S3 wants them for a PUT. */
+export interface ByteContent {
+  body: Readable | AsyncIterable<Uint8Array>;
+  size: number;
+}
+
+/** The source object's bytes and what identifies the version read. */
+export interface OpenedSource {
+  body: Readable | AsyncIterable<Uint8Array>;
+  eTag: string;
+  size: number;
+}
+
+/** The object changed since an earlier read (a conditional read's precondition failed). */
+export class SourceChangedError extends Error {}
+
+/** Reading what a file run starts from: the object, its tags, the start function's manifest. */
+export interface SourceStore {
+  /**
+   * The object's bytes; with `from`, from that byte on and only while the object's ETag is
+   * still `from.eTag` (else `SourceChangedError`).
+   */
+  open(object: S3ObjectRef, from?: { byteOffset: number; eTag: string }): Promise<OpenedSource>;
+  /** The tags given at upload. */
+  readTags(object: S3ObjectRef): Promise<{ Key?: string; Value?: string }[]>;
+  /** The raw run manifest of a query; `undefined` when there is none (a `SyntaxError` when not JSON). */
+  readManifest(bucket: string, queryExecutionId: string): Promise<unknown | undefined>;
+}
+
+/** What the ingest writes about one source file beside it: report, rejects, checkpoint. */
+export interface FileArtifacts {
+  writeReport(report: ObjectReport): Promise<void>;
+  writeCheckpoint(state: ContinuationState): Promise<void>;
+  removeCheckpoint(): Promise<void>;
+  writeRejects(content: ByteContent): Promise<void>;
+  removeRejects(): Promise<void>;
+  writeRejectsPart(chain: string, part: number, content: ByteContent): Promise<void>;
+  /** `size` is what the store says the part holds (checked against the hand-over's). */
+  readRejectsPart(
+    chain: string,
+    part: number,
+  ): Promise<{ body: AsyncIterable<Uint8Array>; size: number | undefined }>;
+  removeRejectsPart(chain: string, part: number): Promise<void>;
+}
+
+/** The artifacts of the file `object` (they live in its bucket). */
+export type ArtifactStore = (object: S3ObjectRef) => FileArtifacts;
+
+/** The watermark of a results bucket. */
+export type WatermarkStores = (bucket: string) => WatermarkStore;
+
+/** Best effort: a failure is logged on `logger` and never fails the sync. */
+export interface IngestMetricsPublisher {
+  publish(metrics: IngestMetrics, logger: Logger): Promise<boolean>;
+}
+
+/** The reads that resolve rows: orders, tracking scripts and publication codes. */
+export interface IngestLookupStore extends LookupStore {
+  findPublicationCodes(): Promise<PublicationCodeDocument[]>;
+}
+
+/** `performance_entries` and the collections the rows are resolved against. */
+export interface EntryStore {
+  /** The unique index on the upsert key (real runs only: a dry run writes nothing). */
+  ensureUpsertKeyIndex(): Promise<void>;
+  lookups(): Promise<IngestLookupStore>;
+  /** Where a run's entry updates go: MongoDB, or a simulation for a dry run. */
+  writer(dryRun: boolean): Promise<EntryWriter>;
+}
+
+/** Queues a fresh invocation of this function with the rest of a file. */
+export type SelfInvoker = (event: ContinuationEvent) => Promise<void>;
