@@ -28,7 +28,7 @@ import { type CsvError, type Info, type Options, Parser, parse } from "csv-parse
 import {
   type CsvRecord,
   markNulls,
-  readCsvBatches,
+  readCsvChunks,
   readCsvRecords,
 } from "../handlers/ingest/csv-rows";
 import { buildUniverse, DEFAULT_SEED, writeBenchCsv } from "./lib/bench-data";
@@ -262,11 +262,11 @@ const VARIANTS: Record<string, Variant> = {
       }),
   },
   batches: {
-    about: "readCsvBatches: the same records, one array per chunk of input",
+    about: "readCsvChunks: the same records, one array per chunk of input",
     async run(path) {
       const start = process.cpuUsage();
       const digest: Digest = { records: 0, nulls: 0, lineSum: 0, lastEndByte: 0, lastNextLine: 0 };
-      for await (const batch of readCsvBatches(fileStream(path))) {
+      for await (const batch of readCsvChunks(fileStream(path))) {
         for (const record of batch) tally(digest, record);
       }
       return { cpuSeconds: cpuSince(start), digest };

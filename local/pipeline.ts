@@ -1,13 +1,25 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { AthenaClient } from "@aws-sdk/client-athena";
+import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import type { Context, S3Event } from "aws-lambda";
 import { type Db, MongoClient } from "mongodb";
+import { composeIngest, createIngestClients } from "../handlers/ingest/compose";
+import { loadIngestConfig } from "../handlers/ingest/config";
+import { createIngestHandler, type IngestHandler } from "../handlers/ingest/ingest-event";
 import { ATHENA_RESULTS_PREFIX, DEFAULT_INGEST_PREFIXES } from "../handlers/shared/bucket-layout";
 import { addDays, toIsoDate } from "../handlers/shared/dates";
-import { setDefaultLogWriter } from "../handlers/shared/logger";
+import { createLogger, setDefaultLogWriter } from "../handlers/shared/logger";
 import { isNotFound } from "../handlers/shared/s3";
+import { loadStartConfig } from "../handlers/start/config";
+import {
+  composeStart,
+  createStartClients,
+  createStartHandler,
+  type StartHandler,
+} from "../handlers/start/start-handler";
 import { type AthenaServer, startAthenaServer } from "./athena-server";
 import {
   type CloudWatchServer,
@@ -106,36 +118,55 @@ export class IngestNotStartedError extends Error {
   }
 }
 
-interface LoadedHandlers {
-  signature: string;
-  start: (event: unknown, context: Context) => Promise<unknown>;
-  ingest: (event: S3Event, context: Context) => Promise<unknown>;
-}
-
-// Both handlers read their environment once, at module load (Lambda's cold start).
-// One process therefore serves one pipeline's endpoints; a second pipeline with other
-// endpoints would silently talk to the first one's stand-ins, so it is refused.
-let loaded: LoadedHandlers | undefined;
-
-async function loadHandlers(env: Record<string, string>): Promise<LoadedHandlers> {
-  const signature = JSON.stringify(env);
-  if (loaded) {
-    if (loaded.signature !== signature) {
-      throw new Error(
-        "The handlers were already loaded in this process for another local pipeline; " +
-          "they read their environment at cold start, so start this one in a new process",
-      );
-    }
-    return loaded;
-  }
-  const start = await import("../handlers/start-query");
-  const ingest = await import("../handlers/ingest-results");
-  loaded = {
-    signature,
-    start: start.handler as LoadedHandlers["start"],
-    ingest: ingest.handler as LoadedHandlers["ingest"],
+/**
+ * The two real handlers, composed as their Lambda roots compose them, but from this
+ * pipeline's configuration and with clients pointed at its stand-ins.
+ */
+function buildHandlers(
+  env: Record<PipelineEnvName, string>,
+  writeLog: (line: string) => void,
+): {
+  start: StartHandler;
+  ingest: IngestHandler;
+  close: () => Promise<void>;
+} {
+  const aws = {
+    region: env.AWS_REGION,
+    credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY },
   };
-  return loaded;
+  const s3 = new S3Client({ ...aws, endpoint: env.AWS_ENDPOINT_URL_S3, forcePathStyle: true });
+  const cloudwatch = new CloudWatchClient({ ...aws, endpoint: env.AWS_ENDPOINT_URL_CLOUDWATCH });
+  const athena = new AthenaClient({ ...aws, endpoint: env.AWS_ENDPOINT_URL_ATHENA });
+  // The process's own settings (BATCH_SIZE, PUBLICATION_CODE_MAP, …) apply, under the pipeline's.
+  const handlerEnv = { ...process.env, ...env };
+  const ingestConfig = loadIngestConfig(handlerEnv);
+  const ingestDeps = composeIngest(
+    ingestConfig,
+    createIngestClients(ingestConfig, {
+      s3,
+      cloudwatch,
+      logger: createLogger({ function: "ingestResults" }, { write: writeLog }),
+    }),
+  );
+  const start = createStartHandler(
+    composeStart(
+      loadStartConfig(handlerEnv),
+      createStartClients({
+        s3,
+        cloudwatch,
+        athena,
+        logger: createLogger({ function: "start-query" }, { write: writeLog }),
+      }),
+    ),
+  );
+  return {
+    start,
+    ingest: createIngestHandler(ingestDeps),
+    async close() {
+      await ingestDeps.mongo.close();
+      for (const client of [s3, cloudwatch, athena]) client.destroy();
+    },
+  };
 }
 
 /** Starts, seeds and wires everything; `stop()` undoes all of it, also after a failure. */
@@ -165,11 +196,7 @@ export async function startLocalPipeline(
     if (errors.length > 0) throw new AggregateError(errors, "stopping the local pipeline failed");
   };
 
-  const previousEnv = snapshotEnv([
-    ...PIPELINE_ENV_NAMES,
-    ...Object.keys(LOCAL_ONLY_ENV),
-    ...POINTS_ELSEWHERE,
-  ]);
+  const previousEnv = snapshotEnv([...Object.keys(LOCAL_ONLY_ENV), ...POINTS_ELSEWHERE]);
   cleanups.push(() => restoreEnv(previousEnv));
   // Before any AWS client exists (the Athena stand-in creates one).
   for (const name of POINTS_ELSEWHERE) delete process.env[name];
@@ -228,8 +255,8 @@ export async function startLocalPipeline(
       MONGODB_URI: mongo.uri,
       MONGODB_DB_NAME: dbName,
     };
-    Object.assign(process.env, env);
-    const handlers = await loadHandlers(env);
+    const handlers = buildHandlers(env, write);
+    cleanups.push(() => handlers.close());
 
     const s3 = new S3Client({
       region: LOCAL_REGION,
@@ -398,7 +425,7 @@ const POINTS_ELSEWHERE = [
   "AWS_ENDPOINT_URL",
 ];
 
-// Every variable the pipeline sets for the handlers (restored on stop).
+// Every variable the handlers' configuration and clients get from the pipeline.
 const PIPELINE_ENV_NAMES = [
   "AWS_REGION",
   "AWS_DEFAULT_REGION",

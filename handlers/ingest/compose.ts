@@ -73,7 +73,7 @@ export function composeIngest(
     // as the stack's grant names it). Outside Lambda there is no name: files never continue.
     ...(functionName && clients.lambda
       ? {
-          continuation: { marginMs, continueWith: lambdaSelfInvoker(clients.lambda, functionName) },
+          handOver: { marginMs, continueWith: lambdaSelfInvoker(clients.lambda, functionName) },
         }
       : {}),
   };

@@ -50,7 +50,7 @@ export async function* readCsvRecords(
   source: Readable | AsyncIterable<Uint8Array>,
   options: ReadCsvOptions = {},
 ): AsyncGenerator<CsvRecord> {
-  for await (const batch of readCsvBatches(source, options)) {
+  for await (const batch of readCsvChunks(source, options)) {
     for (const record of batch) yield record;
   }
 }
@@ -59,7 +59,7 @@ export async function* readCsvRecords(
  * The records of `readCsvRecords`, one array per chunk of input (never an empty one):
  * a caller that loops over each array saves an async iteration per record.
  */
-export async function* readCsvBatches(
+export async function* readCsvChunks(
   source: Readable | AsyncIterable<Uint8Array>,
   options: ReadCsvOptions = {},
 ): AsyncGenerator<CsvRecord[]> {

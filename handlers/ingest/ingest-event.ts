@@ -14,8 +14,8 @@ import { classifyRecord, eventRecords, type RecordFilter } from "./s3-records";
 export interface IngestHandlerDependencies extends IngestDependencies {
   filter: RecordFilter;
   logger: Logger;
-  /** Files beyond one invocation continue in a fresh one; without it (local runs) they never do. */
-  continuation?: { marginMs: number; continueWith: SelfInvoker };
+  /** Files beyond one invocation are handed over to a fresh one; without it (local runs) never. */
+  handOver?: { marginMs: number; continueWith: SelfInvoker };
 }
 
 export type IngestHandler = (
@@ -65,16 +65,16 @@ function startInvocation(
   context: Context | undefined,
   logger: Logger,
 ): Invocation {
-  const { continuation } = deps;
+  const { handOver } = deps;
   return {
     startedAt: Date.now(),
     logger,
     lookups: new InvocationLookups(deps.entries, deps.settings.publicationCodeOverrides, logger),
-    ...(continuation
+    ...(handOver
       ? {
-          continuation: {
-            shouldStop: deadlinePassed(context, continuation.marginMs),
-            continueWith: continuation.continueWith,
+          handOver: {
+            shouldStop: deadlinePassed(context, handOver.marginMs),
+            continueWith: handOver.continueWith,
           },
         }
       : {}),

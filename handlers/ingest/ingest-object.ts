@@ -3,7 +3,7 @@ import type { Logger } from "../shared/logger";
 import { redactSecrets } from "../shared/redact";
 import { BatchPipeline } from "./batch-pipeline";
 import type { IngestConfig } from "./config";
-import { type CsvRecord, readCsvBatches } from "./csv-rows";
+import { type CsvRecord, readCsvChunks } from "./csv-rows";
 import {
   MissingColumnsError,
   MongoUnavailableError,
@@ -49,7 +49,7 @@ export interface Invocation {
    * Files beyond one invocation: asked after each submitted batch; true stops reading there
    * and hands the rest of the file to `continueWith` once the in-flight batches commit.
    */
-  continuation?: { shouldStop: () => boolean; continueWith: SelfInvoker };
+  handOver?: { shouldStop: () => boolean; continueWith: SelfInvoker };
 }
 
 /**
@@ -77,10 +77,10 @@ export async function ingestObject(
     opened = await openFile(end, deps, invocation);
     const { stopped } = await opened.pipeline.readAll(
       opened.records,
-      invocation.continuation?.shouldStop,
+      invocation.handOver?.shouldStop,
     );
-    if (stopped && invocation.continuation && run.hasMore) {
-      return await handOver(end, opened.rejects, invocation.continuation.continueWith);
+    if (stopped && invocation.handOver && run.hasMore) {
+      return await handOver(end, opened.rejects, invocation.handOver.continueWith);
     }
     return await finishFile(end, opened.rejects, deps.watermarks(run.object.bucket));
   } catch (caught) {
@@ -180,7 +180,7 @@ async function openSource(source: SourceStore, run: FileRun): Promise<OpenedSour
 function readRecordsOf(source: OpenedSource, run: FileRun): AsyncGenerator<CsvRecord[]> {
   const { object } = run;
   const from = run.readFrom;
-  const records = readCsvBatches(
+  const records = readCsvChunks(
     source.body,
     from ? { startByte: from.byteOffset, startLine: run.checkpoint.line } : {},
   );

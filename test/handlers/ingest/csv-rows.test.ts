@@ -5,7 +5,7 @@ import {
   MAX_RECORD_BYTES,
   quotedFieldFlags,
   type ReadCsvOptions,
-  readCsvBatches,
+  readCsvChunks,
   readCsvRecords,
 } from "../../../handlers/ingest/csv-rows";
 
@@ -230,7 +230,7 @@ describe("readCsvRecords", () => {
     for (let i = 0; i < bytes.length; i += 65_536) chunks.push(bytes.subarray(i, i + 65_536));
 
     const batches: CsvRecord[][] = [];
-    for await (const batch of readCsvBatches(Readable.from(chunks))) batches.push(batch);
+    for await (const batch of readCsvChunks(Readable.from(chunks))) batches.push(batch);
     const records = batches.flat();
 
     expect(records.map((record) => [record.line, record.fields.length])).toEqual([
@@ -313,14 +313,14 @@ describe("readCsvRecords and its source", () => {
   });
 });
 
-describe("readCsvBatches", () => {
+describe("readCsvChunks", () => {
   it("yields the records of readCsvRecords, in order, in non-empty arrays", async () => {
     const text = 'a,b\n1,\n"x\ny",""\n\n"open';
     const bytes = Buffer.from(text, "utf8");
     const chunks = [bytes.subarray(0, 5), bytes.subarray(5, 6), bytes.subarray(6)];
 
     const batches: CsvRecord[][] = [];
-    for await (const batch of readCsvBatches(Readable.from(chunks))) batches.push(batch);
+    for await (const batch of readCsvChunks(Readable.from(chunks))) batches.push(batch);
 
     expect(batches.every((batch) => batch.length > 0)).toBe(true);
     expect(batches.flat()).toEqual(await readAll(text));
