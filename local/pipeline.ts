@@ -173,31 +173,19 @@ function buildHandlers(
 export async function startLocalPipeline(
   options: LocalPipelineOptions = {},
 ): Promise<LocalPipeline> {
-  const bucket = options.bucket ?? "tracking-sync-local";
-  const workGroup = options.workGroup ?? "tracking-sync";
-  const dbName = options.dbName ?? "tracking-sync-local";
-  const endDate = options.endDate ?? addDays(toIsoDate(new Date()), -1);
+  const names = {
+    bucket: options.bucket ?? "tracking-sync-local",
+    workGroup: options.workGroup ?? "tracking-sync",
+    dbName: options.dbName ?? "tracking-sync-local",
+  };
   const sample = generateSampleData({
-    endDate,
+    endDate: options.endDate ?? addDays(toIsoDate(new Date()), -1),
     days: options.days ?? 7,
     ...(options.seed !== undefined ? { seed: options.seed } : {}),
   });
-
-  const cleanups: (() => Promise<void> | void)[] = [];
-  const cleanUp = async () => {
-    const errors: unknown[] = [];
-    for (const cleanup of cleanups.splice(0).reverse()) {
-      try {
-        await cleanup();
-      } catch (error) {
-        errors.push(error);
-      }
-    }
-    if (errors.length > 0) throw new AggregateError(errors, "stopping the local pipeline failed");
-  };
-
+  const cleanups = new Cleanups();
   const previousEnv = snapshotEnv([...Object.keys(LOCAL_ONLY_ENV), ...POINTS_ELSEWHERE]);
-  cleanups.push(() => restoreEnv(previousEnv));
+  cleanups.add(() => restoreEnv(previousEnv));
   // Before any AWS client exists (the Athena stand-in creates one).
   for (const name of POINTS_ELSEWHERE) delete process.env[name];
   Object.assign(process.env, LOCAL_ONLY_ENV);
@@ -205,205 +193,295 @@ export async function startLocalPipeline(
   try {
     const write = options.logWriter ?? ((line: string) => process.stderr.write(`${line}\n`));
     setDefaultLogWriter(write);
-    cleanups.push(() => setDefaultLogWriter(undefined));
-
-    const mongo: MongoServer = await startMongoServer({ port: options.ports?.mongo ?? 0 });
-    cleanups.push(() => mongo.stop());
-    // Our own temp dir for the object bytes, removed by us: also when the S3 stand-in
-    // fails to start (a taken port), which would leave its own dir behind.
-    const dir = await mkdtemp(join(tmpdir(), "tracking-sync-local-"));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const s3Server: S3Server = await startS3Server({ port: options.ports?.s3 ?? 0, dir });
-    cleanups.push(() => s3Server.stop());
-    s3Server.createBucket(bucket);
-    const cloudwatch: CloudWatchServer = await startCloudWatchServer({
-      port: options.ports?.cloudwatch ?? 0,
-    });
-    cleanups.push(() => cloudwatch.stop());
-    const athena: AthenaServer = await startAthenaServer({
-      port: options.ports?.athena ?? 0,
-      s3: { endpoint: s3Server.endpoint, region: LOCAL_REGION },
-      workGroups: { [workGroup]: { outputLocation: `s3://${bucket}/${ATHENA_RESULTS_PREFIX}` } },
-      setup: (connection) =>
-        seedDuckDb(
-          connection,
-          sample.rows.map((r) => r.row),
-        ),
-    });
-    cleanups.push(() => athena.stop());
-
-    const mongoClient = new MongoClient(mongo.uri, { serverSelectionTimeoutMS: 5_000 });
-    cleanups.push(() => mongoClient.close());
-    const db = mongoClient.db(dbName);
+    cleanups.add(() => setDefaultLogWriter(undefined));
+    const standIns = await startStandIns(options, names, sample, cleanups);
+    const mongoClient = new MongoClient(standIns.mongo.uri, { serverSelectionTimeoutMS: 5_000 });
+    cleanups.add(() => mongoClient.close());
+    const db = mongoClient.db(names.dbName);
     await seedMongo(db, sample.fixtures);
 
-    const env: Record<PipelineEnvName, string> = {
-      AWS_REGION: LOCAL_REGION,
-      // The AWS CLI v1 reads only this one; `npm run local` prints both.
-      AWS_DEFAULT_REGION: LOCAL_REGION,
-      AWS_ACCESS_KEY_ID: "local",
-      AWS_SECRET_ACCESS_KEY: "local",
-      AWS_ENDPOINT_URL_S3: s3Server.endpoint,
-      AWS_ENDPOINT_URL_ATHENA: athena.endpoint,
-      AWS_ENDPOINT_URL_CLOUDWATCH: cloudwatch.endpoint,
-      S3_FORCE_PATH_STYLE: "true",
-      RESULTS_BUCKET: bucket,
-      ATHENA_WORKGROUP: workGroup,
-      ATHENA_DATABASE: TRACKING_SCHEMA,
-      ATHENA_TABLE: TRACKING_TABLE,
-      INGEST_PREFIXES: DEFAULT_INGEST_PREFIXES.join(","),
-      MONGODB_URI: mongo.uri,
-      MONGODB_DB_NAME: dbName,
-    };
+    const env = pipelineEnv(standIns, names);
     const handlers = buildHandlers(env, write);
-    cleanups.push(() => handlers.close());
-
+    cleanups.add(() => handlers.close());
     const s3 = new S3Client({
       region: LOCAL_REGION,
-      endpoint: s3Server.endpoint,
+      endpoint: standIns.s3.endpoint,
       forcePathStyle: true,
       credentials: { accessKeyId: "local", secretAccessKey: "local" },
     });
-    cleanups.push(() => s3.destroy());
-
-    const ingestInvocations: IngestInvocation[] = [];
-    const onFailure: OnFailureRecord[] = [];
-    const listeners = new Set<() => void>();
-    const invokeIngest = createAsyncInvoker<S3Event, unknown>({
-      functionName: INGEST_FUNCTION_NAME,
-      handler: handlers.ingest,
-      ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
-      onInvocation: (invocation) => {
-        ingestInvocations.push(invocation);
-        for (const listener of listeners) listener();
-      },
-      onFailure: (record) => onFailure.push(record),
-    });
-    // S3 delivers and forgets; wait for the functions still running before the stand-ins go.
-    cleanups.push(async () => {
-      await s3Server.idle();
-      await Promise.all(ingestInvocations.map((i) => i.done));
-    });
-    for (const prefix of DEFAULT_INGEST_PREFIXES) {
-      s3Server.addNotification({
-        id: `ingest-${prefix.replace("/", "")}`, // as the stack names them: one rule per prefix
-        bucket,
-        prefix,
-        suffix: ".csv",
-        deliver: (event) => {
-          invokeIngest(event);
-        },
-      });
-    }
-
-    const keysOf = (invocation: IngestInvocation) =>
-      (invocation.event.Records ?? []).map((record) => decodeS3EventKey(record.s3.object.key));
-
-    // Athena names its result `<QueryExecutionId>.csv`; the query's state explains a missing file.
-    const queryOf = (key: string) => {
-      const queryId = /^athena-results\/(.+)\.csv$/.exec(key)?.[1];
-      return queryId ? athena.executions().find((e) => e.queryExecutionId === queryId) : undefined;
-    };
-    const describeQuery = (key: string): string => {
-      const query = queryOf(key);
-      if (!query) return "";
-      return ` (Athena says the query is ${query.state}${query.stateChangeReason ? `: ${query.stateChangeReason}` : ""})`;
-    };
-
-    const waitForIngest = async (
-      key: string,
-      { timeoutMs = 60_000, after = 0 }: WaitForIngestOptions = {},
-    ): Promise<IngestInvocation> => {
-      const find = () => ingestInvocations.slice(after).find((i) => keysOf(i).includes(key));
-      let invocation = find();
-      if (!invocation) {
-        invocation = await new Promise<IngestInvocation | undefined>((resolve) => {
-          const listener = () => {
-            const found = find();
-            if (found) finish(found);
-          };
-          const timer = setTimeout(() => finish(undefined), timeoutMs);
-          // A failed or cancelled query writes no file: say so at once rather than at the timeout.
-          const poll = setInterval(() => {
-            const state = queryOf(key)?.state;
-            if (state === "FAILED" || state === "CANCELLED") finish(undefined);
-          }, 200);
-          const finish = (value: IngestInvocation | undefined) => {
-            clearTimeout(timer);
-            clearInterval(poll);
-            listeners.delete(listener);
-            resolve(value);
-          };
-          listeners.add(listener);
-        });
-      }
-      if (!invocation) {
-        const state = queryOf(key)?.state;
-        const when =
-          state === "FAILED" || state === "CANCELLED" ? "" : ` within ${timeoutMs / 1000} s`;
-        throw new IngestNotStartedError(
-          `No ingest of s3://${bucket}/${key} started${when}${describeQuery(key)}`,
-          key,
-        );
-      }
-      await invocation.done;
-      return invocation;
-    };
+    cleanups.add(() => s3.destroy());
+    const ingest = wireIngest(handlers.ingest, standIns.s3, names.bucket, options, cleanups);
 
     return {
-      bucket,
-      workGroup,
-      dbName,
+      ...names,
       sample,
       endpoints: {
-        mongoUri: mongo.uri,
-        s3: s3Server.endpoint,
-        athena: athena.endpoint,
-        cloudwatch: cloudwatch.endpoint,
+        mongoUri: standIns.mongo.uri,
+        s3: standIns.s3.endpoint,
+        athena: standIns.athena.endpoint,
+        cloudwatch: standIns.cloudwatch.endpoint,
       },
       env,
       s3,
       db,
-      ingestInvocations,
-      onFailure,
-      metrics: cloudwatch.metrics,
+      ingestInvocations: ingest.invocations,
+      onFailure: ingest.onFailure,
+      metrics: standIns.cloudwatch.metrics,
       invokeStart: (event, context) =>
         handlers.start(
           event,
           context ?? createLambdaContext({ functionName: START_FUNCTION_NAME }),
         ),
-      invokeIngest,
-      keysOf,
+      invokeIngest: ingest.invoke,
+      keysOf: ingest.keysOf,
       async settle() {
-        await athena.idle();
-        await s3Server.idle();
-        await Promise.all(ingestInvocations.map((invocation) => invocation.done));
+        await standIns.athena.idle();
+        await standIns.s3.idle();
+        await Promise.all(ingest.invocations.map((invocation) => invocation.done));
       },
-      waitForIngest,
-      async putObject(key, body, tags) {
-        await s3.send(
-          new PutObjectCommand({
-            Bucket: bucket,
-            Key: key,
-            Body: body,
-            ContentType: "text/csv",
-            ...(tags ? { Tagging: new URLSearchParams(tags).toString() } : {}),
-          }),
-        );
-      },
-      async getText(key) {
-        try {
-          const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-          return await response.Body?.transformToString("utf-8");
-        } catch (error) {
-          if (isNotFound(error)) return undefined;
-          throw error;
-        }
-      },
-      stop: cleanUp,
+      waitForIngest: createIngestWaiter(ingest, standIns.athena, names.bucket),
+      putObject: (key, body, tags) => putLocalObject(s3, names.bucket, key, body, tags),
+      getText: (key) => getLocalText(s3, names.bucket, key),
+      stop: () => cleanups.run(),
     };
   } catch (error) {
-    await cleanUp().catch(() => undefined);
+    await cleanups.run().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Undo steps, run last-first; every step runs even when an earlier one fails. */
+class Cleanups {
+  private readonly steps: (() => Promise<void> | void)[] = [];
+
+  add(step: () => Promise<void> | void): void {
+    this.steps.push(step);
+  }
+
+  async run(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const step of this.steps.splice(0).reverse()) {
+      try {
+        await step();
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+    if (errors.length > 0) throw new AggregateError(errors, "stopping the local pipeline failed");
+  }
+}
+
+interface StandIns {
+  mongo: MongoServer;
+  s3: S3Server;
+  cloudwatch: CloudWatchServer;
+  athena: AthenaServer;
+}
+
+/** MongoDB, S3 (with the bucket), CloudWatch and Athena (with the sample rows), each stopped on cleanup. */
+async function startStandIns(
+  options: LocalPipelineOptions,
+  names: { bucket: string; workGroup: string },
+  sample: SampleData,
+  cleanups: Cleanups,
+): Promise<StandIns> {
+  const mongo = await startMongoServer({ port: options.ports?.mongo ?? 0 });
+  cleanups.add(() => mongo.stop());
+  // Our own temp dir for the object bytes, removed by us: also when the S3 stand-in
+  // fails to start (a taken port), which would leave its own dir behind.
+  const dir = await mkdtemp(join(tmpdir(), "tracking-sync-local-"));
+  cleanups.add(() => rm(dir, { recursive: true, force: true }));
+  const s3 = await startS3Server({ port: options.ports?.s3 ?? 0, dir });
+  cleanups.add(() => s3.stop());
+  s3.createBucket(names.bucket);
+  const cloudwatch = await startCloudWatchServer({ port: options.ports?.cloudwatch ?? 0 });
+  cleanups.add(() => cloudwatch.stop());
+  const athena = await startAthenaServer({
+    port: options.ports?.athena ?? 0,
+    s3: { endpoint: s3.endpoint, region: LOCAL_REGION },
+    workGroups: {
+      [names.workGroup]: { outputLocation: `s3://${names.bucket}/${ATHENA_RESULTS_PREFIX}` },
+    },
+    setup: (connection) =>
+      seedDuckDb(
+        connection,
+        sample.rows.map((r) => r.row),
+      ),
+  });
+  cleanups.add(() => athena.stop());
+  return { mongo, s3, cloudwatch, athena };
+}
+
+/** The environment both handlers are configured from (and what `npm run local` prints). */
+function pipelineEnv(
+  standIns: StandIns,
+  names: { bucket: string; workGroup: string; dbName: string },
+): Record<PipelineEnvName, string> {
+  return {
+    AWS_REGION: LOCAL_REGION,
+    // The AWS CLI v1 reads only this one; `npm run local` prints both.
+    AWS_DEFAULT_REGION: LOCAL_REGION,
+    AWS_ACCESS_KEY_ID: "local",
+    AWS_SECRET_ACCESS_KEY: "local",
+    AWS_ENDPOINT_URL_S3: standIns.s3.endpoint,
+    AWS_ENDPOINT_URL_ATHENA: standIns.athena.endpoint,
+    AWS_ENDPOINT_URL_CLOUDWATCH: standIns.cloudwatch.endpoint,
+    S3_FORCE_PATH_STYLE: "true",
+    RESULTS_BUCKET: names.bucket,
+    ATHENA_WORKGROUP: names.workGroup,
+    ATHENA_DATABASE: TRACKING_SCHEMA,
+    ATHENA_TABLE: TRACKING_TABLE,
+    INGEST_PREFIXES: DEFAULT_INGEST_PREFIXES.join(","),
+    MONGODB_URI: standIns.mongo.uri,
+    MONGODB_DB_NAME: names.dbName,
+  };
+}
+
+interface IngestWiring {
+  invocations: IngestInvocation[];
+  onFailure: OnFailureRecord[];
+  invoke: (event: S3Event) => IngestInvocation;
+  keysOf: (invocation: IngestInvocation) => string[];
+  /** Called after every new invocation; returns the unsubscribe. */
+  onInvocation: (listener: () => void) => () => void;
+}
+
+/** S3 ObjectCreated → the ingest handler as an asynchronous invoke, one rule per ingest prefix. */
+function wireIngest(
+  handler: IngestHandler,
+  s3Server: S3Server,
+  bucket: string,
+  options: Pick<LocalPipelineOptions, "retryDelaysMs">,
+  cleanups: Cleanups,
+): IngestWiring {
+  const invocations: IngestInvocation[] = [];
+  const onFailure: OnFailureRecord[] = [];
+  const listeners = new Set<() => void>();
+  const invoke = createAsyncInvoker<S3Event, unknown>({
+    functionName: INGEST_FUNCTION_NAME,
+    handler,
+    ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
+    onInvocation: (invocation) => {
+      invocations.push(invocation);
+      for (const listener of listeners) listener();
+    },
+    onFailure: (record) => onFailure.push(record),
+  });
+  // S3 delivers and forgets; wait for the functions still running before the stand-ins go.
+  cleanups.add(async () => {
+    await s3Server.idle();
+    await Promise.all(invocations.map((i) => i.done));
+  });
+  for (const prefix of DEFAULT_INGEST_PREFIXES) {
+    s3Server.addNotification({
+      id: `ingest-${prefix.replace("/", "")}`, // as the stack names them: one rule per prefix
+      bucket,
+      prefix,
+      suffix: ".csv",
+      deliver: (event) => {
+        invoke(event);
+      },
+    });
+  }
+  return {
+    invocations,
+    onFailure,
+    invoke,
+    keysOf: (invocation) =>
+      (invocation.event.Records ?? []).map((record) => decodeS3EventKey(record.s3.object.key)),
+    onInvocation(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}
+
+/**
+ * `waitForIngest`: the finished ingest invocation for a key. Athena names its result
+ * `<QueryExecutionId>.csv`; the query's state explains a missing file, at once when the
+ * query failed rather than at the timeout.
+ */
+function createIngestWaiter(
+  ingest: IngestWiring,
+  athena: AthenaServer,
+  bucket: string,
+): LocalPipeline["waitForIngest"] {
+  const queryOf = (key: string) => {
+    const queryId = /^athena-results\/(.+)\.csv$/.exec(key)?.[1];
+    return queryId ? athena.executions().find((e) => e.queryExecutionId === queryId) : undefined;
+  };
+  const describeQuery = (key: string): string => {
+    const query = queryOf(key);
+    if (!query) return "";
+    return ` (Athena says the query is ${query.state}${query.stateChangeReason ? `: ${query.stateChangeReason}` : ""})`;
+  };
+  const queryEnded = (key: string) => {
+    const state = queryOf(key)?.state;
+    return state === "FAILED" || state === "CANCELLED";
+  };
+
+  return async (key, { timeoutMs = 60_000, after = 0 } = {}) => {
+    const find = () => ingest.invocations.slice(after).find((i) => ingest.keysOf(i).includes(key));
+    const invocation =
+      find() ??
+      (await new Promise<IngestInvocation | undefined>((resolve) => {
+        const finish = (value: IngestInvocation | undefined) => {
+          clearTimeout(timer);
+          clearInterval(poll);
+          unsubscribe();
+          resolve(value);
+        };
+        const unsubscribe = ingest.onInvocation(() => {
+          const found = find();
+          if (found) finish(found);
+        });
+        const timer = setTimeout(() => finish(undefined), timeoutMs);
+        // A failed or cancelled query writes no file.
+        const poll = setInterval(() => {
+          if (queryEnded(key)) finish(undefined);
+        }, 200);
+      }));
+    if (!invocation) {
+      const when = queryEnded(key) ? "" : ` within ${timeoutMs / 1000} s`;
+      throw new IngestNotStartedError(
+        `No ingest of s3://${bucket}/${key} started${when}${describeQuery(key)}`,
+        key,
+      );
+    }
+    await invocation.done;
+    return invocation;
+  };
+}
+
+/** PutObject, as `aws s3 cp` / `aws s3api put-object --tagging` would. */
+async function putLocalObject(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  body: string | Uint8Array,
+  tags: Record<string, string> | undefined,
+): Promise<void> {
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: bucket,
+      Key: key,
+      Body: body,
+      ContentType: "text/csv",
+      ...(tags ? { Tagging: new URLSearchParams(tags).toString() } : {}),
+    }),
+  );
+}
+
+async function getLocalText(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+): Promise<string | undefined> {
+  try {
+    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    return await response.Body?.transformToString("utf-8");
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
     throw error;
   }
 }
