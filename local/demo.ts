@@ -118,11 +118,6 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const print = options.print ?? (() => undefined);
   const timeoutMs = options.timeoutMs ?? 60_000;
   const yesterday = addDays(toIsoDate(new Date()), -1);
-  const manual =
-    options.date !== undefined ||
-    options.days !== undefined ||
-    options.publication !== undefined ||
-    options.dryRun !== undefined;
   const sampleRange = sampleRangeFor(yesterday, options.date, options.days);
 
   const pipeline = await startLocalPipeline({
@@ -134,126 +129,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   try {
     const { sample } = pipeline;
     print(header(pipeline));
-    const steps: DemoStep[] = [];
-    const checks: DemoCheck[] = [];
-    let entries = await snapshotEntries(pipeline);
-
-    const record = async (step: Omit<DemoStep, "entries" | "changes">): Promise<DemoStep> => {
-      const after = await snapshotEntries(pipeline);
-      const full = { ...step, entries: after, changes: compareEntries(entries, after) };
-      const before = entries;
-      entries = after;
-      steps.push(full);
-      print(describeStep(steps.length, full, pipeline, before));
-      return full;
-    };
-
-    // 1. The nightly schedule (or the SyncEvent asked for).
-    const syncEvent = {
-      ...(options.date !== undefined ? { date: options.date } : {}),
-      ...(options.days !== undefined ? { days: options.days } : {}),
-      ...(options.publication !== undefined ? { publicationCode: options.publication } : {}),
-      ...(options.dryRun !== undefined ? { dryRun: options.dryRun } : {}),
-    };
-    const event = manual ? syncEvent : scheduledEvent({ time: scheduleTime() });
-    const context = createLambdaContext({ functionName: START_FUNCTION_NAME });
-    const first = await startAndIngest(pipeline, event, context, timeoutMs);
-    if (!first.start.success || !first.start.queryExecutionId) {
-      throw new DemoError(`start-query started nothing: ${first.start.error ?? "no query id"}`);
-    }
-    const firstStep = await record({
-      name: manual ? "manual" : "nightly",
-      title: manual
-        ? `Manual invoke ${JSON.stringify(syncEvent)} → start-query`
-        : "Nightly schedule (EventBridge Scheduled Event → start-query)",
-      trigger: { event, requestId: context.awsRequestId },
-      start: first.start,
-      ...(first.ingest ? { ingest: first.ingest } : {}),
-    });
-    checks.push(ingestCheck("Athena's result file was ingested", first.ingest));
-    const dryFirst = first.start.dryRun === true;
-    checks.push({
-      name: dryFirst ? "the dry run wrote nothing" : "the first run wrote entries",
-      ok: dryFirst
-        ? firstStep.changes.inserted + firstStep.changes.updated === 0
-        : firstStep.changes.inserted + firstStep.changes.updated > 0,
-      detail: describeChanges(firstStep.changes),
-    });
-
-    // 2. The same night again: the same event redelivered, then a new event for that night.
-    const again = await startAndIngest(pipeline, event, context, timeoutMs);
-    await record({
-      name: "redelivery",
-      title: "The same event delivered again (same id / request id → same token)",
-      trigger: { event, requestId: context.awsRequestId },
-      start: again.start,
-      ...(again.ingest ? { ingest: again.ingest } : {}),
-    });
-    checks.push({
-      name: "a redelivered event starts no second query",
-      ok: again.start.queryExecutionId === first.start.queryExecutionId && !again.ingest,
-      detail: `query ${again.start.queryExecutionId ?? "none"}${again.ingest ? ", ingested again" : ", no new file"}`,
-    });
-
-    const nextEvent = manual
-      ? syncEvent
-      : scheduledEvent({ time: new Date((event as { time: string }).time) });
-    const nextContext = createLambdaContext({ functionName: START_FUNCTION_NAME });
-    const sameNight = await startAndIngest(pipeline, nextEvent, nextContext, timeoutMs);
-    const sameNightStep = await record({
-      name: "same-night",
-      title: manual
-        ? "The same request again (a new invoke)"
-        : "A second schedule event for the same night (new event id)",
-      trigger: { event: nextEvent, requestId: nextContext.awsRequestId },
-      start: sameNight.start,
-      ...(sameNight.ingest ? { ingest: sameNight.ingest } : {}),
-    });
-    checks.push(ingestCheck("the same night's new query was ingested", sameNight.ingest));
-    checks.push({
-      name: "the same night again changes no entry",
-      ok:
-        sameNightStep.changes.inserted === 0 &&
-        sameNightStep.changes.updated === 0 &&
-        sameNightStep.changes.removed === 0,
-      detail: describeChanges(sameNightStep.changes),
-    });
-
-    // 3. Reprocess drops: a preview tagged dryRun=true, then the real one (or the user's file).
+    const run = new DemoRun(pipeline, print, timeoutMs, await snapshotEntries(pipeline));
+    const firstStep = await runStartSteps(run, options);
     const reprocessDate = clampDate(
       firstStep.start?.dateRange?.end ?? sample.dateRange.end,
       sample.dateRange,
     );
-    const drops = await reprocessDrops(options, pipeline, reprocessDate);
-    for (const drop of drops) {
-      const before = pipeline.ingestInvocations.length;
-      await pipeline.putObject(drop.key, drop.body, drop.tags);
-      const invocation = await pipeline.waitForIngest(drop.key, { timeoutMs, after: before });
-      const ingest = await describeIngest(pipeline, drop.key, invocation);
-      const step = await record({
-        name: drop.dryRun ? "reprocess-dry-run" : "reprocess",
-        title: drop.title,
-        trigger: {
-          put: `s3://${pipeline.bucket}/${drop.key}`,
-          ...(drop.tags ? { tagging: new URLSearchParams(drop.tags).toString() } : {}),
-          bytes: Buffer.byteLength(drop.body),
-        },
-        ingest,
-      });
-      checks.push(
-        ingestCheck(`the ${drop.dryRun ? "dry-run " : ""}reprocess drop was ingested`, ingest),
-      );
-      if (drop.dryRun) {
-        checks.push({
-          name: "the dry run wrote nothing",
-          ok:
-            step.changes.inserted === 0 && step.changes.updated === 0 && step.changes.removed === 0,
-          detail: describeChanges(step.changes),
-        });
-      }
-    }
-
-    checks.push({
+    await runReprocessSteps(run, await reprocessDrops(options, pipeline, reprocessDate));
+    run.checks.push({
       name: "nothing reached the on-failure destination",
       ok: pipeline.onFailure.length === 0,
       detail: plural(pipeline.onFailure.length, "record"),
@@ -261,7 +144,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     await options.inspect?.(pipeline);
 
     const result: DemoResult = {
-      success: checks.every((check) => check.ok),
+      success: run.checks.every((check) => check.ok),
       sample: {
         start: sample.dateRange.start,
         end: sample.dateRange.end,
@@ -271,8 +154,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       bucket: pipeline.bucket,
       workGroup: pipeline.workGroup,
       database: pipeline.dbName,
-      steps,
-      checks,
+      steps: run.steps,
+      checks: run.checks,
       metrics: [...pipeline.metrics],
       onFailure: [...pipeline.onFailure],
     };
@@ -280,6 +163,146 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     return result;
   } finally {
     await pipeline.stop();
+  }
+}
+
+/** The steps and checks so far, and the entries as the last step left them. */
+class DemoRun {
+  readonly steps: DemoStep[] = [];
+  readonly checks: DemoCheck[] = [];
+
+  constructor(
+    readonly pipeline: LocalPipeline,
+    private readonly print: (text: string) => void,
+    readonly timeoutMs: number,
+    private entries: Record<string, unknown>[],
+  ) {}
+
+  /** Records a step with the entries after it and what changed, and prints it. */
+  async record(step: Omit<DemoStep, "entries" | "changes">): Promise<DemoStep> {
+    const after = await snapshotEntries(this.pipeline);
+    const full = { ...step, entries: after, changes: compareEntries(this.entries, after) };
+    const before = this.entries;
+    this.entries = after;
+    this.steps.push(full);
+    this.print(describeStep(this.steps.length, full, this.pipeline, before));
+    return full;
+  }
+}
+
+/**
+ * Through the start handler: the nightly schedule (or the SyncEvent asked for), the same
+ * event redelivered, then a new event for the same night. Returns the first step.
+ */
+async function runStartSteps(run: DemoRun, options: DemoOptions): Promise<DemoStep> {
+  const { pipeline, timeoutMs, checks } = run;
+  const manual =
+    options.date !== undefined ||
+    options.days !== undefined ||
+    options.publication !== undefined ||
+    options.dryRun !== undefined;
+  const syncEvent = {
+    ...(options.date !== undefined ? { date: options.date } : {}),
+    ...(options.days !== undefined ? { days: options.days } : {}),
+    ...(options.publication !== undefined ? { publicationCode: options.publication } : {}),
+    ...(options.dryRun !== undefined ? { dryRun: options.dryRun } : {}),
+  };
+  const event = manual ? syncEvent : scheduledEvent({ time: scheduleTime() });
+  const context = createLambdaContext({ functionName: START_FUNCTION_NAME });
+  const first = await startAndIngest(pipeline, event, context, timeoutMs);
+  if (!first.start.success || !first.start.queryExecutionId) {
+    throw new DemoError(`start-query started nothing: ${first.start.error ?? "no query id"}`);
+  }
+  const firstStep = await run.record({
+    name: manual ? "manual" : "nightly",
+    title: manual
+      ? `Manual invoke ${JSON.stringify(syncEvent)} → start-query`
+      : "Nightly schedule (EventBridge Scheduled Event → start-query)",
+    trigger: { event, requestId: context.awsRequestId },
+    start: first.start,
+    ...(first.ingest ? { ingest: first.ingest } : {}),
+  });
+  checks.push(ingestCheck("Athena's result file was ingested", first.ingest));
+  const dryFirst = first.start.dryRun === true;
+  checks.push({
+    name: dryFirst ? "the dry run wrote nothing" : "the first run wrote entries",
+    ok: dryFirst
+      ? firstStep.changes.inserted + firstStep.changes.updated === 0
+      : firstStep.changes.inserted + firstStep.changes.updated > 0,
+    detail: describeChanges(firstStep.changes),
+  });
+
+  const again = await startAndIngest(pipeline, event, context, timeoutMs);
+  await run.record({
+    name: "redelivery",
+    title: "The same event delivered again (same id / request id → same token)",
+    trigger: { event, requestId: context.awsRequestId },
+    start: again.start,
+    ...(again.ingest ? { ingest: again.ingest } : {}),
+  });
+  checks.push({
+    name: "a redelivered event starts no second query",
+    ok: again.start.queryExecutionId === first.start.queryExecutionId && !again.ingest,
+    detail: `query ${again.start.queryExecutionId ?? "none"}${again.ingest ? ", ingested again" : ", no new file"}`,
+  });
+
+  const nextEvent = manual
+    ? syncEvent
+    : scheduledEvent({ time: new Date((event as { time: string }).time) });
+  const nextContext = createLambdaContext({ functionName: START_FUNCTION_NAME });
+  const sameNight = await startAndIngest(pipeline, nextEvent, nextContext, timeoutMs);
+  const sameNightStep = await run.record({
+    name: "same-night",
+    title: manual
+      ? "The same request again (a new invoke)"
+      : "A second schedule event for the same night (new event id)",
+    trigger: { event: nextEvent, requestId: nextContext.awsRequestId },
+    start: sameNight.start,
+    ...(sameNight.ingest ? { ingest: sameNight.ingest } : {}),
+  });
+  checks.push(ingestCheck("the same night's new query was ingested", sameNight.ingest));
+  checks.push({
+    name: "the same night again changes no entry",
+    ok:
+      sameNightStep.changes.inserted === 0 &&
+      sameNightStep.changes.updated === 0 &&
+      sameNightStep.changes.removed === 0,
+    detail: describeChanges(sameNightStep.changes),
+  });
+  return firstStep;
+}
+
+/** Reprocess drops through S3: a preview tagged dryRun=true, then the real one (or the user's file). */
+async function runReprocessSteps(
+  run: DemoRun,
+  drops: Awaited<ReturnType<typeof reprocessDrops>>,
+): Promise<void> {
+  const { pipeline, timeoutMs, checks } = run;
+  for (const drop of drops) {
+    const before = pipeline.ingestInvocations.length;
+    await pipeline.putObject(drop.key, drop.body, drop.tags);
+    const invocation = await pipeline.waitForIngest(drop.key, { timeoutMs, after: before });
+    const ingest = await describeIngest(pipeline, drop.key, invocation);
+    const step = await run.record({
+      name: drop.dryRun ? "reprocess-dry-run" : "reprocess",
+      title: drop.title,
+      trigger: {
+        put: `s3://${pipeline.bucket}/${drop.key}`,
+        ...(drop.tags ? { tagging: new URLSearchParams(drop.tags).toString() } : {}),
+        bytes: Buffer.byteLength(drop.body),
+      },
+      ingest,
+    });
+    checks.push(
+      ingestCheck(`the ${drop.dryRun ? "dry-run " : ""}reprocess drop was ingested`, ingest),
+    );
+    if (drop.dryRun) {
+      checks.push({
+        name: "the dry run wrote nothing",
+        ok: step.changes.inserted === 0 && step.changes.updated === 0 && step.changes.removed === 0,
+        detail: describeChanges(step.changes),
+      });
+    }
   }
 }
 
@@ -860,8 +883,8 @@ function exitAfterFlush(code: number): void {
   process.stdout.write("", () => process.stderr.write("", () => process.exit(code)));
 }
 
-// Run as a script (not when imported by the tests). Exit explicitly: the ingest handler
-// keeps its MongoDB client at module scope, as on Lambda, and it would hold the process.
+// Run as a script (not when imported by the tests). Exit explicitly once the output is
+// flushed: a client socket still closing must not hold the process.
 if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
   main(process.argv.slice(2)).then(exitAfterFlush);
 }
