@@ -1,6 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { type DuckDBConnection, DuckDBInstance, type DuckDBValue } from "@duckdb/node-api";
 import type { EventBridgeEvent } from "aws-lambda";
@@ -13,6 +12,7 @@ import {
   ParameterCountError,
   statementTypeOf,
 } from "./athena/sql-text";
+import { listen } from "./listen";
 
 /**
  * An Athena stand-in: Athena's JSON 1.1 API (StartQueryExecution, GetQueryExecution,
@@ -773,14 +773,7 @@ export async function startAthenaServer(options: AthenaServerOptions): Promise<A
     }
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listen(server, { port: options.port });
 
   async function idle(): Promise<void> {
     while (inFlight.size > 0) await Promise.all([...inFlight]);

@@ -1,11 +1,11 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, open } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { S3Event } from "aws-lambda";
+import { listen } from "./listen";
 import { AwsChunkedDecoder } from "./s3/aws-chunked";
 import { S3Error, s3Errors } from "./s3/errors";
 import {
@@ -914,14 +914,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
   }
 
   let endpoint = "";
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listen(server, { port: options.port });
   endpoint = `http://127.0.0.1:${port}`;
 
   async function idle(): Promise<void> {
