@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { listen } from "./listen";
 
 /**
  * Just enough of CloudWatch for the local pipeline: PutMetricData over the AWS JSON
@@ -44,11 +44,7 @@ export async function startCloudWatchServer(
       reply(res, 500, { __type: "InternalFailure", message: String(error) });
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, "127.0.0.1", () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listen(server, { port: options.port });
   return {
     endpoint: `http://127.0.0.1:${port}`,
     port,

@@ -7,6 +7,7 @@ import { realpathSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import type { Document } from "mongodb";
+import { listen } from "./listen.js";
 import { commandName, MongoEngine } from "./mongo/engine.js";
 import { CommandError } from "./mongo/errors.js";
 import { FaultState, type MongoFaults } from "./mongo/faults.js";
@@ -167,17 +168,7 @@ export async function startMongoServer(options: MongoServerOptions = {}): Promis
   });
   server.on("error", () => {});
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (error: Error) => reject(error);
-    server.once("error", onError);
-    server.listen(port, host, () => {
-      server.off("error", onError);
-      resolve();
-    });
-  });
-  const address = server.address();
-  if (address === null || typeof address === "string") throw new Error("server has no TCP address");
-  port = address.port;
+  port = await listen(server, { port, host });
 
   let stopping: Promise<void> | undefined;
   return {

@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import { createWriteStream } from "node:fs";
 import { ObjectId } from "mongodb";
+import { createRandom } from "../../local/random";
 import {
   DAILY_AGGREGATE_COLUMNS,
   type InsertionOrderDoc,
@@ -10,6 +11,9 @@ import {
   SPEC_PUBLICATION_CODES,
   type TrackingScriptDoc,
 } from "../../local/sample-data";
+
+// Still exported here so bench code keeps one import for the data and its generator.
+export { createRandom };
 
 /**
  * Benchmark data at scale: a fixed "universe" of campaigns, orders, creatives and
@@ -72,18 +76,6 @@ export interface UniverseOptions {
   creativesPerCampaign?: number;
   /** Default `query`: what Athena writes for the start function's query. */
   order?: RowOrder;
-}
-
-/** mulberry32: small, fast, and the same sequence on every machine for one seed. */
-export function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 const CAMPAIGN_WORDS = [
