@@ -1,0 +1,606 @@
+import { createHash } from "node:crypto";
+import type { Context, S3Event } from "aws-lambda";
+import type { Document } from "mongodb";
+import type { ContinuationEvent, ContinuationState } from "../../../handlers/ingest/continuation";
+import { applyEntryUpdate, type EntryUpdate } from "../../../handlers/ingest/entry-update";
+import type { IngestHandlerDependencies } from "../../../handlers/ingest/ingest-event";
+import type { IngestMetrics } from "../../../handlers/ingest/metrics";
+import type { OrderDoc, TrackingScriptDoc } from "../../../handlers/ingest/order-resolver";
+import {
+  type ArtifactStore,
+  type ByteContent,
+  type EntryStore,
+  type FileArtifacts,
+  type IngestLookupStore,
+  type IngestMetricsPublisher,
+  type OpenedSource,
+  SourceChangedError,
+  type SourceStore,
+  type WatermarkStores,
+} from "../../../handlers/ingest/ports";
+import type { PublicationCodeDocument } from "../../../handlers/ingest/publications";
+import type { ObjectReport } from "../../../handlers/ingest/report";
+import type { S3ObjectRef } from "../../../handlers/ingest/s3-records";
+import type { BatchWriteResult, EntryWriter } from "../../../handlers/ingest/writer";
+import {
+  checkpointKey,
+  rejectsKey,
+  rejectsPartKey,
+  reportKey,
+  runManifestKey,
+} from "../../../handlers/shared/bucket-layout";
+import { createLogger, type Logger } from "../../../handlers/shared/logger";
+import type { Watermark } from "../../../handlers/shared/watermark";
+import type { WatermarkAdvance, WatermarkStore } from "../../../handlers/shared/watermark-store";
+import { s3Event } from "../../helpers/s3-event";
+
+/**
+ * In-memory fakes of the ingest core's ports (handlers/ingest/ports.ts). Each keeps what
+ * it was given in a Map, records what was done to it, and can be told to fail the way
+ * the real adapter fails. They fake the ports, never a client or MongoDB's driver.
+ */
+
+const pathOf = (bucket: string, key: string) => `${bucket}/${key}`;
+
+/** An S3-style ETag: the MD5 of the bytes, in quotes. */
+export function eTagOf(bytes: Buffer): string {
+  return `"${createHash("md5").update(bytes).digest("hex")}"`;
+}
+
+async function* chunksOf(bytes: Buffer, chunkSize: number): AsyncGenerator<Uint8Array> {
+  for (let start = 0; start < bytes.length; start += chunkSize) {
+    yield bytes.subarray(start, start + chunkSize);
+  }
+}
+
+async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of body) chunks.push(Buffer.from(chunk));
+  return Buffer.concat(chunks);
+}
+
+/** An error shaped like the SDK's for a missing key. */
+function noSuchKey(key: string): Error {
+  const error = new Error(`The specified key does not exist: ${key}`);
+  error.name = "NoSuchKey";
+  return error;
+}
+
+interface StoredSource {
+  bytes: Buffer;
+  eTag: string;
+  tags: { Key?: string; Value?: string }[];
+}
+
+/** Source objects, their tags and the start function's run manifests, by bucket and key. */
+export class FakeSourceStore implements SourceStore {
+  private readonly objects = new Map<string, StoredSource>();
+  private readonly manifests = new Map<string, unknown>();
+  private openFailure: Error | undefined;
+  /** Every `open`, in call order: which key, and from where. */
+  readonly opens: { key: string; from: { byteOffset: number; eTag: string } | undefined }[] = [];
+  /** Keys whose tags were read, in call order. */
+  readonly tagReads: string[] = [];
+
+  /** `chunkSize`: the body arrives in chunks of this many bytes (as a socket delivers it). */
+  constructor(private readonly chunkSize = 64 * 1024) {}
+
+  /** Stores (or replaces) an object; returns its ETag. */
+  put(
+    bucket: string,
+    key: string,
+    body: string | Buffer,
+    tags: Record<string, string> = {},
+  ): string {
+    const bytes = Buffer.from(body);
+    const eTag = eTagOf(bytes);
+    const tagSet = Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
+    this.objects.set(pathOf(bucket, key), { bytes, eTag, tags: tagSet });
+    return eTag;
+  }
+
+  /** Stores `runs/<queryExecutionId>.json` as parsed JSON. */
+  putManifest(bucket: string, queryExecutionId: string, manifest: unknown): void {
+    this.manifests.set(pathOf(bucket, runManifestKey(queryExecutionId)), manifest);
+  }
+
+  /** The next `open` throws `error` (an unreadable object), then opens work again. */
+  failNextOpen(error: Error = Object.assign(new Error("Access Denied"), { name: "AccessDenied" })) {
+    this.openFailure = error;
+  }
+
+  async open(
+    object: S3ObjectRef,
+    from?: { byteOffset: number; eTag: string },
+  ): Promise<OpenedSource> {
+    this.opens.push({ key: object.key, from });
+    const failure = this.openFailure;
+    this.openFailure = undefined;
+    if (failure) throw failure;
+    const stored = this.objects.get(pathOf(object.bucket, object.key));
+    if (!stored) throw noSuchKey(object.key);
+    // The adapter turns the conditional GET's 412 into this.
+    if (from && from.eTag !== stored.eTag) {
+      throw new SourceChangedError(`At least one of the pre-conditions you specified did not hold`);
+    }
+    const bytes = stored.bytes.subarray(from?.byteOffset ?? 0);
+    // A ranged GET's length is the range's, as S3's ContentLength is.
+    return { body: chunksOf(bytes, this.chunkSize), eTag: stored.eTag, size: bytes.length };
+  }
+
+  async readTags(object: S3ObjectRef) {
+    this.tagReads.push(object.key);
+    const stored = this.objects.get(pathOf(object.bucket, object.key));
+    if (!stored) throw noSuchKey(object.key);
+    return stored.tags.map((tag) => ({ ...tag }));
+  }
+
+  async readManifest(bucket: string, queryExecutionId: string) {
+    return structuredClone(this.manifests.get(pathOf(bucket, runManifestKey(queryExecutionId))));
+  }
+}
+
+export type ArtifactOperation = keyof FileArtifacts;
+
+/**
+ * Reports, checkpoints, rejects and rejects parts, by bucket and key (the real layout's
+ * keys), as bytes. `writes` records every successful write or removal in order.
+ */
+export class FakeArtifactStore {
+  private readonly objects = new Map<string, Buffer>();
+  private readonly failures = new Map<ArtifactOperation, Error[]>();
+  readonly writes: { operation: ArtifactOperation; key: string }[] = [];
+
+  readonly store: ArtifactStore = (object) => this.artifactsOf(object);
+
+  /** The next call of `operation` throws `error` (once per call to this). */
+  failNext(operation: ArtifactOperation, error: Error = new Error(`${operation} failed`)): void {
+    const queued = this.failures.get(operation) ?? [];
+    queued.push(error);
+    this.failures.set(operation, queued);
+  }
+
+  /** Puts raw bytes under a key (e.g. a stale rejects object, or a part of another run). */
+  put(bucket: string, key: string, body: string | Buffer): void {
+    this.objects.set(pathOf(bucket, key), Buffer.from(body));
+  }
+
+  text(bucket: string, key: string): string | undefined {
+    return this.objects.get(pathOf(bucket, key))?.toString("utf8");
+  }
+
+  has(bucket: string, key: string): boolean {
+    return this.objects.has(pathOf(bucket, key));
+  }
+
+  /** Every stored key of `bucket`, sorted. */
+  keys(bucket: string): string[] {
+    const prefix = `${bucket}/`;
+    return [...this.objects.keys()]
+      .filter((path) => path.startsWith(prefix))
+      .map((path) => path.slice(prefix.length))
+      .sort();
+  }
+
+  report(object: Pick<S3ObjectRef, "bucket" | "key">): ObjectReport | undefined {
+    return this.json<ObjectReport>(object.bucket, reportKey(object.key));
+  }
+
+  checkpoint(object: Pick<S3ObjectRef, "bucket" | "key">): ContinuationState | undefined {
+    return this.json<ContinuationState>(object.bucket, checkpointKey(object.key));
+  }
+
+  rejects(object: Pick<S3ObjectRef, "bucket" | "key">): string | undefined {
+    return this.text(object.bucket, rejectsKey(object.key));
+  }
+
+  count(operation: ArtifactOperation): number {
+    return this.writes.filter((write) => write.operation === operation).length;
+  }
+
+  private json<T>(bucket: string, key: string): T | undefined {
+    const text = this.text(bucket, key);
+    return text === undefined ? undefined : (JSON.parse(text) as T);
+  }
+
+  private artifactsOf(object: S3ObjectRef): FileArtifacts {
+    const { bucket } = object;
+    const run = async <T>(
+      operation: ArtifactOperation,
+      key: string,
+      act: (path: string) => Promise<T> | T,
+    ): Promise<T> => {
+      const failure = this.failures.get(operation)?.shift();
+      if (failure) throw failure;
+      const result = await act(pathOf(bucket, key));
+      this.writes.push({ operation, key });
+      return result;
+    };
+    const putJson = (operation: ArtifactOperation, key: string, value: unknown) =>
+      run(operation, key, (path) => {
+        this.objects.set(path, Buffer.from(`${JSON.stringify(value, null, 2)}\n`));
+      });
+    const putBytes = (operation: ArtifactOperation, key: string, content: ByteContent) =>
+      run(operation, key, async (path) => {
+        const bytes = await readAll(content.body);
+        // S3 refuses a PUT whose body is not the Content-Length it announced.
+        if (bytes.length !== content.size) {
+          throw new Error(`body of ${bytes.length} bytes, Content-Length ${content.size}`);
+        }
+        this.objects.set(path, bytes);
+      });
+    const remove = (operation: ArtifactOperation, key: string) =>
+      run(operation, key, (path) => {
+        this.objects.delete(path);
+      });
+    return {
+      writeReport: (report) => putJson("writeReport", reportKey(object.key), report),
+      writeCheckpoint: (state) => putJson("writeCheckpoint", checkpointKey(object.key), state),
+      removeCheckpoint: () => remove("removeCheckpoint", checkpointKey(object.key)),
+      writeRejects: (content) => putBytes("writeRejects", rejectsKey(object.key), content),
+      removeRejects: () => remove("removeRejects", rejectsKey(object.key)),
+      writeRejectsPart: (chain, part, content) =>
+        putBytes("writeRejectsPart", rejectsPartKey(object.key, chain, part), content),
+      readRejectsPart: (chain, part) =>
+        run("readRejectsPart", rejectsPartKey(object.key, chain, part), (path) => {
+          const bytes = this.objects.get(path);
+          if (!bytes) throw noSuchKey(rejectsPartKey(object.key, chain, part));
+          return { body: chunksOf(bytes, 1024), size: bytes.length };
+        }),
+      removeRejectsPart: (chain, part) =>
+        remove("removeRejectsPart", rejectsPartKey(object.key, chain, part)),
+    };
+  }
+}
+
+/** One watermark per bucket, moved only forward (as the conditional S3 write guarantees). */
+export class FakeWatermarks {
+  private readonly current = new Map<string, Watermark>();
+  /** Every `advance` asked, moved or not. */
+  readonly advances: { bucket: string; next: Omit<Watermark, "updatedAt">; moved: boolean }[] = [];
+
+  readonly stores: WatermarkStores = (bucket) => this.storeOf(bucket);
+
+  constructor(private readonly now: () => Date = () => new Date()) {}
+
+  set(bucket: string, watermark: Watermark): void {
+    this.current.set(bucket, { ...watermark });
+  }
+
+  get(bucket: string): Watermark | undefined {
+    return this.current.get(bucket);
+  }
+
+  private storeOf(bucket: string): WatermarkStore {
+    return {
+      read: async () => this.get(bucket),
+      advance: async (next): Promise<WatermarkAdvance> => {
+        const current = this.current.get(bucket);
+        if (current && current.lastCompleteDate >= next.lastCompleteDate) {
+          this.advances.push({ bucket, next, moved: false });
+          return {
+            moved: false,
+            previous: current.lastCompleteDate,
+            current: current.lastCompleteDate,
+          };
+        }
+        this.current.set(bucket, { ...next, updatedAt: this.now().toISOString() });
+        this.advances.push({ bucket, next, moved: true });
+        return { moved: true, previous: current?.lastCompleteDate, current: next.lastCompleteDate };
+      },
+    };
+  }
+}
+
+/** Records every publish; told to, fails as the CloudWatch adapter does (logged, `false`). */
+export class FakeMetrics implements IngestMetricsPublisher {
+  readonly published: IngestMetrics[] = [];
+  private failing = false;
+
+  failPublishing(): void {
+    this.failing = true;
+  }
+
+  async publish(metrics: IngestMetrics, logger: Logger): Promise<boolean> {
+    if (this.failing) {
+      logger.warn("Publishing metrics failed; the sync itself is unaffected", {
+        error: new Error("Throttling"),
+      });
+      return false;
+    }
+    this.published.push(structuredClone(metrics));
+    return true;
+  }
+
+  /** The file counts of every publish that carried them. */
+  get files() {
+    return this.published.flatMap((metrics) => (metrics.file ? [metrics.file] : []));
+  }
+}
+
+export interface LookupData {
+  trackingScripts?: readonly TrackingScriptDoc[];
+  orders?: readonly (OrderDoc & { deletedAt?: Date })[];
+  publications?: readonly PublicationCodeDocument[];
+}
+
+/** The resolver's reads over arrays, with the MongoDB adapter's filters (soft deletes included). */
+export class FakeLookupStore implements IngestLookupStore {
+  /** Queries issued, per read. */
+  readonly queries = { trackingScripts: 0, ordersById: 0, ordersByPattern: 0, publications: 0 };
+
+  constructor(private readonly data: LookupData) {}
+
+  async findTrackingScripts(creativeIds: string[]) {
+    this.queries.trackingScripts++;
+    const wanted = new Set(creativeIds);
+    return (this.data.trackingScripts ?? []).filter((script) => wanted.has(script.creativeId));
+  }
+
+  async findOrdersByCampaignIds(campaignIds: unknown[]) {
+    this.queries.ordersById++;
+    return this.liveOrders().filter((order) => campaignIds.includes(order.campaignId));
+  }
+
+  async findOrdersByCampaignPattern(pattern: string) {
+    this.queries.ordersByPattern++;
+    const regex = new RegExp(pattern, "i");
+    return this.liveOrders().filter(
+      (order) => typeof order.campaignId === "string" && regex.test(order.campaignId),
+    );
+  }
+
+  async findPublicationCodes() {
+    this.queries.publications++;
+    return (this.data.publications ?? []).filter((doc) => doc.publicationCode !== undefined);
+  }
+
+  private liveOrders() {
+    return (this.data.orders ?? []).filter((order) => order.deletedAt === undefined);
+  }
+}
+
+/** The upsert key as one string: the unique index's four fields. */
+export function upsertKeyOf(key: {
+  orderId: unknown;
+  itemPath: unknown;
+  dateStart: unknown;
+  source: unknown;
+}): string {
+  const dateStart = key.dateStart instanceof Date ? key.dateStart.toISOString() : key.dateStart;
+  return JSON.stringify([key.orderId, key.itemPath, dateStart, key.source]);
+}
+
+/**
+ * `performance_entries` as a Map keyed by the upsert key, written through the pure twin of
+ * the update pipeline (`applyEntryUpdate`), plus the lookups. `failWith` takes MongoDB
+ * down: every call (writes included) throws the error until `recover`.
+ */
+export class FakeEntryStore implements EntryStore {
+  readonly entries = new Map<string, Document>();
+  readonly lookupStore: FakeLookupStore;
+  indexEnsured = 0;
+  /** The `dryRun` of every writer asked for. */
+  readonly writersOpened: boolean[] = [];
+  /** The updates of every write, real or dry, in call order. */
+  readonly writes: { dryRun: boolean; updates: readonly EntryUpdate[] }[] = [];
+  private failure: Error | undefined;
+  private writeFailure: { after: number; error: Error } | undefined;
+
+  constructor(
+    lookups: LookupData = {},
+    private readonly now: () => Date = () => new Date(),
+  ) {
+    this.lookupStore = new FakeLookupStore(lookups);
+  }
+
+  failWith(error: Error): void {
+    this.failure = error;
+  }
+
+  /** MongoDB goes down mid-file: the writes after the first `after` ones throw `error`. */
+  failWritesAfter(after: number, error: Error): void {
+    this.writeFailure = { after, error };
+  }
+
+  recover(): void {
+    this.failure = undefined;
+    this.writeFailure = undefined;
+  }
+
+  /** The stored entries without their clocks, sorted by upsert key: comparable across runs. */
+  comparableEntries(): Document[] {
+    return [...this.entries.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, { createdAt, updatedAt, enteredAt, ...rest }]) => rest);
+  }
+
+  async ensureUpsertKeyIndex(): Promise<void> {
+    this.check();
+    this.indexEnsured++;
+  }
+
+  async lookups(): Promise<IngestLookupStore> {
+    this.check();
+    return this.lookupStore;
+  }
+
+  async writer(dryRun: boolean): Promise<EntryWriter> {
+    this.check();
+    this.writersOpened.push(dryRun);
+    // A dry run reads the stored entries and simulates on an overlay of its own.
+    const overlay = new Map<string, Document>();
+    return {
+      write: async (updates) => {
+        this.check();
+        if (this.writeFailure && this.writes.length >= this.writeFailure.after) {
+          throw this.writeFailure.error;
+        }
+        this.writes.push({ dryRun, updates });
+        return dryRun ? this.simulate(updates, overlay) : this.upsert(updates);
+      },
+    };
+  }
+
+  private upsert(updates: readonly EntryUpdate[]): BatchWriteResult {
+    const result: BatchWriteResult = { inserted: 0, updated: 0, unchanged: 0, failed: [] };
+    const now = this.now();
+    for (const update of updates) {
+      const key = upsertKeyOf(update.key);
+      const applied = applyEntryUpdate(this.entries.get(key) ?? null, update, now);
+      this.entries.set(key, applied.document);
+      count(result, applied.kind);
+    }
+    return result;
+  }
+
+  private simulate(updates: readonly EntryUpdate[], overlay: Map<string, Document>) {
+    const fieldChanges: Record<string, number> = {};
+    const result: BatchWriteResult = {
+      inserted: 0,
+      updated: 0,
+      unchanged: 0,
+      failed: [],
+      fieldChanges,
+    };
+    const now = this.now();
+    for (const update of updates) {
+      const key = upsertKeyOf(update.key);
+      const existing = overlay.get(key) ?? this.entries.get(key) ?? null;
+      const applied = applyEntryUpdate(existing, update, now);
+      overlay.set(key, applied.document);
+      count(result, applied.kind);
+      for (const field of applied.changedFields) {
+        fieldChanges[field] = (fieldChanges[field] ?? 0) + 1;
+      }
+    }
+    return result;
+  }
+
+  private check(): void {
+    if (this.failure) throw this.failure;
+  }
+}
+
+function count(result: BatchWriteResult, kind: "insert" | "update" | "unchanged"): void {
+  if (kind === "insert") result.inserted++;
+  else if (kind === "update") result.updated++;
+  else result.unchanged++;
+}
+
+/** Records the continuation events as Lambda would queue them (a JSON round trip). */
+export class RecordingInvoker {
+  readonly events: ContinuationEvent[] = [];
+  private failure: Error | undefined;
+
+  readonly invoke = async (event: ContinuationEvent): Promise<void> => {
+    const failure = this.failure;
+    this.failure = undefined;
+    if (failure) throw failure;
+    this.events.push(JSON.parse(JSON.stringify(event)) as ContinuationEvent);
+  };
+
+  failNext(error: Error = new Error("asynchronous invoke answered 500, not 202")): void {
+    this.failure = error;
+  }
+}
+
+export const BUCKET = "tracking-sync-results";
+
+/** Every fake, wired as the handler's dependencies, with its log captured. */
+export interface FakeIngest {
+  source: FakeSourceStore;
+  artifacts: FakeArtifactStore;
+  watermarks: FakeWatermarks;
+  metrics: FakeMetrics;
+  entries: FakeEntryStore;
+  invoker: RecordingInvoker;
+  /** Log lines, parsed. */
+  logs: Record<string, unknown>[];
+  logger: Logger;
+  deps: IngestHandlerDependencies;
+  /** Stores a source object and returns the S3 event of its upload. */
+  put(key: string, body: string, tags?: Record<string, string>): S3Event;
+}
+
+export interface FakeIngestOptions {
+  lookups?: LookupData;
+  batchSize?: number;
+  maxInFlight?: number;
+  /** With it, files hand over to `invoker` once the context's time left is under `marginMs`. */
+  handOverMarginMs?: number;
+  chunkSize?: number;
+}
+
+export function createFakeIngest(options: FakeIngestOptions = {}): FakeIngest {
+  const source = new FakeSourceStore(options.chunkSize);
+  const artifacts = new FakeArtifactStore();
+  const watermarks = new FakeWatermarks();
+  const metrics = new FakeMetrics();
+  const entries = new FakeEntryStore(options.lookups);
+  const invoker = new RecordingInvoker();
+  const logs: Record<string, unknown>[] = [];
+  const logger = createLogger(
+    { function: "ingestResults" },
+    { level: "debug", write: (line) => logs.push(JSON.parse(line)) },
+  );
+  const deps: IngestHandlerDependencies = {
+    settings: {
+      batchSize: options.batchSize ?? 1000,
+      maxInFlight: options.maxInFlight ?? 2,
+      publicationCodeOverrides: {},
+    },
+    filter: { ingestPrefixes: ["athena-results/", "reprocess/"], resultsBucket: BUCKET },
+    logger,
+    source,
+    artifacts: artifacts.store,
+    watermarks: watermarks.stores,
+    metrics,
+    entries,
+    ...(options.handOverMarginMs !== undefined
+      ? { handOver: { marginMs: options.handOverMarginMs, continueWith: invoker.invoke } }
+      : {}),
+  };
+  return {
+    source,
+    artifacts,
+    watermarks,
+    metrics,
+    entries,
+    invoker,
+    logs,
+    logger,
+    deps,
+    put(key, body, tags = {}) {
+      const eTag = source.put(BUCKET, key, body, tags);
+      return s3Event(BUCKET, key, { size: Buffer.byteLength(body), eTag: eTag.slice(1, -1) });
+    },
+  };
+}
+
+/**
+ * A Lambda context whose time left is `remaining(asked)`, where `asked` counts the calls
+ * (the ingest asks once per submitted full batch).
+ */
+export function lambdaContext(remaining: (asked: number) => number = () => 300_000): Context {
+  let asked = 0;
+  return {
+    awsRequestId: "test-request",
+    functionName: "ingestResults",
+    getRemainingTimeInMillis: () => remaining(++asked),
+  } as Context;
+}
+
+/** An object reference as an S3 event names it (for driving the core without an event). */
+export function objectRef(key: string, overrides: Partial<S3ObjectRef> = {}): S3ObjectRef {
+  return {
+    bucket: BUCKET,
+    key,
+    size: undefined,
+    eTag: undefined,
+    versionId: undefined,
+    sequencer: undefined,
+    eventName: "ObjectCreated:Put",
+    ...overrides,
+  };
+}
