@@ -1,8 +1,9 @@
 import { checkpointKey, rejectsKey } from "../shared/bucket-layout";
 import type { TrackingSyncError } from "../shared/errors";
 import type { Logger } from "../shared/logger";
+import { type Reconciliation, reconcile, withVerdict } from "../shared/reconciliation";
 import { redactSecrets } from "../shared/redact";
-import type { RunManifest } from "../shared/run-manifest";
+import { completesDays, parseRunManifest, type RunManifest } from "../shared/run-manifest";
 import type { WatermarkStore } from "../shared/watermark-store";
 import { type ContinuationEvent, MAX_CONTINUATION_PAYLOAD_BYTES } from "./continuation";
 import {
@@ -13,7 +14,13 @@ import {
 } from "./errors";
 import { FileRun } from "./file-run";
 import type { FileMetrics } from "./metrics";
-import type { ArtifactStore, FileArtifacts, IngestMetricsPublisher, SelfInvoker } from "./ports";
+import type {
+  ArtifactStore,
+  FileArtifacts,
+  IngestMetricsPublisher,
+  SelfInvoker,
+  SourceStore,
+} from "./ports";
 import type { FileRejects } from "./rejects";
 import type { ObjectReport } from "./report";
 import type { S3ObjectRef } from "./s3-records";
@@ -30,18 +37,20 @@ export interface FileEnd {
 }
 
 /**
- * The file is read to its end: writes the rejects object, moves the watermark (a real
- * run of a manifest that completes its days), writes the report, removes what a
- * continued file left, then publishes the file's metrics, last.
+ * The file is read to its end: writes the rejects object, reconciles the records read
+ * with Athena's row count, moves the watermark (a complete real run of a manifest that
+ * completes its days), writes the report, removes what a continued file left, then
+ * publishes the file's metrics, last.
  */
 export async function finishFile(
   end: FileEnd,
   rejects: FileRejects,
   watermark: WatermarkStore,
+  manifests: ManifestReader,
 ): Promise<ObjectReport> {
   const { run, logger } = end;
   const rejectedRows = await rejects.finish(run.chain);
-  const report = run.report({
+  const read = run.report({
     outcome: "synced",
     ...(rejectedRows !== undefined
       ? {
@@ -54,8 +63,18 @@ export async function finishFile(
       : {}),
   });
   const manifest = run.options?.manifest;
-  if (manifest && !run.options?.dryRun) await advanceWatermark(end, manifest, watermark);
-  await end.artifacts.writeReport(report);
+  let report = withVerdict(read, await verdictNow(end, manifests, "ingest"));
+  if (manifest && report.reconciliation?.status === "complete") {
+    await advanceWatermark(end, manifest, watermark);
+  }
+  const eTag = await end.artifacts.writeReport(report);
+  if (manifest && report.reconciliation?.status === "pending") {
+    // Written first, read second: whichever function sees both numbers second records the verdict.
+    report = await recordLateVerdict(end, report, eTag, manifests, (verdict) =>
+      verdict.status === "complete" ? advanceWatermark(end, manifest, watermark) : undefined,
+    );
+  }
+  logVerdict(end, report.reconciliation);
   if (run.chain) await removeContinuationLeftovers(end, rejects, run.chain);
   // Last, once the report is written: a retry after a failed report write publishes the
   // counts once, not twice, and this invocation's Duration covers all its work.
@@ -68,6 +87,9 @@ export async function finishFile(
     unchanged: run.tally.unchanged,
     fileDurationMs: report.duration,
     invocations: report.invocations,
+    incomplete:
+      report.reconciliation?.status === "incomplete" &&
+      report.reconciliation.recordedBy === "ingest",
   });
   logger.info("Ingest finished", {
     invocations: report.invocations,
@@ -82,6 +104,64 @@ export async function finishFile(
     duration: report.duration,
   });
   return report;
+}
+
+/** Reads a query's run manifest (the source port's reader). */
+export type ManifestReader = Pick<SourceStore, "readManifest">;
+
+const MANUAL_DROP: Reconciliation = {
+  status: "not-reconciled",
+  reason: "manual drop: no run manifest, so no Athena row count to compare with",
+};
+
+/** The verdict as far as known now: Athena's count from a fresh read of the manifest. */
+async function verdictNow(
+  end: FileEnd,
+  manifests: ManifestReader,
+  recordedBy: "ingest",
+): Promise<Reconciliation> {
+  const { run } = end;
+  const manifest = run.options?.manifest;
+  if (!manifest) return MANUAL_DROP;
+  const raw = await manifests.readManifest(run.object.bucket, manifest.queryExecutionId);
+  const outputRows = raw === undefined ? undefined : parseRunManifest(raw).outputRows;
+  return outputRows === undefined
+    ? { status: "pending", read: run.tally.rows }
+    : reconcile(outputRows, run.tally.rows, recordedBy);
+}
+
+/** A second look after the pending report is written; records the verdict if Athena's count is there now. */
+async function recordLateVerdict(
+  end: FileEnd,
+  pending: ObjectReport,
+  eTag: string | undefined,
+  manifests: ManifestReader,
+  onRecorded: (verdict: Reconciliation) => Promise<void> | undefined,
+): Promise<ObjectReport> {
+  const verdict = await verdictNow(end, manifests, "ingest");
+  if (verdict.status === "pending" || eTag === undefined) return pending;
+  const recorded = withVerdict(pending, verdict);
+  if (!(await end.artifacts.replaceReport(recorded, eTag))) {
+    end.logger.info("Reconciliation recorded by the start function", { verdict });
+    return pending;
+  }
+  await onRecorded(verdict);
+  return recorded;
+}
+
+function logVerdict(end: FileEnd, verdict: Reconciliation | undefined): void {
+  if (verdict?.status === "incomplete") {
+    end.logger.error("Incomplete result: records read differ from Athena's OutputRows", {
+      reconciliation: verdict,
+    });
+  } else if (verdict?.status === "pending") {
+    end.logger.info(
+      "Reconciliation pending: Athena's row count is not recorded yet; the start function records the verdict",
+      { reconciliation: verdict },
+    );
+  } else if (verdict?.status === "complete") {
+    end.logger.info("Reconciled with Athena's OutputRows", { reconciliation: verdict });
+  }
 }
 
 /**
@@ -158,20 +238,12 @@ export async function failFile(end: FileEnd, error: TrackingSyncError): Promise<
   throw error;
 }
 
-/**
- * Whether a finished real run of this manifest completes its days: only a run of every
- * publication does. A run narrowed to one `publicationCode` is a partial sync, and the
- * start Lambda's catch-up must still cover those days for the others.
- */
-export function completesDays(manifest: Pick<RunManifest, "publicationCode">): boolean {
-  return manifest.publicationCode === undefined;
-}
-
 async function advanceWatermark(
   end: FileEnd,
   manifest: RunManifest,
   watermark: WatermarkStore,
 ): Promise<void> {
+  if (end.run.options?.dryRun) return;
   if (!completesDays(manifest)) {
     end.logger.info("Watermark kept: the run synced one publication, not whole days", {
       publicationCode: manifest.publicationCode,

@@ -82,7 +82,7 @@ export async function ingestObject(
     if (stopped && invocation.handOver && run.hasMore) {
       return await handOver(end, opened.rejects, invocation.handOver.continueWith);
     }
-    return await finishFile(end, opened.rejects, deps.watermarks(run.object.bucket));
+    return await finishFile(end, opened.rejects, deps.watermarks(run.object.bucket), deps.source);
   } catch (caught) {
     await opened?.pipeline.abandon();
     await opened?.rejects.discard();

@@ -5,6 +5,7 @@ import {
   type StandardUnit,
 } from "@aws-sdk/client-cloudwatch";
 import type { Logger } from "../shared/logger";
+import { INCOMPLETE_RESULTS } from "../shared/metric-names";
 import type { IngestMetricsPublisher } from "./ports";
 
 /**
@@ -23,6 +24,8 @@ export interface FileMetrics {
   fileDurationMs: number;
   /** Invocations the file took (1 unless it continued in fresh invocations). */
   invocations: number;
+  /** The ingest recorded that the records read differ from Athena's OutputRows. */
+  incomplete?: boolean;
 }
 
 export interface IngestMetrics {
@@ -56,6 +59,7 @@ export function ingestMetricData(metrics: IngestMetrics): MetricDatum[] {
       datum("FileDuration", file.fileDurationMs, "Milliseconds"),
       datum("FileInvocations", file.invocations),
     );
+    if (file.incomplete) data.push(datum(INCOMPLETE_RESULTS, 1));
   }
   return data;
 }

@@ -46,7 +46,10 @@ export interface SourceStore {
 
 /** What the ingest writes about one source file beside it: report, rejects, checkpoint. */
 export interface FileArtifacts {
-  writeReport(report: ObjectReport): Promise<void>;
+  /** Returns the written report's ETag. */
+  writeReport(report: ObjectReport): Promise<string | undefined>;
+  /** Replaces the report only if it is still the version `eTag`; false when it changed since. */
+  replaceReport(report: ObjectReport, eTag: string): Promise<boolean>;
   writeCheckpoint(state: ContinuationState): Promise<void>;
   removeCheckpoint(): Promise<void>;
   writeRejects(content: ByteContent): Promise<void>;

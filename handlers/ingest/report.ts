@@ -1,3 +1,4 @@
+import type { Reconciliation } from "../shared/reconciliation";
 import type { DateRange } from "../shared/sync-request";
 import type { Checkpoint } from "./batch-pipeline";
 import type { S3ObjectRef } from "./s3-records";
@@ -25,9 +26,12 @@ export interface ObjectReport {
   /**
    * `synced`: ran to the end; `rejected`: the file cannot be ingested as is (retry won't help);
    * `failed`: retryable; `continued`: handed over to a fresh invocation (never written as the
-   * report, only returned by the invocation that stopped).
+   * report, only returned by the invocation that stopped); `incomplete`: ran to the end,
+   * but the records read differ from the rows Athena returned (`reconciliation`).
    */
-  outcome: "synced" | "rejected" | "failed" | "continued";
+  outcome: "synced" | "rejected" | "failed" | "continued" | "incomplete";
+  /** Records read against Athena's OutputRows, for a file that ran to its end. */
+  reconciliation?: Reconciliation;
   /** Lambda invocations the file took so far (1 unless it continued in fresh invocations). */
   invocations: number;
   dryRun: boolean;

@@ -14,7 +14,7 @@ import {
   reportKey,
   runManifestKey,
 } from "../shared/bucket-layout";
-import { getJsonObject, putJsonObject } from "../shared/s3";
+import { getJsonObject, putJsonObject, putReport, replaceIfUnchanged } from "../shared/s3";
 import {
   type ArtifactStore,
   type ByteContent,
@@ -77,7 +77,12 @@ export function createS3ArtifactStore(s3: S3Client): ArtifactStore {
       await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
     };
     return {
-      writeReport: (report) => putJsonObject(s3, bucket, reportKey(object.key), report),
+      async writeReport(report) {
+        return (await putReport(s3, bucket, reportKey(object.key), report)).ETag;
+      },
+      async replaceReport(report, eTag) {
+        return replaceIfUnchanged(() => putReport(s3, bucket, reportKey(object.key), report, eTag));
+      },
       writeCheckpoint: (state) => putJsonObject(s3, bucket, checkpointKey(object.key), state),
       removeCheckpoint: () => remove(checkpointKey(object.key)),
       async writeRejects(content) {

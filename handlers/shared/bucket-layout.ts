@@ -29,6 +29,11 @@ export function rejectsKey(sourceKey: string): string {
   return `${REJECTS_PREFIX}${sourceKey}`;
 }
 
+/** `athena-results/<QueryExecutionId>.csv`: where the workgroup's enforced output puts a result. */
+export function athenaResultKey(queryExecutionId: string): string {
+  return `${ATHENA_RESULTS_PREFIX}${queryExecutionId}.csv`;
+}
+
 // Athena names a result `<QueryExecutionId>.csv`; the id is a UUID.
 const QUERY_RESULT_FILE =
   /(?:^|\/)([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.csv$/i;

@@ -20,6 +20,11 @@ export interface RunManifest {
   previousQueryExecutionId?: string;
   /** ISO timestamp of the StartQueryExecution call. */
   startedAt: string;
+  /**
+   * Rows the query returned (Athena's `OutputRows`), recorded by the start function once
+   * the query SUCCEEDED: what the ingest's records read are reconciled with.
+   */
+  outputRows?: number;
 }
 
 export interface RunTrigger {
@@ -43,5 +48,20 @@ export function parseRunManifest(value: unknown): RunManifest {
   ) {
     throw new Error("run manifest has no dateRange");
   }
+  if (
+    manifest.outputRows !== undefined &&
+    !(Number.isInteger(manifest.outputRows) && manifest.outputRows >= 0)
+  ) {
+    throw new Error("run manifest's outputRows is not a row count");
+  }
   return manifest as RunManifest;
+}
+
+/**
+ * Whether a finished real run of this manifest completes its days: only a run of every
+ * publication does. A run narrowed to one `publicationCode` is a partial sync, and the
+ * start Lambda's catch-up must still cover those days for the others.
+ */
+export function completesDays(manifest: Pick<RunManifest, "publicationCode">): boolean {
+  return manifest.publicationCode === undefined;
 }

@@ -1,6 +1,7 @@
 import {
   GetObjectCommand,
   PutObjectCommand,
+  type PutObjectCommandOutput,
   S3Client,
   S3ServiceException,
 } from "@aws-sdk/client-s3";
@@ -46,6 +47,40 @@ export async function putJsonObject(
       ContentType: "application/json",
     }),
   );
+}
+
+/**
+ * Writes a run report (pretty-printed JSON); with `ifMatch`, only over that version.
+ * Both functions write reports: the ingest, and the start function's reconciliation.
+ */
+export function putReport(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  report: unknown,
+  ifMatch?: string,
+): Promise<PutObjectCommandOutput> {
+  return s3.send(
+    new PutObjectCommand({
+      Bucket: bucket,
+      Key: key,
+      Body: `${JSON.stringify(report, null, 2)}\n`,
+      ContentType: "application/json",
+      ...(ifMatch ? { IfMatch: ifMatch } : {}),
+    }),
+  );
+}
+
+/** Runs a conditional write: false when its precondition failed (the object changed). */
+export async function replaceIfUnchanged(write: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await write();
+    return true;
+  } catch (error) {
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status === 412 || status === 409) return false;
+    throw error;
+  }
 }
 
 export function isNotFound(error: unknown): boolean {

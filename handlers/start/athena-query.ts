@@ -1,6 +1,7 @@
 import {
   type AthenaClient,
   GetQueryExecutionCommand,
+  GetQueryRuntimeStatisticsCommand,
   StartQueryExecutionCommand,
   StopQueryExecutionCommand,
 } from "@aws-sdk/client-athena";
@@ -81,6 +82,8 @@ export interface QueryFailure {
 
 export interface QueryInspector {
   describeFailure(queryExecutionId: string): Promise<QueryFailure>;
+  /** Rows a SUCCEEDED query returned (`GetQueryRuntimeStatistics` → `Rows.OutputRows`). */
+  outputRows(queryExecutionId: string): Promise<number | undefined>;
 }
 
 export class QueryStartError extends TrackingSyncError {}
@@ -116,6 +119,13 @@ export function createAthenaQueryStarter(
       await athena.send(new StopQueryExecutionCommand({ QueryExecutionId: queryExecutionId }));
     },
 
+    async outputRows(queryExecutionId) {
+      const response = await athena.send(
+        new GetQueryRuntimeStatisticsCommand({ QueryExecutionId: queryExecutionId }),
+      );
+      const rows = response.QueryRuntimeStatistics?.Rows?.OutputRows;
+      return rows === undefined ? undefined : Number(rows);
+    },
     async describeFailure(queryExecutionId) {
       const response = await athena.send(
         new GetQueryExecutionCommand({ QueryExecutionId: queryExecutionId }),

@@ -7,6 +7,7 @@ import type { RunManifest } from "../shared/run-manifest";
 import type { DateRange, SyncRequest } from "../shared/sync-request";
 import type { QueryInspector } from "./athena-query";
 import type { StartMetrics } from "./metrics";
+import { type OutputRowsOutcome, type ReconcileDeps, recordOutputRows } from "./reconcile";
 import type { RunStore } from "./run-store";
 import { type StartDeps, startRun } from "./start-sync";
 import { isPublicationCode, isRecord, type QueryStateChange } from "./sync-event";
@@ -47,9 +48,10 @@ export type StateChangeOutcome =
       nextAttempt: number;
       delaySeconds: number;
     }
-  | { action: "retries-exhausted"; queryExecutionId: string; attempts: number };
+  | { action: "retries-exhausted"; queryExecutionId: string; attempts: number }
+  | OutputRowsOutcome;
 
-export interface RetryDeps {
+export interface RetryDeps extends ReconcileDeps {
   runs: RunStore;
   queries: QueryInspector;
   scheduler: RetryScheduler;
@@ -60,7 +62,8 @@ export interface RetryDeps {
 export class InvalidRetryMessageError extends TrackingSyncError {}
 
 /**
- * An Athena state change for one of our queries. FAILED: restart it from its
+ * An Athena state change for one of our queries. SUCCEEDED: record its row count and
+ * reconcile the result file with it (reconcile.ts). FAILED: restart it from its
  * manifest with a growing delay, up to MAX_ATTEMPTS, then emit the metric the
  * "retries exhausted" alarm watches. CANCELLED: a person stopped it on purpose,
  * so it is logged and left alone. Queries without a manifest are not ours.
@@ -80,7 +83,7 @@ export async function handleQueryStateChange(
   if (change.workgroupName !== deps.workgroup) {
     return ignore(`workgroup ${change.workgroupName} is not ours (${deps.workgroup})`);
   }
-  if (change.currentState !== "FAILED" && change.currentState !== "CANCELLED") {
+  if (!["FAILED", "CANCELLED", "SUCCEEDED"].includes(change.currentState)) {
     return ignore(`state ${change.currentState} needs no action`);
   }
   if (!queryExecutionId) return ignore("event names no query");
@@ -88,6 +91,7 @@ export async function handleQueryStateChange(
   const manifest = await deps.runs.readManifest(queryExecutionId);
   if (!manifest) return ignore("no run manifest: not started by this function");
 
+  if (change.currentState === "SUCCEEDED") return recordOutputRows(deps, manifest, log);
   const run = { dateRange: manifest.dateRange, attempt: manifest.attempt, dryRun: manifest.dryRun };
   if (change.currentState === "CANCELLED") {
     log.warn("Query was cancelled; not restarted (cancelling is a deliberate act)", run);

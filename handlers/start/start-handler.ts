@@ -59,7 +59,7 @@ export function composeStart(config: StartConfig, clients: StartClients): StartH
   const metrics = createCloudWatchStartMetrics(clients.cloudwatch, config.metricsNamespace);
   return {
     start: { queries, runs, watermark, settings: config },
-    retry: { runs, queries, scheduler, metrics, workgroup: config.workgroup },
+    retry: { runs, queries, scheduler, metrics, watermark, workgroup: config.workgroup },
     logger: clients.logger ?? createLogger({ function: "start-query" }),
   };
 }

@@ -565,12 +565,16 @@ function manifest({ dryRun, end, qid = QUERY_ID }: { dryRun: boolean; end: strin
   };
 }
 
-async function putManifest(qid: string, dryRun: boolean, end: string) {
+/** `outputRows`: Athena's row count, as the start function records it once the query SUCCEEDED. */
+async function putManifest(qid: string, dryRun: boolean, end: string, outputRows?: number) {
   await harness.s3.client.send(
     new PutObjectCommand({
       Bucket: BUCKET,
       Key: `runs/${qid}.json`,
-      Body: JSON.stringify(manifest({ dryRun, end, qid })),
+      Body: JSON.stringify({
+        ...manifest({ dryRun, end, qid }),
+        ...(outputRows !== undefined ? { outputRows } : {}),
+      }),
     }),
   );
 }
@@ -656,8 +660,8 @@ describe("ingestResults: watermark", () => {
     await seedSpringSale();
     const later = "22222222-2222-4333-8444-555555555555";
     const earlier = "33333333-2222-4333-8444-555555555555";
-    await putManifest(later, false, "2025-12-10");
-    await putManifest(earlier, false, "2025-12-08");
+    await putManifest(later, false, "2025-12-10", 1);
+    await putManifest(earlier, false, "2025-12-08", 1);
 
     await handler(
       await harness.putObject(`athena-results/${later}.csv`, buildCsv([csvRow()])),

@@ -218,7 +218,9 @@ export class FakeArtifactStore {
     };
     const putJson = (operation: ArtifactOperation, key: string, value: unknown) =>
       run(operation, key, (path) => {
-        this.objects.set(path, Buffer.from(`${JSON.stringify(value, null, 2)}\n`));
+        const bytes = Buffer.from(`${JSON.stringify(value, null, 2)}\n`);
+        this.objects.set(path, bytes);
+        return eTagOf(bytes);
       });
     const putBytes = (operation: ArtifactOperation, key: string, content: ByteContent) =>
       run(operation, key, async (path) => {
@@ -235,7 +237,16 @@ export class FakeArtifactStore {
       });
     return {
       writeReport: (report) => putJson("writeReport", reportKey(object.key), report),
-      writeCheckpoint: (state) => putJson("writeCheckpoint", checkpointKey(object.key), state),
+      // A conditional PUT: only over the version it names, as S3's If-Match.
+      replaceReport: async (report, eTag) => {
+        const current = this.objects.get(pathOf(bucket, reportKey(object.key)));
+        if (!current || eTagOf(current) !== eTag) return false;
+        await putJson("replaceReport", reportKey(object.key), report);
+        return true;
+      },
+      writeCheckpoint: async (state) => {
+        await putJson("writeCheckpoint", checkpointKey(object.key), state);
+      },
       removeCheckpoint: () => remove("removeCheckpoint", checkpointKey(object.key)),
       writeRejects: (content) => putBytes("writeRejects", rejectsKey(object.key), content),
       removeRejects: () => remove("removeRejects", rejectsKey(object.key)),

@@ -192,7 +192,8 @@ describe("ingestObject of a clean file", () => {
 describe("ingestObject and the watermark", () => {
   it("moves the watermark to the manifest's last day after a real run of every publication", async () => {
     const fake = createFakeIngest({ lookups: LOOKUPS });
-    fake.source.putManifest(BUCKET, QUERY_ID, manifest());
+    // Athena's count of the three rows, recorded when the query SUCCEEDED.
+    fake.source.putManifest(BUCKET, QUERY_ID, manifest({ outputRows: 3 }));
 
     const { report } = await ingest(fake, ATHENA_KEY, THREE_ROWS);
 
@@ -363,5 +364,92 @@ describe("ingestObject of a file it cannot ingest", () => {
     await expect(ingesting).rejects.toThrow(/InternalError/);
     expect(fake.artifacts.report(object)?.outcome).toBe("failed");
     expect(fake.metrics.files).toEqual([]);
+  });
+});
+
+describe("ingestObject reconciles with Athena's row count", () => {
+  it("records a complete verdict when the records read equal the manifest's outputRows", async () => {
+    const fake = createFakeIngest({ lookups: LOOKUPS });
+    fake.source.putManifest(BUCKET, QUERY_ID, manifest({ outputRows: 3 }));
+
+    const { report } = await ingest(fake, ATHENA_KEY, THREE_ROWS);
+
+    expect(report).toMatchObject({
+      success: true,
+      outcome: "synced",
+      reconciliation: { status: "complete", expected: 3, read: 3, recordedBy: "ingest" },
+    });
+    expect(fake.artifacts.report(objectRef(ATHENA_KEY))?.reconciliation).toEqual(
+      report.reconciliation,
+    );
+    expect(fake.metrics.files[0]?.incomplete).toBe(false);
+  });
+
+  it("fails the run, keeps the watermark and counts IncompleteResults when the counts differ", async () => {
+    const fake = createFakeIngest({ lookups: LOOKUPS });
+    fake.source.putManifest(BUCKET, QUERY_ID, manifest({ outputRows: 5 }));
+
+    const { report } = await ingest(fake, ATHENA_KEY, THREE_ROWS);
+
+    expect(report).toMatchObject({
+      success: false,
+      outcome: "incomplete",
+      error: "Incomplete result: read 3 records, Athena returned 5 rows",
+      reconciliation: { status: "incomplete", expected: 5, read: 3, recordedBy: "ingest" },
+    });
+    expect(fake.watermarks.get(BUCKET)).toBeUndefined();
+    expect(fake.metrics.files[0]?.incomplete).toBe(true);
+    expect(fake.logs.some((line) => String(line.message).startsWith("Incomplete result"))).toBe(
+      true,
+    );
+  });
+
+  it("leaves the verdict pending, and the watermark where it was, while Athena's count is unknown", async () => {
+    const fake = createFakeIngest({ lookups: LOOKUPS });
+    fake.source.putManifest(BUCKET, QUERY_ID, manifest());
+
+    const { report } = await ingest(fake, ATHENA_KEY, THREE_ROWS);
+
+    expect(report).toMatchObject({
+      success: true,
+      outcome: "synced",
+      reconciliation: { status: "pending", read: 3 },
+    });
+    expect(fake.watermarks.get(BUCKET)).toBeUndefined();
+  });
+
+  it("records the verdict itself when Athena's count arrives while the report is being written", async () => {
+    const fake = createFakeIngest({ lookups: LOOKUPS });
+    fake.source.putManifest(BUCKET, QUERY_ID, manifest());
+    // The start function records OutputRows after the ingest's first look, before its second.
+    const readManifest = fake.source.readManifest.bind(fake.source);
+    let reads = 0;
+    fake.source.readManifest = async (bucket, queryExecutionId) => {
+      const raw = await readManifest(bucket, queryExecutionId);
+      reads++;
+      return reads === 1 ? raw : { ...(raw as RunManifest), outputRows: 3 };
+    };
+
+    const { report } = await ingest(fake, ATHENA_KEY, THREE_ROWS);
+
+    expect(report.reconciliation).toEqual({
+      status: "complete",
+      expected: 3,
+      read: 3,
+      recordedBy: "ingest",
+    });
+    expect(fake.artifacts.report(objectRef(ATHENA_KEY))?.reconciliation?.status).toBe("complete");
+    expect(fake.watermarks.get(BUCKET)).toMatchObject({ lastCompleteDate: "2025-12-10" });
+  });
+
+  it("says a manual drop is not reconciled, and why", async () => {
+    const fake = createFakeIngest({ lookups: LOOKUPS });
+
+    const { report } = await ingest(fake, MANUAL_KEY, THREE_ROWS);
+
+    expect(report.reconciliation).toEqual({
+      status: "not-reconciled",
+      reason: "manual drop: no run manifest, so no Athena row count to compare with",
+    });
   });
 });

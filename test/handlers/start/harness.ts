@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import {
   AthenaClient,
   GetQueryExecutionCommand,
+  GetQueryRuntimeStatisticsCommand,
   StartQueryExecutionCommand,
 } from "@aws-sdk/client-athena";
 import { CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
@@ -21,6 +22,9 @@ import type { RunManifest } from "../../../handlers/shared/run-manifest";
 export const BUCKET = "tracking-results-test";
 export const WORKGROUP = "tracking-sync-test";
 export const QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/tracking-sync-retry";
+
+/** The rows every SUCCEEDED query returned, as GetQueryRuntimeStatistics tells. */
+export const SUCCEEDED_OUTPUT_ROWS = 42;
 
 export const BASE_ENV: Record<string, string> = {
   ATHENA_WORKGROUP: WORKGROUP,
@@ -94,6 +98,9 @@ export function resetAws(objects: Map<string, string> = new Map()): Map<string, 
       },
     },
   });
+  athena
+    .on(GetQueryRuntimeStatisticsCommand)
+    .resolves({ QueryRuntimeStatistics: { Rows: { OutputRows: SUCCEEDED_OUTPUT_ROWS } } });
   s3.on(GetObjectCommand).callsFake((input) => {
     const body = input.Bucket === BUCKET ? objects.get(input.Key) : undefined;
     if (body === undefined) {

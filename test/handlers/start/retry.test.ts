@@ -179,10 +179,10 @@ describe("state changes that start nothing", () => {
     expect(sqs.calls()).toHaveLength(0);
   });
 
-  it("a SUCCEEDED query needs no action", async () => {
+  it("a SUCCEEDED query is not restarted: its row count is recorded instead (reconcile.test.ts)", async () => {
     failedRun();
     expect(await handler(queryStateChangeEvent(FAILED_QUERY, "SUCCEEDED"), context)).toMatchObject({
-      action: "ignored",
+      action: "output-rows-recorded",
     });
     expect(sqs.calls()).toHaveLength(0);
   });
