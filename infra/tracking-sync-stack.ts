@@ -32,6 +32,7 @@ import {
   REPROCESS_PREFIX,
   RUNS_PREFIX,
   STATE_PREFIX,
+  WATERMARK_KEY,
 } from "../handlers/shared/bucket-layout";
 import { EncryptedQueue } from "./constructs/encrypted-queue";
 import { Monitoring } from "./constructs/monitoring";
@@ -53,9 +54,10 @@ const handlerPath = (file: string) =>
 
 /**
  * The whole pipeline: results bucket, Athena workgroup, the start and ingest
- * Lambdas, the schedule, S3 notifications, the failed-query retry path, least-
- * privilege roles, alarms and a dashboard. Region- and account-agnostic: every
- * ARN is built from the stack's own region, account and partition.
+ * Lambdas, the schedule, S3 notifications, the failed-query retry path, the
+ * reconciliation of succeeded queries, least-privilege roles, alarms and a
+ * dashboard. Region- and account-agnostic: every ARN is built from the stack's own
+ * region, account and partition.
  */
 export class TrackingSyncStack extends Stack {
   readonly settings: TrackingSyncSettings;
@@ -189,15 +191,17 @@ export class TrackingSyncStack extends Stack {
       schedule: Schedule.expression(settings.scheduleExpression),
       targets: [new LambdaFunction(start.function)],
     });
-    new Rule(this, "QueryFailedRule", {
-      ruleName: `${prefix}-query-failed`,
+    // One rule for every final state the start function acts on: it dispatches on
+    // currentState (FAILED/CANCELLED → retry path, SUCCEEDED → reconciliation).
+    new Rule(this, "QueryFinishedRule", {
+      ruleName: `${prefix}-query-finished`,
       description:
-        "FAILED or CANCELLED queries of the tracking-sync workgroup go to the retry path",
+        "Finished queries of the tracking-sync workgroup: FAILED or CANCELLED go to the retry path, SUCCEEDED to reconciliation",
       eventPattern: {
         source: ["aws.athena"],
         detailType: ["Athena Query State Change"],
         detail: {
-          currentState: ["FAILED", "CANCELLED"],
+          currentState: ["FAILED", "CANCELLED", "SUCCEEDED"],
           workgroupName: [settings.athenaWorkgroupName],
         },
       },
@@ -344,9 +348,11 @@ export class TrackingSyncStack extends Stack {
     this.allow(role, {
       sid: "StartAndInspectQueriesInTheWorkgroup",
       // Stop: only a dry run whose manifest could not be written (it would be ingested for real).
+      // Runtime statistics: a succeeded query's output row count, for reconciliation.
       actions: [
         "athena:StartQueryExecution",
         "athena:GetQueryExecution",
+        "athena:GetQueryRuntimeStatistics",
         "athena:StopQueryExecution",
       ],
       resources: [this.arn("athena", "workgroup", settings.athenaWorkgroupName)],
@@ -389,10 +395,22 @@ export class TrackingSyncStack extends Stack {
       wildcardReason: `Run manifests are runs/<query id>.json; ${keysUnknown}.`,
     });
     this.allow(role, {
+      sid: "ReconcileAthenaResultReports",
+      // Read, then a conditional (If-Match) put of the verdict into a report waiting for the count.
+      actions: ["s3:GetObject", "s3:PutObject"],
+      resources: objects(`${REPORTS_PREFIX}${ATHENA_RESULTS_PREFIX}`),
+      wildcardReason: `Reports of Athena results are reports/athena-results/<query id>.csv.json, never those of reprocess/ drops; ${keysUnknown}.`,
+    });
+    this.allow(role, {
       sid: "ReadWatermark",
       actions: ["s3:GetObject"],
       resources: objects(STATE_PREFIX),
       wildcardReason: "Read-only on the state/ prefix, where the ingest keeps the sync watermark.",
+    });
+    this.allow(role, {
+      sid: "MoveWatermarkAfterReconciliation",
+      actions: ["s3:PutObject"],
+      resources: [bucket.arnForObjects(WATERMARK_KEY)],
     });
     if (settings.athenaDataLocation) {
       const data = settings.athenaDataLocation;

@@ -15,6 +15,7 @@ import { Topic } from "aws-cdk-lib/aws-sns";
 import { EmailSubscription } from "aws-cdk-lib/aws-sns-subscriptions";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
+import { INCOMPLETE_RESULTS } from "../../handlers/shared/metric-names";
 
 export interface MonitoringProps {
   prefix: string;
@@ -143,6 +144,16 @@ export class Monitoring extends Construct {
       evaluationPeriods: 1,
       treatMissingData: TreatMissingData.NOT_BREACHING,
     });
+    this.alarm("IncompleteResultsAlarm", {
+      alarmName: `${prefix}-incomplete-results`,
+      alarmDescription:
+        "The records the ingest read from an Athena result differ from the query's OutputRows: rows may be missing from MongoDB. Read the report reports/athena-results/<query id>.csv.json (outcome incomplete) and both functions' logs for the query id, then start the range again.",
+      metric: sync(INCOMPLETE_RESULTS, "Sum"),
+      threshold: 0,
+      comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: TreatMissingData.NOT_BREACHING,
+    });
 
     const hourly = (metricName: string, statistic = "Sum") =>
       sync(metricName, statistic, Duration.hours(1));
@@ -211,7 +222,7 @@ export class Monitoring extends Construct {
         ],
         [
           new GraphWidget({
-            title: "Failed work waiting",
+            title: "Failed work waiting, incomplete results",
             left: [
               props.ingestFailureQueue.metricApproximateNumberOfMessagesVisible({
                 label: "ingest on-failure queue",
@@ -220,6 +231,7 @@ export class Monitoring extends Construct {
                 label: "retry dead letters",
               }),
               sync("QueryRetriesExhausted", "Sum"),
+              sync(INCOMPLETE_RESULTS, "Sum"),
             ],
             width: 12,
           }),

@@ -238,13 +238,13 @@ describe("the triggers", () => {
     });
   });
 
-  it("send FAILED and CANCELLED queries of our workgroup to the start function", () => {
+  it("send FAILED, CANCELLED and SUCCEEDED queries of our workgroup to the start function", () => {
     template.hasResourceProperties("AWS::Events::Rule", {
       EventPattern: {
         source: ["aws.athena"],
         "detail-type": ["Athena Query State Change"],
         detail: {
-          currentState: ["FAILED", "CANCELLED"],
+          currentState: ["FAILED", "CANCELLED", "SUCCEEDED"],
           workgroupName: ["empowerlocal-tracking-sync"],
         },
       },
@@ -340,14 +340,65 @@ describe("least privilege", () => {
       expect(role.Properties.ManagedPolicyArns).toBeUndefined();
   });
 
-  it("lets the start function start, inspect and stop queries in its workgroup only", () => {
+  it("lets the start function start, inspect, count and stop queries in its workgroup only", () => {
     const statement = statementFor(roleStatements(template, START), "athena:StartQueryExecution");
     expect(actionsOf(statement).sort()).toEqual([
       "athena:GetQueryExecution",
+      "athena:GetQueryRuntimeStatistics",
       "athena:StartQueryExecution",
       "athena:StopQueryExecution",
     ]);
     expect(objectSuffix(statement.Resource)).toMatch(/:workgroup\/empowerlocal-tracking-sync$/);
+  });
+
+  it("reads a succeeded query's runtime statistics from the start role only, never the ingest's", () => {
+    template.hasResourceProperties("AWS::IAM::Policy", {
+      Roles: [{ Ref: Match.stringLikeRegexp("^StartRole") }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: "Allow",
+            Action: Match.arrayWith(["athena:GetQueryRuntimeStatistics"]),
+          }),
+        ]),
+      },
+    });
+    expect(roleStatements(template, INGEST).flatMap(actionsOf)).not.toContain(
+      "athena:GetQueryRuntimeStatistics",
+    );
+    expect(
+      roleStatements(template, INGEST)
+        .flatMap(actionsOf)
+        .filter((action) => action.startsWith("athena:")),
+    ).toEqual([]);
+  });
+
+  it("lets the start function read and rewrite Athena results' reports and write the watermark key only", () => {
+    const statements = roleStatements(template, START);
+    const reports = statements.filter((statement) =>
+      resourcesOf(statement).map(objectSuffix).includes("/reports/athena-results/*"),
+    );
+    expect(reports).toHaveLength(1);
+    expect(actionsOf(reports[0] as Statement).sort()).toEqual(["s3:GetObject", "s3:PutObject"]);
+    template.hasResourceProperties("AWS::IAM::Policy", {
+      Roles: [{ Ref: Match.stringLikeRegexp("^StartRole") }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Action: "s3:PutObject",
+            Resource: {
+              "Fn::Join": [
+                "",
+                [
+                  { "Fn::GetAtt": [Match.stringLikeRegexp("^ResultsBucket"), "Arn"] },
+                  "/state/watermark.json",
+                ],
+              ],
+            },
+          }),
+        ]),
+      },
+    });
   });
 
   it("lets the start function read the Glue catalog, database and table, nothing else", () => {
@@ -360,7 +411,7 @@ describe("least privilege", () => {
     expect(actionsOf(statement).every((action) => /^glue:(Get|BatchGet)/.test(action))).toBe(true);
   });
 
-  it("limits the start function's object access to athena-results/, runs/ and state/", () => {
+  it("limits the start function's object access to athena-results/, runs/, reports/athena-results/ and state/", () => {
     const statements = roleStatements(template, START);
     const objectStatements = statements.filter((statement) =>
       actionsOf(statement).some(
@@ -370,13 +421,23 @@ describe("least privilege", () => {
     const prefixes = objectStatements.flatMap((statement) =>
       resourcesOf(statement).map(objectSuffix),
     );
-    expect(new Set(prefixes)).toEqual(new Set(["/athena-results/*", "/runs/*", "/state/*"]));
+    expect(new Set(prefixes)).toEqual(
+      new Set([
+        "/athena-results/*",
+        "/runs/*",
+        "/reports/athena-results/*",
+        "/state/*",
+        "/state/watermark.json",
+      ]),
+    );
     const writes = objectStatements.filter((statement) =>
       actionsOf(statement).includes("s3:PutObject"),
     );
     expect(writes.flatMap((statement) => resourcesOf(statement).map(objectSuffix)).sort()).toEqual([
       "/athena-results/*",
+      "/reports/athena-results/*",
       "/runs/*",
+      "/state/watermark.json",
     ]);
   });
 
@@ -469,7 +530,7 @@ describe("monitoring", () => {
     });
     template.resourceCountIs("AWS::SNS::Subscription", 0);
     const alarms = Object.values(template.findResources("AWS::CloudWatch::Alarm"));
-    expect(alarms).toHaveLength(8);
+    expect(alarms).toHaveLength(9);
     for (const resource of alarms) expect(resource.Properties.AlarmActions).toHaveLength(1);
   });
 
@@ -579,6 +640,25 @@ describe("monitoring", () => {
     });
   });
 
+  it("alarms on any incomplete result (Sum over 5 minutes > 0, missing data not breaching) to the alarm topic", () => {
+    template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+      AlarmName: "empowerlocal-tracking-sync-incomplete-results",
+      Namespace: "EmpowerLocal/TrackingSync",
+      MetricName: "IncompleteResults",
+      Statistic: "Sum",
+      Period: 300,
+      Threshold: 0,
+      ComparisonOperator: "GreaterThanThreshold",
+      EvaluationPeriods: 1,
+      TreatMissingData: "notBreaching",
+      AlarmActions: [{ Ref: Match.stringLikeRegexp("^MonitoringAlarmTopic") }],
+    });
+    const alarms = template.findResources("AWS::CloudWatch::Alarm", {
+      Properties: { MetricName: "IncompleteResults" },
+    });
+    expect(Object.values(alarms)[0]?.Properties.Dimensions).toBeUndefined();
+  });
+
   it("has a dashboard with the sync metrics and both functions' health", () => {
     const dashboards = Object.values(template.findResources("AWS::CloudWatch::Dashboard"));
     expect(dashboards).toHaveLength(1);
@@ -593,6 +673,8 @@ describe("monitoring", () => {
       "RowsUnchanged",
       "FileDuration",
       "FileInvocations",
+      "QueryRetriesExhausted",
+      "IncompleteResults",
     ]) {
       expect(body).toContain(`\\"EmpowerLocal/TrackingSync\\",\\"${metric}\\"`);
     }
