@@ -14,6 +14,7 @@ import type { Context } from "aws-lambda";
 import type { Document, WithId } from "mongodb";
 import { rejectsKey, reportKey } from "../handlers/shared/bucket-layout";
 import { addDays, toIsoDate } from "../handlers/shared/dates";
+import type { Reconciliation } from "../handlers/shared/reconciliation";
 import type { PublishedMetric } from "./cloudwatch-server";
 import {
   createLambdaContext,
@@ -223,6 +224,7 @@ async function runStartSteps(run: DemoRun, options: DemoOptions): Promise<DemoSt
     ...(first.ingest ? { ingest: first.ingest } : {}),
   });
   checks.push(ingestCheck("Athena's result file was ingested", first.ingest));
+  checks.push(reconciliationCheck(first.ingest));
   const dryFirst = first.start.dryRun === true;
   checks.push({
     name: dryFirst ? "the dry run wrote nothing" : "the first run wrote entries",
@@ -415,6 +417,8 @@ async function startAndIngest(
     return again ? { start, ingest: await describeIngest(pipeline, key, again) } : { start };
   }
   const invocation = await pipeline.waitForIngest(key, { timeoutMs, after: before });
+  // The start function's SUCCEEDED run may record the reconciliation after the ingest.
+  await pipeline.settle();
   return { start, ingest: await describeIngest(pipeline, key, invocation) };
 }
 
@@ -611,6 +615,8 @@ function describeReport(ingest: IngestOutcome, pipeline: LocalPipeline, indent: 
       lines.push(row("  fields", formatReasons(summary.fieldChanges), indent));
     }
   }
+  const reconciliation = describeReconciliation(ingest.report?.reconciliation);
+  if (reconciliation) lines.push(row("reconciled", reconciliation, indent));
   lines.push(row("report", `s3://${pipeline.bucket}/${ingest.reportKey}`, indent));
   if (ingest.rejectsKey) {
     lines.push(
@@ -622,6 +628,30 @@ function describeReport(ingest: IngestOutcome, pipeline: LocalPipeline, indent: 
     );
   }
   return lines;
+}
+
+/** Records read against Athena's OutputRows, and which function said so. */
+function describeReconciliation(value: unknown): string | undefined {
+  const verdict = value as Reconciliation | undefined;
+  if (verdict === undefined) return undefined;
+  switch (verdict.status) {
+    case "not-reconciled":
+      return `no: ${verdict.reason}`;
+    case "pending":
+      return `pending: ${verdict.read} records read, Athena's count not recorded yet`;
+    default:
+      return `${verdict.status}: ${verdict.read} records read, Athena returned ${verdict.expected} rows (recorded by ${verdict.recordedBy === "start" ? "start-query" : "the ingest"})`;
+  }
+}
+
+/** A check that Athena's result was loaded whole (the nightly file's verdict). */
+function reconciliationCheck(ingest: IngestOutcome | undefined): DemoCheck {
+  const verdict = ingest?.report?.reconciliation as Reconciliation | undefined;
+  return {
+    name: "every row Athena returned was read (reconciled with OutputRows)",
+    ok: verdict?.status === "complete",
+    detail: describeReconciliation(verdict) ?? "no verdict",
+  };
 }
 
 function formatReasons(reasons: [string, number][]): string {

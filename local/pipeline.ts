@@ -20,7 +20,11 @@ import {
   createStartHandler,
   type StartHandler,
 } from "../handlers/start/start-handler";
-import { type AthenaServer, startAthenaServer } from "./athena-server";
+import {
+  type AthenaQueryStateChangeEvent,
+  type AthenaServer,
+  startAthenaServer,
+} from "./athena-server";
 import {
   type CloudWatchServer,
   type PublishedMetric,
@@ -64,6 +68,8 @@ export interface LocalPipelineOptions {
   retryDelaysMs?: readonly [number, number];
   /** Where the handlers' JSON log lines go; default stderr. */
   logWriter?: (line: string) => void;
+  /** What Athena's GetQueryRuntimeStatistics says a query returned (default: the truth). */
+  reportOutputRows?: (queryExecutionId: string, rows: number) => number;
 }
 
 export type IngestInvocation = AsyncInvocation<S3Event, unknown>;
@@ -194,7 +200,11 @@ export async function startLocalPipeline(
     const write = options.logWriter ?? ((line: string) => process.stderr.write(`${line}\n`));
     setDefaultLogWriter(write);
     cleanups.add(() => setDefaultLogWriter(undefined));
-    const standIns = await startStandIns(options, names, sample, cleanups);
+    // EventBridge's rule, locally: Athena's SUCCEEDED events of the workgroup go to the start
+    // function as asynchronous invokes. FAILED and CANCELLED need the retry queue, which has
+    // no local stand-in, so they stay with the Athena stand-in's record.
+    const stateChanges = new StateChangeRoute(names.workGroup);
+    const standIns = await startStandIns(options, names, sample, cleanups, stateChanges);
     const mongoClient = new MongoClient(standIns.mongo.uri, { serverSelectionTimeoutMS: 5_000 });
     cleanups.add(() => mongoClient.close());
     const db = mongoClient.db(names.dbName);
@@ -203,6 +213,13 @@ export async function startLocalPipeline(
     const env = pipelineEnv(standIns, names);
     const handlers = buildHandlers(env, write);
     cleanups.add(() => handlers.close());
+    stateChanges.deliverTo(
+      createAsyncInvoker<AthenaQueryStateChangeEvent, unknown>({
+        functionName: START_FUNCTION_NAME,
+        handler: handlers.start,
+        ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
+      }),
+    );
     const s3 = new S3Client({
       region: LOCAL_REGION,
       endpoint: standIns.s3.endpoint,
@@ -284,6 +301,7 @@ async function startStandIns(
   names: { bucket: string; workGroup: string },
   sample: SampleData,
   cleanups: Cleanups,
+  stateChanges: StateChangeRoute,
 ): Promise<StandIns> {
   const mongo = await startMongoServer({ port: options.ports?.mongo ?? 0 });
   cleanups.add(() => mongo.stop());
@@ -307,6 +325,9 @@ async function startStandIns(
         connection,
         sample.rows.map((r) => r.row),
       ),
+    // Returned, so the stand-in's idle() waits for the start function's run too.
+    onStateChange: (event) => stateChanges.route(event),
+    ...(options.reportOutputRows ? { reportOutputRows: options.reportOutputRows } : {}),
   });
   cleanups.add(() => athena.stop());
   return { mongo, s3, cloudwatch, athena };
@@ -335,6 +356,31 @@ function pipelineEnv(
     MONGODB_URI: standIns.mongo.uri,
     MONGODB_DB_NAME: names.dbName,
   };
+}
+
+/** Athena's state changes the stack's rule sends to the start function, once it exists. */
+class StateChangeRoute {
+  private invoke:
+    | ((
+        event: AthenaQueryStateChangeEvent,
+      ) => AsyncInvocation<AthenaQueryStateChangeEvent, unknown>)
+    | undefined;
+
+  constructor(private readonly workGroup: string) {}
+
+  deliverTo(
+    invoke: (
+      event: AthenaQueryStateChangeEvent,
+    ) => AsyncInvocation<AthenaQueryStateChangeEvent, unknown>,
+  ): void {
+    this.invoke = invoke;
+  }
+
+  async route(event: AthenaQueryStateChangeEvent): Promise<void> {
+    const { currentState, workgroupName } = event.detail;
+    if (currentState !== "SUCCEEDED" || workgroupName !== this.workGroup || !this.invoke) return;
+    await this.invoke(event).done;
+  }
 }
 
 interface IngestWiring {

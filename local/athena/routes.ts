@@ -2,6 +2,7 @@ import { getQueryResults } from "./operations/get-query-results";
 import {
   batchGetQueryExecution,
   getQueryExecution,
+  getQueryRuntimeStatistics,
   listQueryExecutions,
   stopQueryExecution,
 } from "./operations/query-executions";
@@ -21,6 +22,7 @@ export const OPERATIONS: Readonly<Record<string, AthenaOperation>> = {
   ListQueryExecutions: listQueryExecutions,
   StartQueryExecution: startQueryExecution,
   GetQueryExecution: getQueryExecution,
+  GetQueryRuntimeStatistics: getQueryRuntimeStatistics,
   BatchGetQueryExecution: batchGetQueryExecution,
   StopQueryExecution: stopQueryExecution,
   GetWorkGroup: getWorkGroup,

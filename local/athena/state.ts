@@ -53,6 +53,11 @@ export interface AthenaStateOptions {
    */
   multipartThresholdBytes?: number;
   accountId?: string;
+  /**
+   * What GetQueryRuntimeStatistics reports as `OutputRows`, given the rows the query
+   * really returned; default the true count. Tests use it to make a result look short.
+   */
+  reportOutputRows?: (queryExecutionId: string, rows: number) => number;
 }
 
 /** One query as the stand-in tracks it from StartQueryExecution on. */
@@ -94,6 +99,7 @@ export interface AthenaState {
   readonly workGroups: Map<string, WorkGroupSettings>;
   readonly multipartThresholdBytes: number;
   readonly onStateChange: AthenaStateOptions["onStateChange"];
+  readonly reportOutputRows: NonNullable<AthenaStateOptions["reportOutputRows"]>;
   readonly instance: DuckDBInstance;
   /** The `setup` connection; each query runs on a connection of its own. */
   readonly db: DuckDBConnection;
@@ -139,6 +145,7 @@ export async function createAthenaState(options: AthenaStateOptions): Promise<At
     workGroups,
     multipartThresholdBytes: options.multipartThresholdBytes ?? 0,
     onStateChange: options.onStateChange,
+    reportOutputRows: options.reportOutputRows ?? ((_, rows) => rows),
     instance,
     db,
     executions: new Map(),

@@ -2,6 +2,7 @@ import {
   AthenaClient,
   GetQueryExecutionCommand,
   GetQueryResultsCommand,
+  GetQueryRuntimeStatisticsCommand,
   GetWorkGroupCommand,
   type QueryExecution,
   StartQueryExecutionCommand,
@@ -155,6 +156,43 @@ describe("Athena stand-in through the real AthenaClient", () => {
         "",
       ].join("\n"),
     );
+  });
+
+  it("answers GetQueryRuntimeStatistics with the result's data rows and sends SUCCEEDED", async () => {
+    const query = buildSyncQuery({
+      database: "ad_tracking",
+      table: "daily_aggregates",
+      dateRange: { start: "2025-12-10", end: "2025-12-11" },
+      publicationCode: "CHIREADER",
+    });
+    const id = await start({
+      QueryString: query.queryString,
+      ExecutionParameters: query.executionParameters,
+    });
+    await settled(id);
+
+    const response = await client.send(
+      new GetQueryRuntimeStatisticsCommand({ QueryExecutionId: id }),
+    );
+
+    // Three data rows (the header is not a row), as in the CSV of the test above.
+    expect(response.QueryRuntimeStatistics?.Rows?.OutputRows).toBe(3);
+    expect(
+      stateChanges
+        .filter((event) => event.detail.queryExecutionId === id)
+        .map((event) => event.detail.currentState),
+    ).toContain("SUCCEEDED");
+  });
+
+  it("refuses runtime statistics of a query still queued", async () => {
+    athena.pauseQueue();
+    const id = await start({ QueryString: "SELECT 1" });
+
+    await expect(
+      client.send(new GetQueryRuntimeStatisticsCommand({ QueryExecutionId: id })),
+    ).rejects.toThrow(/QUEUED/);
+    athena.resumeQueue();
+    await settled(id);
   });
 
   it("writes a .csv.metadata beside the result and notifies only the .csv, as a multipart upload", async () => {

@@ -120,3 +120,29 @@ function describeExecution(execution: Execution): Record<string, unknown> {
     ...(execution.parameters === undefined ? {} : { ExecutionParameters: execution.parameters }),
   };
 }
+
+/**
+ * Runtime statistics once a query has SUCCEEDED or FAILED, as Athena answers them; only
+ * `Rows` is filled (`OutputRows`: the result's data rows, the header not counted).
+ */
+export function getQueryRuntimeStatistics(
+  state: AthenaState,
+  input: Record<string, unknown>,
+): unknown {
+  const execution = findExecution(state, input);
+  if (execution.state !== "SUCCEEDED" && execution.state !== "FAILED") {
+    throw new ApiError(
+      "InvalidRequestException",
+      `Query ${execution.id} is ${execution.state}: statistics are available once it SUCCEEDED or FAILED`,
+    );
+  }
+  const rows = (execution.reusedFrom ?? execution).rows ?? 0;
+  return {
+    QueryRuntimeStatistics: {
+      Rows: {
+        OutputRows: state.reportOutputRows(execution.id, rows),
+        OutputBytes: execution.bytes ?? 0,
+      },
+    },
+  };
+}

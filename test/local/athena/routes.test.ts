@@ -9,6 +9,7 @@ describe("the Athena operation table", () => {
       "BatchGetQueryExecution",
       "GetQueryExecution",
       "GetQueryResults",
+      "GetQueryRuntimeStatistics",
       "GetWorkGroup",
       "ListQueryExecutions",
       "StartQueryExecution",
