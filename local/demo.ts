@@ -5,6 +5,7 @@
  * (the same night again, a reprocess drop and its dry run) and checks what it saw.
  * Exits 0 only when every check holds; stops everything it started either way.
  */
+import { randomUUID } from "node:crypto";
 import { realpathSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
@@ -12,9 +13,13 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import type { Context } from "aws-lambda";
 import type { Document, WithId } from "mongodb";
-import { rejectsKey, reportKey } from "../handlers/shared/bucket-layout";
+import { rejectsKey, reportKey, runManifestKey } from "../handlers/shared/bucket-layout";
 import { addDays, toIsoDate } from "../handlers/shared/dates";
+import { MISSING_RESULTS } from "../handlers/shared/metric-names";
 import type { Reconciliation } from "../handlers/shared/reconciliation";
+import type { RunManifest } from "../handlers/shared/run-manifest";
+import type { FreshnessOutcome } from "../handlers/start/freshness";
+import { FRESHNESS_CHECK_EVENT } from "../handlers/start/sync-event";
 import type { PublishedMetric } from "./cloudwatch-server";
 import {
   createLambdaContext,
@@ -53,6 +58,8 @@ export interface DemoResult {
   workGroup: string;
   database: string;
   steps: DemoStep[];
+  /** The hourly freshness check, run against a nightly query whose result never landed. */
+  freshness: FreshnessDemo;
   checks: DemoCheck[];
   metrics: PublishedMetric[];
   onFailure: OnFailureRecord[];
@@ -137,6 +144,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       sample.dateRange,
     );
     await runReprocessSteps(run, await reprocessDrops(options, pipeline, reprocessDate));
+    const freshness = await runFreshnessCheck(run);
     run.checks.push({
       name: "nothing reached the on-failure destination",
       ok: pipeline.onFailure.length === 0,
@@ -156,6 +164,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       workGroup: pipeline.workGroup,
       database: pipeline.dbName,
       steps: run.steps,
+      freshness,
       checks: run.checks,
       metrics: [...pipeline.metrics],
       onFailure: [...pipeline.onFailure],
@@ -174,7 +183,7 @@ class DemoRun {
 
   constructor(
     readonly pipeline: LocalPipeline,
-    private readonly print: (text: string) => void,
+    readonly print: (text: string) => void,
     readonly timeoutMs: number,
     private entries: Record<string, unknown>[],
   ) {}
@@ -272,6 +281,57 @@ async function runStartSteps(run: DemoRun, options: DemoOptions): Promise<DemoSt
     detail: describeChanges(sameNightStep.changes),
   });
   return firstStep;
+}
+
+export interface FreshnessDemo {
+  /** The query whose result never landed (its manifest written as the schedule would have, hours ago). */
+  lostQueryExecutionId: string;
+  outcome: Record<string, unknown>;
+  /** The MissingResults value the check published. */
+  missingResults: number | undefined;
+}
+
+/**
+ * The freshness schedule's check, with one nightly query whose result never landed: its
+ * run manifest says the schedule started it four hours ago (past the 3-hour deadline),
+ * and no file or report ever came. The check must name it and count it.
+ */
+async function runFreshnessCheck(run: DemoRun): Promise<FreshnessDemo> {
+  const { pipeline, checks } = run;
+  const lostQueryExecutionId = randomUUID();
+  const startedAt = new Date(Date.now() - 4 * 3_600_000);
+  const night = toIsoDate(new Date(startedAt.getTime() - 86_400_000));
+  const manifest: RunManifest = {
+    version: 1,
+    queryExecutionId: lostQueryExecutionId,
+    request: {},
+    dateRange: { start: night, end: night },
+    dryRun: false,
+    attempt: 1,
+    trigger: { kind: "schedule", id: `lost-${lostQueryExecutionId}` },
+    startedAt: startedAt.toISOString(),
+  };
+  await pipeline.putObject(runManifestKey(lostQueryExecutionId), JSON.stringify(manifest));
+  const metricsBefore = pipeline.metrics.length;
+  const outcome = (await pipeline.invokeStart(FRESHNESS_CHECK_EVENT)) as FreshnessOutcome;
+  const missingResults = pipeline.metrics
+    .slice(metricsBefore)
+    .find((metric) => metric.name === MISSING_RESULTS)?.value;
+  const named = outcome.missing?.map((result) => result.queryExecutionId) ?? [];
+  run.print(
+    [
+      "Freshness check (hourly schedule → start-query), after a nightly query whose file never landed",
+      row("missing", named.length > 0 ? named.join(", ") : "none", 3),
+      row("metric", `MissingResults ${missingResults ?? "not published"}`, 3),
+      "",
+    ].join("\n"),
+  );
+  checks.push({
+    name: "the freshness check names the query whose file never landed",
+    ok: named.length === 1 && named[0] === lostQueryExecutionId && missingResults === 1,
+    detail: `${named.length} missing, MissingResults ${missingResults ?? "none"}`,
+  });
+  return { lostQueryExecutionId, outcome: { ...outcome }, missingResults };
 }
 
 /** Reprocess drops through S3: a preview tagged dryRun=true, then the real one (or the user's file). */

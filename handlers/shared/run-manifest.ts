@@ -33,26 +33,31 @@ export interface RunTrigger {
   id: string;
 }
 
+/** The JSON is not a run manifest this code understands. */
+export class InvalidRunManifestError extends Error {}
+
 /** Narrows parsed JSON to a RunManifest, or explains why it is not one. */
 export function parseRunManifest(value: unknown): RunManifest {
-  if (typeof value !== "object" || value === null) throw new Error("run manifest is not an object");
+  if (typeof value !== "object" || value === null)
+    throw new InvalidRunManifestError("run manifest is not an object");
   const manifest = value as Partial<RunManifest>;
   if (manifest.version !== 1)
-    throw new Error(`unsupported run manifest version ${manifest.version}`);
+    throw new InvalidRunManifestError(`unsupported run manifest version ${manifest.version}`);
   if (typeof manifest.queryExecutionId !== "string")
-    throw new Error("run manifest has no queryExecutionId");
-  if (typeof manifest.dryRun !== "boolean") throw new Error("run manifest has no dryRun flag");
+    throw new InvalidRunManifestError("run manifest has no queryExecutionId");
+  if (typeof manifest.dryRun !== "boolean")
+    throw new InvalidRunManifestError("run manifest has no dryRun flag");
   if (
     typeof manifest.dateRange?.start !== "string" ||
     typeof manifest.dateRange?.end !== "string"
   ) {
-    throw new Error("run manifest has no dateRange");
+    throw new InvalidRunManifestError("run manifest has no dateRange");
   }
   if (
     manifest.outputRows !== undefined &&
     !(Number.isInteger(manifest.outputRows) && manifest.outputRows >= 0)
   ) {
-    throw new Error("run manifest's outputRows is not a row count");
+    throw new InvalidRunManifestError("run manifest's outputRows is not a row count");
   }
   return manifest as RunManifest;
 }

@@ -19,11 +19,14 @@ export interface StartConfig {
   maxDays: number;
   /** Longest range a catch-up after missed nights may start. */
   catchUpMaxDays: number;
+  /** Hours a scheduled query's result may take to be reported before it counts as missing. */
+  resultDeadlineHours: number;
 }
 
 export const DEFAULT_METRICS_NAMESPACE = "EmpowerLocal/TrackingSync";
 export const DEFAULT_MAX_DAYS = 90;
 export const DEFAULT_CATCH_UP_MAX_DAYS = 31;
+export const DEFAULT_RESULT_DEADLINE_HOURS = 3;
 
 // Database and table names are identifiers, which Athena cannot take as execution
 // parameters; they come from configuration only and must be plain Glue names.
@@ -43,6 +46,10 @@ export function loadStartConfig(env: Env = process.env): StartConfig {
     catchUpMaxDays: integerEnv("CATCH_UP_MAX_DAYS", DEFAULT_CATCH_UP_MAX_DAYS, env, {
       min: 1,
       max: 3660,
+    }),
+    resultDeadlineHours: integerEnv("RESULT_DEADLINE_HOURS", DEFAULT_RESULT_DEADLINE_HOURS, env, {
+      min: 1,
+      max: 48,
     }),
   };
 }

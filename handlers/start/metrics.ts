@@ -1,5 +1,5 @@
 import { type CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
-import { INCOMPLETE_RESULTS } from "../shared/metric-names";
+import { INCOMPLETE_RESULTS, MISSING_RESULTS } from "../shared/metric-names";
 
 export const QUERY_RETRIES_EXHAUSTED = "QueryRetriesExhausted";
 export { INCOMPLETE_RESULTS };
@@ -8,6 +8,8 @@ export { INCOMPLETE_RESULTS };
 export interface StartMetrics {
   queryRetriesExhausted(queryExecutionId: string): Promise<void>;
   incompleteResults(queryExecutionId: string): Promise<void>;
+  /** Every freshness check publishes its count, 0 included, so the dashboard shows the checks ran. */
+  missingResults(count: number): Promise<void>;
 }
 
 export function createCloudWatchStartMetrics(
@@ -15,11 +17,11 @@ export function createCloudWatchStartMetrics(
   namespace: string,
 ): StartMetrics {
   // No dimensions: each alarm watches the namespace-wide metric.
-  const put = async (name: string) => {
+  const put = async (name: string, value = 1) => {
     await cloudwatch.send(
       new PutMetricDataCommand({
         Namespace: namespace,
-        MetricData: [{ MetricName: name, Value: 1, Unit: "Count" }],
+        MetricData: [{ MetricName: name, Value: value, Unit: "Count" }],
       }),
     );
   };
@@ -29,6 +31,9 @@ export function createCloudWatchStartMetrics(
     },
     async incompleteResults() {
       await put(INCOMPLETE_RESULTS);
+    },
+    async missingResults(count) {
+      await put(MISSING_RESULTS, count);
     },
   };
 }

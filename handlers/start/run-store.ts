@@ -1,8 +1,12 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import { GetObjectCommand } from "@aws-sdk/client-s3";
-import { reportKey, runManifestKey } from "../shared/bucket-layout";
+import { GetObjectCommand, paginateListObjectsV2 } from "@aws-sdk/client-s3";
+import { RUNS_PREFIX, reportKey, runManifestKey } from "../shared/bucket-layout";
 import type { ReconciledReport } from "../shared/reconciliation";
-import { parseRunManifest, type RunManifest } from "../shared/run-manifest";
+import {
+  InvalidRunManifestError,
+  parseRunManifest,
+  type RunManifest,
+} from "../shared/run-manifest";
 import {
   getJsonObject,
   isNotFound,
@@ -22,6 +26,11 @@ export interface RunStore {
   readReport(sourceKey: string): Promise<{ report: ReconciledReport; eTag: string } | undefined>;
   /** Replaces the report only if it is still the version `eTag`; false when it changed since. */
   replaceReport(sourceKey: string, report: ReconciledReport, eTag: string): Promise<boolean>;
+  /**
+   * The manifests written (or rewritten) since `since`, and whether `runs/` holds any at
+   * all. A manifest that cannot be parsed is skipped: it is not a query of ours.
+   */
+  recentManifests(since: Date): Promise<{ manifests: RunManifest[]; anyEver: boolean }>;
 }
 
 export function createS3RunStore(s3: S3Client, bucket: string): RunStore {
@@ -44,6 +53,32 @@ export function createS3RunStore(s3: S3Client, bucket: string): RunStore {
         if (isNotFound(error)) return undefined;
         throw error;
       }
+    },
+    async recentManifests(since) {
+      const keys: string[] = [];
+      let anyEver = false;
+      for await (const page of paginateListObjectsV2(
+        { client: s3 },
+        { Bucket: bucket, Prefix: RUNS_PREFIX },
+      )) {
+        for (const object of page.Contents ?? []) {
+          anyEver = true;
+          if (object.Key && object.LastModified && object.LastModified >= since)
+            keys.push(object.Key);
+        }
+      }
+      const manifests: RunManifest[] = [];
+      for (const key of keys) {
+        try {
+          const value = await getJsonObject(s3, bucket, key);
+          if (value !== undefined) manifests.push(parseRunManifest(value));
+        } catch (error) {
+          if (!(error instanceof SyntaxError) && !(error instanceof InvalidRunManifestError)) {
+            throw error;
+          }
+        }
+      }
+      return { manifests, anyEver };
     },
     replaceReport: (sourceKey, report, eTag) =>
       replaceIfUnchanged(() => putReport(s3, bucket, reportKey(sourceKey), report, eTag)),

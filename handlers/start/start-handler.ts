@@ -8,6 +8,7 @@ import { createS3Client } from "../shared/s3";
 import { createS3WatermarkStore } from "../shared/watermark-store";
 import { createAthenaQueryStarter } from "./athena-query";
 import type { StartConfig } from "./config";
+import { checkFreshness, type FreshnessDeps, type FreshnessOutcome } from "./freshness";
 import { createCloudWatchStartMetrics } from "./metrics";
 import {
   createSqsRetryScheduler,
@@ -20,13 +21,18 @@ import { createS3RunStore } from "./run-store";
 import { requestSync, type StartDeps, type StartResult } from "./start-sync";
 import { classifyStartEvent } from "./sync-event";
 
-export type StartQueryOutput = StartResult | StateChangeOutcome | SQSBatchResponse;
+export type StartQueryOutput =
+  | StartResult
+  | StateChangeOutcome
+  | SQSBatchResponse
+  | FreshnessOutcome;
 
 export type StartHandler = (event: unknown, context: Context) => Promise<StartQueryOutput>;
 
 export interface StartHandlerDependencies {
   start: StartDeps;
   retry: RetryDeps;
+  freshness: FreshnessDeps;
   logger: Logger;
 }
 
@@ -60,6 +66,7 @@ export function composeStart(config: StartConfig, clients: StartClients): StartH
   return {
     start: { queries, runs, watermark, settings: config },
     retry: { runs, queries, scheduler, metrics, watermark, workgroup: config.workgroup },
+    freshness: { runs, metrics, settings: config },
     logger: clients.logger ?? createLogger({ function: "start-query" }),
   };
 }
@@ -105,6 +112,8 @@ export function createStartHandler(deps: StartHandlerDependencies): StartHandler
           );
         case "retry-messages":
           return await restartFailedQueries(deps.start, input.records, logger, () => new Date());
+        case "freshness-check":
+          return await checkFreshness(deps.freshness, new Date(), logger);
       }
     } catch (error) {
       // Rethrown so Lambda's retries (same event, same token: no second query) and the Errors alarm take over.

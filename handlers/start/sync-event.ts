@@ -11,7 +11,11 @@ export type StartEvent =
   | { kind: "manual"; payload: unknown }
   | { kind: "schedule"; eventId: string; time: string }
   | { kind: "query-state-change"; eventId: string; change: QueryStateChange }
-  | { kind: "retry-messages"; records: SQSRecord[] };
+  | { kind: "retry-messages"; records: SQSRecord[] }
+  | { kind: "freshness-check" };
+
+/** The freshness schedule's constant input (the stack's freshness-check rule). */
+export const FRESHNESS_CHECK_EVENT = { trackingSyncCheck: "freshness" } as const;
 
 export interface QueryStateChange {
   queryExecutionId: string;
@@ -22,6 +26,9 @@ export interface QueryStateChange {
 
 export function classifyStartEvent(event: unknown): StartEvent {
   if (isRecord(event)) {
+    if (event.trackingSyncCheck === FRESHNESS_CHECK_EVENT.trackingSyncCheck) {
+      return { kind: "freshness-check" };
+    }
     if (event.source === "aws.events" && event["detail-type"] === "Scheduled Event") {
       return { kind: "schedule", eventId: String(event.id), time: String(event.time) };
     }

@@ -49,6 +49,12 @@ describe("the start Lambda's configuration", () => {
     );
   });
 
+  it("refuses a result deadline outside 1..48 hours, naming RESULT_DEADLINE_HOURS", async () => {
+    await expect(loadHandler({ RESULT_DEADLINE_HOURS: "0" })).rejects.toThrow(
+      /RESULT_DEADLINE_HOURS/,
+    );
+  });
+
   it("queries the configured database and table", async () => {
     const handler = await load({ ATHENA_DATABASE: "tracking_prod", ATHENA_TABLE: "daily_v2" });
     await handler({}, lambdaContext());

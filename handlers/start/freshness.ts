@@ -1,0 +1,89 @@
+import { athenaResultKey } from "../shared/bucket-layout";
+import type { Logger } from "../shared/logger";
+import type { RunManifest } from "../shared/run-manifest";
+import type { DateRange } from "../shared/sync-request";
+import type { StartMetrics } from "./metrics";
+import type { RunStore } from "./run-store";
+
+export interface FreshnessDeps {
+  runs: RunStore;
+  metrics: StartMetrics;
+  settings: { resultDeadlineHours: number };
+}
+
+export interface MissingResult {
+  queryExecutionId: string;
+  startedAt: string;
+  dateRange: DateRange;
+}
+
+export interface FreshnessOutcome {
+  action: "freshness-checked";
+  /** Queries past the deadline whose result was never reported. */
+  missing: MissingResult[];
+  /** True when no nightly query started within a day and the deadline. */
+  nightMissing: boolean;
+}
+
+const HOUR_MS = 3_600_000;
+/** How far back a late result is still looked for: two days past the deadline. */
+const LOOKBACK_MS = 48 * HOUR_MS;
+
+/**
+ * The freshness check (its own hourly schedule): every query the schedule started (or a
+ * restart of a failed one) that is older than the deadline and was not superseded by a
+ * restart must have its report by now; and some nightly query must have started within
+ * the last day plus the deadline. Publishes `MissingResults` (0 included) and logs
+ * `Missing result` with each query id.
+ */
+export async function checkFreshness(
+  deps: FreshnessDeps,
+  now: Date,
+  logger: Logger,
+): Promise<FreshnessOutcome> {
+  const deadlineMs = deps.settings.resultDeadlineHours * HOUR_MS;
+  const since = new Date(now.getTime() - deadlineMs - LOOKBACK_MS);
+  const { manifests, anyEver } = await deps.runs.recentManifests(since);
+  const missing: MissingResult[] = [];
+  for (const manifest of dueManifests(manifests, now.getTime() - deadlineMs)) {
+    if (await deps.runs.readReport(athenaResultKey(manifest.queryExecutionId))) continue;
+    const result = {
+      queryExecutionId: manifest.queryExecutionId,
+      startedAt: manifest.startedAt,
+      dateRange: manifest.dateRange,
+    };
+    logger.error("Missing result: no report within the deadline", {
+      ...result,
+      deadlineHours: deps.settings.resultDeadlineHours,
+    });
+    missing.push(result);
+  }
+  // A bucket with no manifest at all is a new deployment whose first night has not come yet.
+  const nightMissing =
+    anyEver && !startedNightly(manifests, now.getTime() - 24 * HOUR_MS - deadlineMs);
+  if (nightMissing) {
+    logger.error("Missing result: the schedule started no query within a day and the deadline", {
+      deadlineHours: deps.settings.resultDeadlineHours,
+    });
+  }
+  await deps.metrics.missingResults(missing.length + (nightMissing ? 1 : 0));
+  logger.info("Freshness checked", { missing: missing.length, nightMissing });
+  return { action: "freshness-checked", missing, nightMissing };
+}
+
+/** Scheduled queries and restarts started before `cutoff`, unless a restart superseded them. */
+function dueManifests(manifests: RunManifest[], cutoff: number): RunManifest[] {
+  const restarted = new Set(manifests.map((manifest) => manifest.previousQueryExecutionId));
+  return manifests.filter(
+    (manifest) =>
+      (manifest.trigger.kind === "schedule" || manifest.trigger.kind === "retry") &&
+      Date.parse(manifest.startedAt) <= cutoff &&
+      !restarted.has(manifest.queryExecutionId),
+  );
+}
+
+function startedNightly(manifests: RunManifest[], since: number): boolean {
+  return manifests.some(
+    (manifest) => manifest.trigger.kind === "schedule" && Date.parse(manifest.startedAt) >= since,
+  );
+}
