@@ -46,7 +46,9 @@ export async function checkFreshness(
   const { manifests, anyEver } = await deps.runs.recentManifests(since);
   const missing: MissingResult[] = [];
   for (const manifest of dueManifests(manifests, now.getTime() - deadlineMs)) {
-    if (await deps.runs.readReport(athenaResultKey(manifest.queryExecutionId))) continue;
+    if (await hasReport(deps, manifest)) continue;
+    // Someone re-ran the range by hand (or a later schedule covered it): that result counts.
+    if (await anySatisfied(deps, laterRunsCovering(manifests, manifest))) continue;
     const result = {
       queryExecutionId: manifest.queryExecutionId,
       startedAt: manifest.startedAt,
@@ -69,6 +71,28 @@ export async function checkFreshness(
   await deps.metrics.missingResults(missing.length + (nightMissing ? 1 : 0));
   logger.info("Freshness checked", { missing: missing.length, nightMissing });
   return { action: "freshness-checked", missing, nightMissing };
+}
+
+async function hasReport(deps: FreshnessDeps, manifest: RunManifest): Promise<boolean> {
+  return (await deps.runs.readReport(athenaResultKey(manifest.queryExecutionId))) !== undefined;
+}
+
+async function anySatisfied(deps: FreshnessDeps, manifests: RunManifest[]): Promise<boolean> {
+  for (const manifest of manifests) if (await hasReport(deps, manifest)) return true;
+  return false;
+}
+
+/** Real runs started after `missed` whose range and publications include all of its. */
+function laterRunsCovering(manifests: RunManifest[], missed: RunManifest): RunManifest[] {
+  return manifests.filter(
+    (other) =>
+      other.queryExecutionId !== missed.queryExecutionId &&
+      Date.parse(other.startedAt) > Date.parse(missed.startedAt) &&
+      other.dryRun === missed.dryRun &&
+      (other.publicationCode === undefined || other.publicationCode === missed.publicationCode) &&
+      other.dateRange.start <= missed.dateRange.start &&
+      other.dateRange.end >= missed.dateRange.end,
+  );
 }
 
 /** Scheduled queries and restarts started before `cutoff`, unless a restart superseded them. */

@@ -99,6 +99,27 @@ describe("the freshness check", () => {
     expect(await handler(CHECK, context)).toMatchObject({ missing: [] });
   });
 
+  it("is satisfied by a later run of the same range, such as a rerun by hand", async () => {
+    run(5);
+    reported(
+      run(1, {
+        trigger: { kind: "manual", id: "req-rerun" },
+        dateRange: { start: "2025-12-09", end: "2025-12-10" },
+      }),
+    );
+
+    expect(await handler(CHECK, context)).toMatchObject({ missing: [] });
+  });
+
+  it("is not satisfied by a later run of one publication only", async () => {
+    const missed = run(5);
+    reported(run(1, { trigger: { kind: "manual", id: "req-one" }, publicationCode: "chireader" }));
+
+    expect(await handler(CHECK, context)).toMatchObject({
+      missing: [{ queryExecutionId: missed.queryExecutionId }],
+    });
+  });
+
   it("counts a night for which the schedule started nothing", async () => {
     reported(run(28));
 
