@@ -27,6 +27,8 @@ export interface TrackingSyncSettings {
   logRetentionDays: RetentionDays;
   maxDays: number;
   catchUpMaxDays: number;
+  /** Hours after the nightly start by which a query's report must exist (`RESULT_DEADLINE_HOURS`). */
+  resultDeadlineHours: number;
   publicationCodeMap: string | undefined;
   ingestBatchSize: number | undefined;
 }
@@ -43,6 +45,7 @@ export const DEFAULTS = {
   logRetentionDays: RetentionDays.THREE_MONTHS,
   maxDays: 90,
   catchUpMaxDays: 31,
+  resultDeadlineHours: 3,
 } as const;
 
 export class SettingsError extends Error {}
@@ -152,6 +155,7 @@ export function readSettings(node: Node): TrackingSyncSettings {
     logRetentionDays: logRetentionDays as RetentionDays,
     maxDays: integer("maxDays", DEFAULTS.maxDays, 1, 3660),
     catchUpMaxDays: integer("catchUpMaxDays", DEFAULTS.catchUpMaxDays, 1, 3660),
+    resultDeadlineHours: integer("resultDeadlineHours", DEFAULTS.resultDeadlineHours, 1, 48),
     publicationCodeMap: publicationCodeMapJson,
     ingestBatchSize,
   };

@@ -9,7 +9,7 @@ import {
   type StackProps,
 } from "aws-cdk-lib";
 import { CfnWorkGroup } from "aws-cdk-lib/aws-athena";
-import { Rule, Schedule } from "aws-cdk-lib/aws-events";
+import { Rule, RuleTargetInput, Schedule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
 import { Effect, ManagedPolicy, PolicyStatement, type Role } from "aws-cdk-lib/aws-iam";
 import type { CfnFunction } from "aws-cdk-lib/aws-lambda";
@@ -55,9 +55,10 @@ const handlerPath = (file: string) =>
 /**
  * The whole pipeline: results bucket, Athena workgroup, the start and ingest
  * Lambdas, the schedule, S3 notifications, the failed-query retry path, the
- * reconciliation of succeeded queries, least-privilege roles, alarms and a
- * dashboard. Region- and account-agnostic: every ARN is built from the stack's own
- * region, account and partition.
+ * reconciliation of succeeded queries, the hourly freshness check of nightly
+ * results, least-privilege roles, alarms and a dashboard. Region- and
+ * account-agnostic: every ARN is built from the stack's own region, account and
+ * partition.
  */
 export class TrackingSyncStack extends Stack {
   readonly settings: TrackingSyncSettings;
@@ -126,6 +127,7 @@ export class TrackingSyncStack extends Stack {
         METRICS_NAMESPACE,
         MAX_DAYS: String(settings.maxDays),
         CATCH_UP_MAX_DAYS: String(settings.catchUpMaxDays),
+        RESULT_DEADLINE_HOURS: String(settings.resultDeadlineHours),
       },
     });
     start.function.node.addDependency(workgroup);
@@ -206,6 +208,18 @@ export class TrackingSyncStack extends Stack {
         },
       },
       targets: [new LambdaFunction(start.function)],
+    });
+    // Its own rule and a constant input, so the start function tells a freshness check
+    // from the nightly Scheduled Event, which starts a query.
+    new Rule(this, "FreshnessCheckRule", {
+      ruleName: `${prefix}-freshness-check`,
+      description: `Hourly: the start function checks that each nightly query's result was reported within ${settings.resultDeadlineHours} h`,
+      schedule: Schedule.rate(Duration.hours(1)),
+      targets: [
+        new LambdaFunction(start.function, {
+          event: RuleTargetInput.fromObject({ trackingSyncCheck: "freshness" }),
+        }),
+      ],
     });
     for (const ingestPrefix of INGEST_PREFIXES) {
       // Suffix `.csv` also keeps Athena's `<id>.csv.metadata` out; all ObjectCreated
@@ -373,7 +387,10 @@ export class TrackingSyncStack extends Stack {
     });
     this.allow(role, {
       sid: "ResultsBucketLevel",
-      // ListBucket also turns a missing manifest or watermark into 404 instead of 403.
+      // ListBucket: the freshness check lists runs/, and a missing manifest, watermark or
+      // report answers 404 instead of 403. Deliberately without an s3:prefix condition: S3
+      // answers a missing key with 404 only to a caller allowed to list the bucket, and the
+      // functions read 404 as "not there", while a 403 fails them.
       actions: ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
       resources: [bucket.bucketArn],
     });
@@ -396,7 +413,8 @@ export class TrackingSyncStack extends Stack {
     });
     this.allow(role, {
       sid: "ReconcileAthenaResultReports",
-      // Read, then a conditional (If-Match) put of the verdict into a report waiting for the count.
+      // Read, then a conditional (If-Match) put of the verdict into a report waiting for the count;
+      // the freshness check reads whether a nightly query's report exists.
       actions: ["s3:GetObject", "s3:PutObject"],
       resources: objects(`${REPORTS_PREFIX}${ATHENA_RESULTS_PREFIX}`),
       wildcardReason: `Reports of Athena results are reports/athena-results/<query id>.csv.json, never those of reprocess/ drops; ${keysUnknown}.`,

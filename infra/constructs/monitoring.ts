@@ -15,7 +15,7 @@ import { Topic } from "aws-cdk-lib/aws-sns";
 import { EmailSubscription } from "aws-cdk-lib/aws-sns-subscriptions";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
-import { INCOMPLETE_RESULTS } from "../../handlers/shared/metric-names";
+import { INCOMPLETE_RESULTS, MISSING_RESULTS } from "../../handlers/shared/metric-names";
 
 export interface MonitoringProps {
   prefix: string;
@@ -154,6 +154,18 @@ export class Monitoring extends Construct {
       evaluationPeriods: 1,
       treatMissingData: TreatMissingData.NOT_BREACHING,
     });
+    // One period per hourly check. The metric is a count without dimensions, so the
+    // query ids are only in the start function's log.
+    this.alarm("MissingResultsAlarm", {
+      alarmName: `${prefix}-missing-results`,
+      alarmDescription:
+        "A nightly result was not reported within the deadline, or the schedule started no query for a night: its rows are not in MongoDB. An alarm cannot name the query: search the start function's log for \"Missing result\", whose lines carry each query id (or say that no query started), check that query in the workgroup's history and the ingest's log, fix the cause, then start the range again.",
+      metric: sync(MISSING_RESULTS, "Sum", Duration.hours(1)),
+      threshold: 0,
+      comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: TreatMissingData.NOT_BREACHING,
+    });
 
     const hourly = (metricName: string, statistic = "Sum") =>
       sync(metricName, statistic, Duration.hours(1));
@@ -222,7 +234,7 @@ export class Monitoring extends Construct {
         ],
         [
           new GraphWidget({
-            title: "Failed work waiting, incomplete results",
+            title: "Failed work waiting, incomplete and missing results",
             left: [
               props.ingestFailureQueue.metricApproximateNumberOfMessagesVisible({
                 label: "ingest on-failure queue",
@@ -232,6 +244,7 @@ export class Monitoring extends Construct {
               }),
               sync("QueryRetriesExhausted", "Sum"),
               sync(INCOMPLETE_RESULTS, "Sum"),
+              hourly(MISSING_RESULTS),
             ],
             width: 12,
           }),

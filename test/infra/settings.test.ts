@@ -35,6 +35,7 @@ describe("a stack with every setting given in context", () => {
       logRetentionDays: 30,
       maxDays: 60,
       catchUpMaxDays: 14,
+      resultDeadlineHours: "6",
       publicationCodeMap: '{"newpaper": 1099}',
       ingestBatchSize: 500,
     }));
@@ -89,7 +90,7 @@ describe("a stack with every setting given in context", () => {
     expect(statement.Resource).toBe(SECRET_ARN);
   });
 
-  it("passes the Athena names and caps to the start function", () => {
+  it("passes the Athena names, caps and result deadline to the start function", () => {
     template.hasResourceProperties("AWS::Lambda::Function", {
       FunctionName: "tracking-prod-start",
       Environment: {
@@ -99,6 +100,7 @@ describe("a stack with every setting given in context", () => {
           ATHENA_TABLE: "daily_v2",
           MAX_DAYS: "60",
           CATCH_UP_MAX_DAYS: "14",
+          RESULT_DEADLINE_HOURS: "6",
         }),
       },
     });
@@ -156,6 +158,11 @@ describe("a stack with every setting given in context", () => {
     template.hasResourceProperties("AWS::Events::Rule", {
       ScheduleExpression: "cron(30 7 * * ? *)",
     });
+    // The freshness check keeps its own hourly schedule whatever the nightly one is.
+    template.hasResourceProperties("AWS::Events::Rule", {
+      Name: "tracking-prod-freshness-check",
+      ScheduleExpression: "rate(1 hour)",
+    });
     template.hasResourceProperties("AWS::SNS::Subscription", {
       Protocol: "email",
       Endpoint: "ops@example.com",
@@ -182,6 +189,9 @@ describe("settings that cannot work", () => {
       { athenaDataLocation: "tracking-aggregates/daily" },
       /athenaDataLocation must look like s3:\/\/bucket\/prefix\//,
     ],
+    [{ resultDeadlineHours: "0" }, /resultDeadlineHours must be an integer from 1 to 48, got "0"/],
+    [{ resultDeadlineHours: 49 }, /resultDeadlineHours must be an integer from 1 to 48, got 49/],
+    [{ resultDeadlineHours: "2.5" }, /resultDeadlineHours must be an integer from 1 to 48/],
     [{ publicationCodeMap: "[1,2]" }, /publicationCodeMap must be a JSON object/],
     [{ functionNamePrefix: "has spaces" }, /functionNamePrefix must be/],
   ])("refuses %j at synth with a message that names it", (context, message) => {

@@ -4,6 +4,7 @@ import type { App } from "aws-cdk-lib";
 import { Match, type Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_CONTINUATION_MARGIN_MS } from "../../handlers/ingest/continuation";
+import { classifyStartEvent } from "../../handlers/start/sync-event";
 import {
   actionsOf,
   objectSuffix,
@@ -163,6 +164,7 @@ describe("the functions", () => {
           METRICS_NAMESPACE: "EmpowerLocal/TrackingSync",
           MAX_DAYS: "90",
           CATCH_UP_MAX_DAYS: "31",
+          RESULT_DEADLINE_HOURS: "3",
         }),
       },
     });
@@ -233,8 +235,36 @@ describe("the triggers", () => {
       Targets: [
         Match.objectLike({
           Arn: { "Fn::GetAtt": [Match.stringLikeRegexp("^StartFunction"), "Arn"] },
+          // The Scheduled Event itself: a constant input would hide it from the start function.
+          Input: Match.absent(),
         }),
       ],
+    });
+  });
+
+  it("check every hour that the nightly results were reported, with an input the start function takes for a freshness check", () => {
+    template.hasResourceProperties("AWS::Events::Rule", {
+      Name: "empowerlocal-tracking-sync-freshness-check",
+      ScheduleExpression: "rate(1 hour)",
+      State: "ENABLED",
+      Targets: [
+        Match.objectLike({
+          Arn: { "Fn::GetAtt": [Match.stringLikeRegexp("^StartFunction"), "Arn"] },
+          Input: JSON.stringify({ trackingSyncCheck: "freshness" }),
+        }),
+      ],
+    });
+    const rules = template.findResources("AWS::Events::Rule", {
+      Properties: { Name: "empowerlocal-tracking-sync-freshness-check" },
+    });
+    const [rule] = Object.values(rules);
+    const input = JSON.parse(String(rule?.Properties.Targets[0].Input));
+    expect(classifyStartEvent(input)).toEqual({ kind: "freshness-check" });
+    template.hasResourceProperties("AWS::Lambda::Permission", {
+      Action: "lambda:InvokeFunction",
+      FunctionName: { "Fn::GetAtt": [Match.stringLikeRegexp("^StartFunction"), "Arn"] },
+      Principal: "events.amazonaws.com",
+      SourceArn: { "Fn::GetAtt": [Object.keys(rules)[0], "Arn"] },
     });
   });
 
@@ -401,6 +431,22 @@ describe("least privilege", () => {
     });
   });
 
+  it("lets the start function list the whole results bucket (runs/ for the freshness check, 404 for a missing key)", () => {
+    const statement = statementFor(roleStatements(template, START), "s3:ListBucket");
+    expect(statement.Resource).toEqual({
+      "Fn::GetAtt": [expect.stringMatching(/^ResultsBucket/), "Arn"],
+    });
+    // An s3:prefix condition would turn the 404 of a missing manifest, watermark or report into 403.
+    expect(statement.Condition).toBeUndefined();
+  });
+
+  it("lets the start function read the run manifests and Athena results' reports the freshness check looks at", () => {
+    const reads = roleStatements(template, START)
+      .filter((statement) => actionsOf(statement).includes("s3:GetObject"))
+      .flatMap((statement) => resourcesOf(statement).map(objectSuffix));
+    expect(reads).toEqual(expect.arrayContaining(["/runs/*", "/reports/athena-results/*"]));
+  });
+
   it("lets the start function read the Glue catalog, database and table, nothing else", () => {
     const statement = statementFor(roleStatements(template, START), "glue:GetTable");
     expect(resourcesOf(statement).map(objectSuffix)).toEqual([
@@ -530,7 +576,7 @@ describe("monitoring", () => {
     });
     template.resourceCountIs("AWS::SNS::Subscription", 0);
     const alarms = Object.values(template.findResources("AWS::CloudWatch::Alarm"));
-    expect(alarms).toHaveLength(9);
+    expect(alarms).toHaveLength(10);
     for (const resource of alarms) expect(resource.Properties.AlarmActions).toHaveLength(1);
   });
 
@@ -659,6 +705,27 @@ describe("monitoring", () => {
     expect(Object.values(alarms)[0]?.Properties.Dimensions).toBeUndefined();
   });
 
+  it("alarms on any missing result (Sum over 1 hour > 0, missing data not breaching) and names the log line with the query ids", () => {
+    template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+      AlarmName: "empowerlocal-tracking-sync-missing-results",
+      Namespace: "EmpowerLocal/TrackingSync",
+      MetricName: "MissingResults",
+      Statistic: "Sum",
+      Period: 3600,
+      Threshold: 0,
+      ComparisonOperator: "GreaterThanThreshold",
+      EvaluationPeriods: 1,
+      TreatMissingData: "notBreaching",
+      AlarmActions: [{ Ref: Match.stringLikeRegexp("^MonitoringAlarmTopic") }],
+      AlarmDescription: Match.stringLikeRegexp(`start function's log for "Missing result"`),
+    });
+    const alarms = template.findResources("AWS::CloudWatch::Alarm", {
+      Properties: { MetricName: "MissingResults" },
+    });
+    expect(Object.values(alarms)).toHaveLength(1);
+    expect(Object.values(alarms)[0]?.Properties.Dimensions).toBeUndefined();
+  });
+
   it("has a dashboard with the sync metrics and both functions' health", () => {
     const dashboards = Object.values(template.findResources("AWS::CloudWatch::Dashboard"));
     expect(dashboards).toHaveLength(1);
@@ -675,6 +742,7 @@ describe("monitoring", () => {
       "FileInvocations",
       "QueryRetriesExhausted",
       "IncompleteResults",
+      "MissingResults",
     ]) {
       expect(body).toContain(`\\"EmpowerLocal/TrackingSync\\",\\"${metric}\\"`);
     }
