@@ -14,7 +14,7 @@ import {
   reportKey,
   runManifestKey,
 } from "../shared/bucket-layout";
-import { getJsonObject, putJsonObject, putReport, replaceIfUnchanged } from "../shared/s3";
+import { getJsonObject, putJsonObject, replaceIfUnchanged } from "../shared/s3";
 import {
   type ArtifactStore,
   type ByteContent,
@@ -78,12 +78,16 @@ export function createS3ArtifactStore(s3: S3Client): ArtifactStore {
     };
     return {
       async writeReport(report) {
-        return (await putReport(s3, bucket, reportKey(object.key), report)).ETag;
+        return (await putJsonObject(s3, bucket, reportKey(object.key), report)).ETag;
       },
       async replaceReport(report, eTag) {
-        return replaceIfUnchanged(() => putReport(s3, bucket, reportKey(object.key), report, eTag));
+        return replaceIfUnchanged(() =>
+          putJsonObject(s3, bucket, reportKey(object.key), report, eTag),
+        );
       },
-      writeCheckpoint: (state) => putJsonObject(s3, bucket, checkpointKey(object.key), state),
+      async writeCheckpoint(state) {
+        await putJsonObject(s3, bucket, checkpointKey(object.key), state);
+      },
       removeCheckpoint: () => remove(checkpointKey(object.key)),
       async writeRejects(content) {
         await put(rejectsKey(object.key), content);

@@ -32,39 +32,22 @@ export async function getJsonObject(
   }
 }
 
-/** Writes a JSON object (pretty-printed: people read these). */
-export async function putJsonObject(
+/**
+ * Writes a JSON object (pretty-printed: people read these); with `ifMatch`, only over
+ * that version of it (a 412 otherwise, see `replaceIfUnchanged`).
+ */
+export function putJsonObject(
   s3: S3Client,
   bucket: string,
   key: string,
   value: unknown,
-): Promise<void> {
-  await s3.send(
-    new PutObjectCommand({
-      Bucket: bucket,
-      Key: key,
-      Body: `${JSON.stringify(value, null, 2)}\n`,
-      ContentType: "application/json",
-    }),
-  );
-}
-
-/**
- * Writes a run report (pretty-printed JSON); with `ifMatch`, only over that version.
- * Both functions write reports: the ingest, and the start function's reconciliation.
- */
-export function putReport(
-  s3: S3Client,
-  bucket: string,
-  key: string,
-  report: unknown,
   ifMatch?: string,
 ): Promise<PutObjectCommandOutput> {
   return s3.send(
     new PutObjectCommand({
       Bucket: bucket,
       Key: key,
-      Body: `${JSON.stringify(report, null, 2)}\n`,
+      Body: `${JSON.stringify(value, null, 2)}\n`,
       ContentType: "application/json",
       ...(ifMatch ? { IfMatch: ifMatch } : {}),
     }),

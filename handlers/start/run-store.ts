@@ -7,13 +7,7 @@ import {
   parseRunManifest,
   type RunManifest,
 } from "../shared/run-manifest";
-import {
-  getJsonObject,
-  isNotFound,
-  putJsonObject,
-  putReport,
-  replaceIfUnchanged,
-} from "../shared/s3";
+import { getJsonObject, isNotFound, putJsonObject, replaceIfUnchanged } from "../shared/s3";
 
 /**
  * What the start Lambda keeps in the results bucket: run manifests, one per started
@@ -81,6 +75,6 @@ export function createS3RunStore(s3: S3Client, bucket: string): RunStore {
       return { manifests, anyEver };
     },
     replaceReport: (sourceKey, report, eTag) =>
-      replaceIfUnchanged(() => putReport(s3, bucket, reportKey(sourceKey), report, eTag)),
+      replaceIfUnchanged(() => putJsonObject(s3, bucket, reportKey(sourceKey), report, eTag)),
   };
 }

@@ -11,6 +11,7 @@ import {
   createStartHandler,
   type StartHandler,
 } from "../../handlers/start/start-handler";
+import { athenaStateChange } from "../helpers/athena-events";
 import { buildCsv, csvRow } from "../helpers/ingest-csv";
 import { order, seedLookups, trackingScript } from "../helpers/ingest-fixtures";
 import {
@@ -93,25 +94,7 @@ function athenaReturns(outputRows: number): void {
     .resolves({ QueryRuntimeStatistics: { Rows: { OutputRows: outputRows } } });
 }
 
-const succeeded = {
-  version: "0",
-  id: `evt-${QUERY}`,
-  "detail-type": "Athena Query State Change",
-  source: "aws.athena",
-  account: "123456789012",
-  time: "2025-12-11T06:05:00Z",
-  region: "us-east-1",
-  resources: [],
-  detail: {
-    versionId: "0",
-    currentState: "SUCCEEDED",
-    previousState: "RUNNING",
-    statementType: "DML",
-    queryExecutionId: QUERY,
-    workgroupName: WORKGROUP,
-    sequenceNumber: "3",
-  },
-};
+const succeeded = athenaStateChange(QUERY, "SUCCEEDED", WORKGROUP);
 
 const ingestResult = async () =>
   ingest(await harness.putObject(RESULT_KEY, TWO_ROWS), lambdaContext);

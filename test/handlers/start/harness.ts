@@ -18,6 +18,7 @@ import type { Context, SQSEvent } from "aws-lambda";
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, afterEach, beforeAll, beforeEach, vi } from "vitest";
 import type { RunManifest } from "../../../handlers/shared/run-manifest";
+import { athenaStateChange } from "../../helpers/athena-events";
 
 export const BUCKET = "tracking-results-test";
 export const WORKGROUP = "tracking-sync-test";
@@ -205,25 +206,7 @@ export function queryStateChangeEvent(
   currentState: "FAILED" | "CANCELLED" | "SUCCEEDED",
   workgroupName = WORKGROUP,
 ) {
-  return {
-    version: "0",
-    id: `evt-${queryExecutionId}-${currentState}`,
-    "detail-type": "Athena Query State Change",
-    source: "aws.athena",
-    account: "123456789012",
-    time: "2025-12-11T06:05:00Z",
-    region: "us-east-1",
-    resources: [],
-    detail: {
-      versionId: "0",
-      currentState,
-      previousState: "RUNNING",
-      statementType: "DML",
-      queryExecutionId,
-      workgroupName,
-      sequenceNumber: "3",
-    },
-  };
+  return athenaStateChange(queryExecutionId, currentState, workgroupName);
 }
 
 /** The retry queue's delivery of messages the handler sent earlier. */
