@@ -1,4 +1,4 @@
-import { checkpointKey, rejectsKey } from "../shared/bucket-layout";
+import { athenaResultKey, checkpointKey, rejectsKey } from "../shared/bucket-layout";
 import type { TrackingSyncError } from "../shared/errors";
 import type { Logger } from "../shared/logger";
 import { type Reconciliation, reconcile, withVerdict } from "../shared/reconciliation";
@@ -114,6 +114,11 @@ const MANUAL_DROP: Reconciliation = {
   reason: "manual drop: no run manifest, so no Athena row count to compare with",
 };
 
+const NOT_THE_RESULT: Reconciliation = {
+  status: "not-reconciled",
+  reason: "not Athena's result file (a copy under another prefix may hold only some of its rows)",
+};
+
 /** The verdict as far as known now: Athena's count from a fresh read of the manifest. */
 async function verdictNow(
   end: FileEnd,
@@ -123,6 +128,8 @@ async function verdictNow(
   const { run } = end;
   const manifest = run.options?.manifest;
   if (!manifest) return MANUAL_DROP;
+  // A copy under another prefix (a re-dropped rejects file, say) may hold only some rows.
+  if (run.object.key !== athenaResultKey(manifest.queryExecutionId)) return NOT_THE_RESULT;
   const raw = await manifests.readManifest(run.object.bucket, manifest.queryExecutionId);
   const outputRows = raw === undefined ? undefined : parseRunManifest(raw).outputRows;
   return outputRows === undefined
@@ -138,15 +145,25 @@ async function recordLateVerdict(
   manifests: ManifestReader,
   onRecorded: (verdict: Reconciliation) => Promise<void> | undefined,
 ): Promise<ObjectReport> {
-  const verdict = await verdictNow(end, manifests, "ingest");
-  if (verdict.status === "pending" || eTag === undefined) return pending;
-  const recorded = withVerdict(pending, verdict);
-  if (!(await end.artifacts.replaceReport(recorded, eTag))) {
-    end.logger.info("Reconciliation recorded by the start function", { verdict });
+  // The report is written: a failure from here on must not turn it into a failed run.
+  // The start function wrote the manifest before reading the report, so it records the
+  // verdict when this look fails.
+  try {
+    const verdict = await verdictNow(end, manifests, "ingest");
+    if (verdict.status === "pending" || eTag === undefined) return pending;
+    const recorded = withVerdict(pending, verdict);
+    if (!(await end.artifacts.replaceReport(recorded, eTag))) {
+      end.logger.info("Reconciliation recorded by the start function", { verdict });
+      return pending;
+    }
+    await onRecorded(verdict);
+    return recorded;
+  } catch (error) {
+    end.logger.warn("Second look at Athena's row count failed; the start function reconciles", {
+      error,
+    });
     return pending;
   }
-  await onRecorded(verdict);
-  return recorded;
 }
 
 function logVerdict(end: FileEnd, verdict: Reconciliation | undefined): void {

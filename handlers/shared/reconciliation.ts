@@ -27,6 +27,7 @@ export function reconcile(
 /** The report fields a verdict decides. */
 export interface ReconciledReport {
   success: boolean;
+  dryRun?: boolean;
   outcome: string;
   error?: string;
   reconciliation?: Reconciliation;

@@ -54,15 +54,22 @@ export function putJsonObject(
   );
 }
 
-/** Runs a conditional write: false when its precondition failed (the object changed). */
+/**
+ * Runs a conditional write: false when its precondition failed (the object changed).
+ * S3 answers 409 while a conflicting write is in flight and asks for a retry.
+ */
 export async function replaceIfUnchanged(write: () => Promise<unknown>): Promise<boolean> {
-  try {
-    await write();
-    return true;
-  } catch (error) {
-    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if (status === 412 || status === 409) return false;
-    throw error;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await write();
+      return true;
+    } catch (error) {
+      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata
+        ?.httpStatusCode;
+      if (status === 412) return false;
+      if (status === 409 && attempt < 3) continue;
+      throw error;
+    }
   }
 }
 

@@ -3,9 +3,10 @@ import type { Logger } from "../shared/logger";
 import type { RunManifest } from "../shared/run-manifest";
 import type { DateRange } from "../shared/sync-request";
 import type { StartMetrics } from "./metrics";
+import { type ReconcileDeps, recordOutputRows } from "./reconcile";
 import type { RunStore } from "./run-store";
 
-export interface FreshnessDeps {
+export interface FreshnessDeps extends ReconcileDeps {
   runs: RunStore;
   metrics: StartMetrics;
   settings: { resultDeadlineHours: number };
@@ -43,10 +44,10 @@ export async function checkFreshness(
 ): Promise<FreshnessOutcome> {
   const deadlineMs = deps.settings.resultDeadlineHours * HOUR_MS;
   const since = new Date(now.getTime() - deadlineMs - LOOKBACK_MS);
-  const { manifests, anyEver } = await deps.runs.recentManifests(since);
+  const { manifests, firstWrittenAt } = await deps.runs.recentManifests(since);
   const missing: MissingResult[] = [];
   for (const manifest of dueManifests(manifests, now.getTime() - deadlineMs)) {
-    if (await hasReport(deps, manifest)) continue;
+    if (await hasSettledReport(deps, manifest, logger)) continue;
     // Someone re-ran the range by hand (or a later schedule covered it): that result counts.
     if (await anySatisfied(deps, laterRunsCovering(manifests, manifest))) continue;
     const result = {
@@ -60,9 +61,13 @@ export async function checkFreshness(
     });
     missing.push(result);
   }
-  // A bucket with no manifest at all is a new deployment whose first night has not come yet.
+  // A deployment whose first query was written less than a day (plus the deadline) ago
+  // may not have seen its first night yet.
+  const nightCutoff = now.getTime() - 24 * HOUR_MS - deadlineMs;
   const nightMissing =
-    anyEver && !startedNightly(manifests, now.getTime() - 24 * HOUR_MS - deadlineMs);
+    firstWrittenAt !== undefined &&
+    firstWrittenAt.getTime() <= nightCutoff &&
+    !startedNightly(manifests, nightCutoff);
   if (nightMissing) {
     logger.error("Missing result: the schedule started no query within a day and the deadline", {
       deadlineHours: deps.settings.resultDeadlineHours,
@@ -75,6 +80,26 @@ export async function checkFreshness(
 
 async function hasReport(deps: FreshnessDeps, manifest: RunManifest): Promise<boolean> {
   return (await deps.runs.readReport(athenaResultKey(manifest.queryExecutionId))) !== undefined;
+}
+
+/**
+ * A report whose reconciliation is settled. One still `pending` past the deadline lost
+ * its SUCCEEDED event (or Athena gave no count): reconcile it now, and count it missing
+ * only if that cannot settle it either.
+ */
+async function hasSettledReport(
+  deps: FreshnessDeps,
+  manifest: RunManifest,
+  logger: Logger,
+): Promise<boolean> {
+  const key = athenaResultKey(manifest.queryExecutionId);
+  const found = await deps.runs.readReport(key);
+  if (!found) return false;
+  if (found.report.reconciliation?.status !== "pending") return true;
+  const log = logger.child({ queryExecutionId: manifest.queryExecutionId });
+  log.warn("Reconciliation still pending past the deadline; reconciling now");
+  await recordOutputRows(deps, manifest, log);
+  return (await deps.runs.readReport(key))?.report.reconciliation?.status !== "pending";
 }
 
 async function anySatisfied(deps: FreshnessDeps, manifests: RunManifest[]): Promise<boolean> {

@@ -47,17 +47,28 @@ export async function recordOutputRows(
   }
   const sourceKey = athenaResultKey(queryExecutionId);
   const found = await deps.runs.readReport(sourceKey);
-  const pending = found?.report.reconciliation;
-  if (!found || pending?.status !== "pending") {
-    logger.info("Output rows recorded", { outputRows, report: pending?.status ?? "not yet" });
+  const current = found?.report.reconciliation;
+  const dryRun = found?.report.dryRun ?? manifest.dryRun;
+  if (found && current?.status !== "pending" && current && "recordedBy" in current) {
+    if (current.recordedBy === "start") {
+      // A redelivery (or Lambda's retry after a failure past the replace): what the verdict
+      // implies may not have happened yet. The watermark write is idempotent; a second
+      // IncompleteResults only keeps an alarm that is already right.
+      await settle(deps, { ...manifest, dryRun }, current, sourceKey, logger);
+    }
+    logger.info("Output rows recorded", { outputRows, report: current.status });
     return { action: "output-rows-recorded", queryExecutionId, outputRows };
   }
-  const verdict = reconcile(outputRows, pending.read, "start");
+  if (!found || current?.status !== "pending") {
+    logger.info("Output rows recorded", { outputRows, report: current?.status ?? "not yet" });
+    return { action: "output-rows-recorded", queryExecutionId, outputRows };
+  }
+  const verdict = reconcile(outputRows, current.read, "start");
   if (!(await deps.runs.replaceReport(sourceKey, withVerdict(found.report, verdict), found.eTag))) {
     logger.info("Reconciliation recorded by the ingest", { outputRows });
     return { action: "output-rows-recorded", queryExecutionId, outputRows };
   }
-  await settle(deps, manifest, verdict, sourceKey, logger);
+  await settle(deps, { ...manifest, dryRun }, verdict, sourceKey, logger);
   return { action: "output-rows-recorded", queryExecutionId, outputRows, verdict };
 }
 

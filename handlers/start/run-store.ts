@@ -21,10 +21,13 @@ export interface RunStore {
   /** Replaces the report only if it is still the version `eTag`; false when it changed since. */
   replaceReport(sourceKey: string, report: ReconciledReport, eTag: string): Promise<boolean>;
   /**
-   * The manifests written (or rewritten) since `since`, and whether `runs/` holds any at
-   * all. A manifest that cannot be parsed is skipped: it is not a query of ours.
+   * The manifests written (or rewritten) since `since`, and when the oldest object under
+   * `runs/` was written (none: no query was ever started). A manifest that cannot be
+   * parsed is skipped: it is not a query of ours.
    */
-  recentManifests(since: Date): Promise<{ manifests: RunManifest[]; anyEver: boolean }>;
+  recentManifests(
+    since: Date,
+  ): Promise<{ manifests: RunManifest[]; firstWrittenAt: Date | undefined }>;
 }
 
 export function createS3RunStore(s3: S3Client, bucket: string): RunStore {
@@ -42,7 +45,9 @@ export function createS3RunStore(s3: S3Client, bucket: string): RunStore {
           new GetObjectCommand({ Bucket: bucket, Key: reportKey(sourceKey) }),
         );
         const text = (await response.Body?.transformToString("utf-8")) ?? "";
-        return { report: JSON.parse(text) as ReconciledReport, eTag: response.ETag ?? "" };
+        // Without an ETag the replace would be unconditional: never risk that.
+        if (!response.ETag) throw new Error(`S3 returned no ETag for ${reportKey(sourceKey)}`);
+        return { report: JSON.parse(text) as ReconciledReport, eTag: response.ETag };
       } catch (error) {
         if (isNotFound(error)) return undefined;
         throw error;
@@ -50,13 +55,15 @@ export function createS3RunStore(s3: S3Client, bucket: string): RunStore {
     },
     async recentManifests(since) {
       const keys: string[] = [];
-      let anyEver = false;
+      let firstWrittenAt: Date | undefined;
       for await (const page of paginateListObjectsV2(
         { client: s3 },
         { Bucket: bucket, Prefix: RUNS_PREFIX },
       )) {
         for (const object of page.Contents ?? []) {
-          anyEver = true;
+          if (object.LastModified && !(firstWrittenAt && firstWrittenAt <= object.LastModified)) {
+            firstWrittenAt = object.LastModified;
+          }
           if (object.Key && object.LastModified && object.LastModified >= since)
             keys.push(object.Key);
         }
@@ -72,7 +79,7 @@ export function createS3RunStore(s3: S3Client, bucket: string): RunStore {
           }
         }
       }
-      return { manifests, anyEver };
+      return { manifests, firstWrittenAt };
     },
     replaceReport: (sourceKey, report, eTag) =>
       replaceIfUnchanged(() => putJsonObject(s3, bucket, reportKey(sourceKey), report, eTag)),

@@ -66,7 +66,7 @@ export function composeStart(config: StartConfig, clients: StartClients): StartH
   return {
     start: { queries, runs, watermark, settings: config },
     retry: { runs, queries, scheduler, metrics, watermark, workgroup: config.workgroup },
-    freshness: { runs, metrics, settings: config },
+    freshness: { runs, queries, metrics, watermark, settings: config },
     logger: clients.logger ?? createLogger({ function: "start-query" }),
   };
 }

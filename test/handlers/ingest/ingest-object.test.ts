@@ -427,11 +427,13 @@ describe("ingestObject reconciles with Athena's row count", () => {
     fake.source.readManifest = async (bucket, queryExecutionId) => {
       const raw = await readManifest(bucket, queryExecutionId);
       reads++;
-      return reads === 1 ? raw : { ...(raw as RunManifest), outputRows: 3 };
+      // Reads: the run options, the verdict before the report, then the second look.
+      return reads < 3 ? raw : { ...(raw as RunManifest), outputRows: 3 };
     };
 
     const { report } = await ingest(fake, ATHENA_KEY, THREE_ROWS);
 
+    expect(reads).toBe(3);
     expect(report.reconciliation).toEqual({
       status: "complete",
       expected: 3,
@@ -440,6 +442,37 @@ describe("ingestObject reconciles with Athena's row count", () => {
     });
     expect(fake.artifacts.report(objectRef(ATHENA_KEY))?.reconciliation?.status).toBe("complete");
     expect(fake.watermarks.get(BUCKET)).toMatchObject({ lastCompleteDate: "2025-12-10" });
+  });
+
+  it("does not reconcile a copy of the result under another prefix, such as a re-dropped rejects file", async () => {
+    const fake = createFakeIngest({ lookups: LOOKUPS });
+    fake.source.putManifest(BUCKET, QUERY_ID, manifest({ outputRows: 42 }));
+
+    const { report } = await ingest(fake, `reprocess/${QUERY_ID}.csv`, THREE_ROWS);
+
+    expect(report).toMatchObject({
+      success: true,
+      outcome: "synced",
+      reconciliation: { status: "not-reconciled" },
+    });
+    expect(fake.metrics.files[0]?.incomplete).toBe(false);
+  });
+
+  it("keeps the written report when the second look at the manifest fails", async () => {
+    const fake = createFakeIngest({ lookups: LOOKUPS });
+    fake.source.putManifest(BUCKET, QUERY_ID, manifest());
+    const readManifest = fake.source.readManifest.bind(fake.source);
+    let reads = 0;
+    // Reads: the run options, the verdict before the report, then the second look.
+    fake.source.readManifest = async (bucket, queryExecutionId) => {
+      if (++reads === 3) throw new Error("SlowDown");
+      return readManifest(bucket, queryExecutionId);
+    };
+
+    const { report } = await ingest(fake, ATHENA_KEY, THREE_ROWS);
+
+    expect(report).toMatchObject({ success: true, reconciliation: { status: "pending" } });
+    expect(fake.artifacts.report(objectRef(ATHENA_KEY))).toMatchObject({ outcome: "synced" });
   });
 
   it("says a manual drop is not reconciled, and why", async () => {

@@ -10,11 +10,14 @@ const context = lambdaContext("req-freshness");
 const CHECK = { trackingSyncCheck: "freshness" };
 
 beforeEach(() => {
-  // Every object was written "now", so every manifest counts as recent.
+  // A manifest was last written when its query started.
   s3.on(ListObjectsV2Command).callsFake((input) => ({
     Contents: [...objects.keys()]
       .filter((key) => key.startsWith(String(input.Prefix ?? "")))
-      .map((key) => ({ Key: key, LastModified: new Date() })),
+      .map((key) => ({
+        Key: key,
+        LastModified: new Date(JSON.parse(objects.get(key) ?? "{}").startedAt ?? Date.now()),
+      })),
     IsTruncated: false,
   }));
 });
@@ -127,6 +130,29 @@ describe("the freshness check", () => {
 
     expect(outcome).toMatchObject({ missing: [], nightMissing: true });
     expect(missingMetric()).toEqual([1]);
+  });
+
+  it("waits a day after a new deployment's first (manual) query before expecting a night", async () => {
+    reported(run(2, { trigger: { kind: "manual", id: "req-first" } }));
+
+    expect(await handler(CHECK, context)).toMatchObject({ missing: [], nightMissing: false });
+  });
+
+  it("reconciles a report still pending past the deadline instead of leaving it pending", async () => {
+    const stuck = run(5);
+    objects.set(
+      `reports/athena-results/${stuck.queryExecutionId}.csv.json`,
+      JSON.stringify({
+        success: true,
+        outcome: "synced",
+        reconciliation: { status: "pending", read: 42 },
+      }),
+    );
+
+    expect(await handler(CHECK, context)).toMatchObject({ missing: [] });
+    expect(
+      JSON.parse(objects.get(`reports/athena-results/${stuck.queryExecutionId}.csv.json`) ?? "{}"),
+    ).toMatchObject({ reconciliation: { status: "complete", recordedBy: "start" } });
   });
 
   it("raises nothing before the first night of a new deployment", async () => {

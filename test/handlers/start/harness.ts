@@ -110,7 +110,10 @@ export function resetAws(objects: Map<string, string> = new Map()): Map<string, 
         $metadata: { httpStatusCode: 404 },
       });
     }
-    return { Body: { transformToString: async () => body } };
+    return {
+      Body: { transformToString: async () => body },
+      ETag: `"${createHash("md5").update(body).digest("hex")}"`,
+    };
   });
   s3.on(PutObjectCommand).callsFake((input) => {
     if (input.Bucket !== BUCKET) throw new Error(`unexpected bucket ${input.Bucket}`);

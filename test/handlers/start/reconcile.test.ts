@@ -111,6 +111,25 @@ describe("a SUCCEEDED query of ours", () => {
     expect(objects.has("state/watermark.json")).toBe(false);
   });
 
+  it("finishes what its own verdict implies when the event is delivered again", async () => {
+    nightlyRun();
+    // Recorded by an earlier delivery that failed before it moved the watermark.
+    objects.set(
+      REPORT_KEY,
+      JSON.stringify({
+        success: true,
+        outcome: "synced",
+        reconciliation: { status: "complete", expected: 42, read: 42, recordedBy: "start" },
+      }),
+    );
+
+    await handler(queryStateChangeEvent(QUERY, "SUCCEEDED"), context);
+
+    expect(JSON.parse(objects.get("state/watermark.json") ?? "null")).toMatchObject({
+      lastCompleteDate: "2025-12-10",
+    });
+  });
+
   it("leaves a verdict the ingest already recorded alone", async () => {
     nightlyRun();
     const recorded = {
