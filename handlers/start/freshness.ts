@@ -93,7 +93,15 @@ async function hasSettledReport(
   logger: Logger,
 ): Promise<boolean> {
   const key = athenaResultKey(manifest.queryExecutionId);
-  const found = await deps.runs.readReport(key);
+  let found: Awaited<ReturnType<RunStore["readReport"]>>;
+  try {
+    found = await deps.runs.readReport(key);
+  } catch (error) {
+    // One unreadable report must not stop the whole check (and its metric): count it missing.
+    if (!(error instanceof SyntaxError)) throw error;
+    logger.warn("Report is not JSON", { queryExecutionId: manifest.queryExecutionId, error });
+    return false;
+  }
   if (!found) return false;
   if (found.report.reconciliation?.status !== "pending") return true;
   const log = logger.child({ queryExecutionId: manifest.queryExecutionId });

@@ -155,6 +155,17 @@ describe("the freshness check", () => {
     ).toMatchObject({ reconciliation: { status: "complete", recordedBy: "start" } });
   });
 
+  it("counts a report that is not JSON as missing and goes on with the check", async () => {
+    const broken = run(5);
+    objects.set(`reports/athena-results/${broken.queryExecutionId}.csv.json`, "{ not json");
+    reported(run(4, { dateRange: { start: "2025-12-09", end: "2025-12-09" } }));
+
+    expect(await handler(CHECK, context)).toMatchObject({
+      missing: [{ queryExecutionId: broken.queryExecutionId }],
+    });
+    expect(missingMetric()).toEqual([1]);
+  });
+
   it("raises nothing before the first night of a new deployment", async () => {
     expect(await handler(CHECK, context)).toMatchObject({ missing: [], nightMissing: false });
     expect(missingMetric()).toEqual([0]);
