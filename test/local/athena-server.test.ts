@@ -40,6 +40,14 @@ const SEED_SQL = `
     (DATE '2025-12-12', 'cr-late', 'chireader', 'website', '300x250', 5, 0, 1, 1);
 `;
 
+/** The production query for chireader over two days: three rows of the seed. */
+const CHIREADER_QUERY = buildSyncQuery({
+  database: "ad_tracking",
+  table: "daily_aggregates",
+  dateRange: { start: "2025-12-10", end: "2025-12-11" },
+  publicationCode: "CHIREADER",
+});
+
 describe("Athena stand-in through the real AthenaClient", () => {
   // Assigned in beforeEach; afterEach tolerates a beforeEach that failed half-way.
   let s3: TestS3;
@@ -125,12 +133,7 @@ describe("Athena stand-in through the real AthenaClient", () => {
   }
 
   it("runs the production query with its execution parameters and writes Athena's CSV", async () => {
-    const query = buildSyncQuery({
-      database: "ad_tracking",
-      table: "daily_aggregates",
-      dateRange: { start: "2025-12-10", end: "2025-12-11" },
-      publicationCode: "CHIREADER",
-    });
+    const query = CHIREADER_QUERY;
 
     const id = await start({
       QueryString: query.queryString,
@@ -159,12 +162,7 @@ describe("Athena stand-in through the real AthenaClient", () => {
   });
 
   it("answers GetQueryRuntimeStatistics with the result's data rows and sends SUCCEEDED", async () => {
-    const query = buildSyncQuery({
-      database: "ad_tracking",
-      table: "daily_aggregates",
-      dateRange: { start: "2025-12-10", end: "2025-12-11" },
-      publicationCode: "CHIREADER",
-    });
+    const query = CHIREADER_QUERY;
     const id = await start({
       QueryString: query.queryString,
       ExecutionParameters: query.executionParameters,
