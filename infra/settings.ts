@@ -29,6 +29,8 @@ export interface TrackingSyncSettings {
   catchUpMaxDays: number;
   /** Hours after the nightly start by which a query's report must exist (`RESULT_DEADLINE_HOURS`). */
   resultDeadlineHours: number;
+  /** Queries of multi-day requests active at once (`MAX_CONCURRENT_QUERIES`). */
+  maxConcurrentQueries: number;
   publicationCodeMap: string | undefined;
   ingestBatchSize: number | undefined;
 }
@@ -46,6 +48,7 @@ export const DEFAULTS = {
   maxDays: 90,
   catchUpMaxDays: 31,
   resultDeadlineHours: 3,
+  maxConcurrentQueries: 5,
 } as const;
 
 export class SettingsError extends Error {}
@@ -156,6 +159,7 @@ export function readSettings(node: Node): TrackingSyncSettings {
     maxDays: integer("maxDays", DEFAULTS.maxDays, 1, 3660),
     catchUpMaxDays: integer("catchUpMaxDays", DEFAULTS.catchUpMaxDays, 1, 3660),
     resultDeadlineHours: integer("resultDeadlineHours", DEFAULTS.resultDeadlineHours, 1, 48),
+    maxConcurrentQueries: integer("maxConcurrentQueries", DEFAULTS.maxConcurrentQueries, 1, 100),
     publicationCodeMap: publicationCodeMapJson,
     ingestBatchSize,
   };

@@ -27,6 +27,7 @@ import { type ISecret, Secret } from "aws-cdk-lib/aws-secretsmanager";
 import type { Construct } from "constructs";
 import {
   ATHENA_RESULTS_PREFIX,
+  FAN_OUT_KEY,
   REJECTS_PREFIX,
   REPORTS_PREFIX,
   REPROCESS_PREFIX,
@@ -128,6 +129,7 @@ export class TrackingSyncStack extends Stack {
         MAX_DAYS: String(settings.maxDays),
         CATCH_UP_MAX_DAYS: String(settings.catchUpMaxDays),
         RESULT_DEADLINE_HOURS: String(settings.resultDeadlineHours),
+        MAX_CONCURRENT_QUERIES: String(settings.maxConcurrentQueries),
       },
     });
     start.function.node.addDependency(workgroup);
@@ -426,9 +428,10 @@ export class TrackingSyncStack extends Stack {
       wildcardReason: "Read-only on the state/ prefix, where the ingest keeps the sync watermark.",
     });
     this.allow(role, {
-      sid: "MoveWatermarkAfterReconciliation",
+      sid: "MoveWatermarkAfterReconciliationAndFanOutDays",
+      // The fan-out state: the days of multi-day requests, started as slots free up.
       actions: ["s3:PutObject"],
-      resources: [bucket.arnForObjects(WATERMARK_KEY)],
+      resources: [bucket.arnForObjects(WATERMARK_KEY), bucket.arnForObjects(FAN_OUT_KEY)],
     });
     if (settings.athenaDataLocation) {
       const data = settings.athenaDataLocation;

@@ -13,8 +13,16 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import type { Context } from "aws-lambda";
 import type { Document, WithId } from "mongodb";
-import { rejectsKey, reportKey, runManifestKey } from "../handlers/shared/bucket-layout";
-import { addDays, toIsoDate } from "../handlers/shared/dates";
+import {
+  athenaResultKey,
+  FAN_OUT_KEY,
+  rejectsKey,
+  reportKey,
+  runManifestKey,
+  WATERMARK_KEY,
+} from "../handlers/shared/bucket-layout";
+import { addDays, daysBetween, toIsoDate } from "../handlers/shared/dates";
+import { type FanOutPlan, parseFanOutState } from "../handlers/shared/fan-out";
 import { MISSING_RESULTS } from "../handlers/shared/metric-names";
 import type { Reconciliation } from "../handlers/shared/reconciliation";
 import type { RunManifest } from "../handlers/shared/run-manifest";
@@ -60,6 +68,8 @@ export interface DemoResult {
   steps: DemoStep[];
   /** The hourly freshness check, run against a nightly query whose result never landed. */
   freshness: FreshnessDemo;
+  /** A backfill of every sample day, fanned out into one query per day. */
+  backfill: BackfillDemo;
   checks: DemoCheck[];
   metrics: PublishedMetric[];
   onFailure: OnFailureRecord[];
@@ -80,6 +90,8 @@ export interface DemoStep {
   trigger: Record<string, unknown>;
   start?: StartOutput;
   ingest?: IngestOutcome;
+  /** A request of several days, fanned out: each day's ingest, in date order. */
+  days?: IngestOutcome[];
   /** `performance_entries` after the step, sorted by date, order and item. */
   entries: Record<string, unknown>[];
   changes: EntryChanges;
@@ -145,6 +157,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     );
     await runReprocessSteps(run, await reprocessDrops(options, pipeline, reprocessDate));
     const freshness = await runFreshnessCheck(run);
+    const backfill = await runBackfill(run);
     run.checks.push({
       name: "nothing reached the on-failure destination",
       ok: pipeline.onFailure.length === 0,
@@ -165,6 +178,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       database: pipeline.dbName,
       steps: run.steps,
       freshness,
+      backfill,
       checks: run.checks,
       metrics: [...pipeline.metrics],
       onFailure: [...pipeline.onFailure],
@@ -187,6 +201,11 @@ class DemoRun {
     readonly timeoutMs: number,
     private entries: Record<string, unknown>[],
   ) {}
+
+  /** `performance_entries` as the last recorded step left them. */
+  get lastEntries(): Record<string, unknown>[] {
+    return this.entries;
+  }
 
   /** Records a step with the entries after it and what changed, and prints it. */
   async record(step: Omit<DemoStep, "entries" | "changes">): Promise<DemoStep> {
@@ -220,7 +239,8 @@ async function runStartSteps(run: DemoRun, options: DemoOptions): Promise<DemoSt
   const event = manual ? syncEvent : scheduledEvent({ time: scheduleTime() });
   const context = createLambdaContext({ functionName: START_FUNCTION_NAME });
   const first = await startAndIngest(pipeline, event, context, timeoutMs);
-  if (!first.start.success || !first.start.queryExecutionId) {
+  const firstPlan = (first.start as PlanAnswer).plan;
+  if (!first.start.success || (!first.start.queryExecutionId && !firstPlan)) {
     throw new DemoError(`start-query started nothing: ${first.start.error ?? "no query id"}`);
   }
   const firstStep = await run.record({
@@ -231,9 +251,10 @@ async function runStartSteps(run: DemoRun, options: DemoOptions): Promise<DemoSt
     trigger: { event, requestId: context.awsRequestId },
     start: first.start,
     ...(first.ingest ? { ingest: first.ingest } : {}),
+    ...(first.days ? { days: first.days } : {}),
   });
-  checks.push(ingestCheck("Athena's result file was ingested", first.ingest));
-  checks.push(reconciliationCheck(first.ingest));
+  checks.push(ingestsCheck("Athena's result file was ingested", first));
+  checks.push(reconciliationCheck(ingestsOf(first)));
   const dryFirst = first.start.dryRun === true;
   checks.push({
     name: dryFirst ? "the dry run wrote nothing" : "the first run wrote entries",
@@ -250,11 +271,17 @@ async function runStartSteps(run: DemoRun, options: DemoOptions): Promise<DemoSt
     trigger: { event, requestId: context.awsRequestId },
     start: again.start,
     ...(again.ingest ? { ingest: again.ingest } : {}),
+    ...(again.days ? { days: again.days } : {}),
   });
+  const againPlan = (again.start as PlanAnswer).plan;
+  const ingestedAgain = ingestsOf(again).length > 0;
   checks.push({
     name: "a redelivered event starts no second query",
-    ok: again.start.queryExecutionId === first.start.queryExecutionId && !again.ingest,
-    detail: `query ${again.start.queryExecutionId ?? "none"}${again.ingest ? ", ingested again" : ", no new file"}`,
+    ok:
+      again.start.queryExecutionId === first.start.queryExecutionId &&
+      againPlan?.planId === firstPlan?.planId &&
+      !ingestedAgain,
+    detail: `${againPlan ? `plan ${againPlan.planId}` : `query ${again.start.queryExecutionId ?? "none"}`}${ingestedAgain ? ", ingested again" : ", no new file"}`,
   });
 
   const nextEvent = manual
@@ -270,8 +297,9 @@ async function runStartSteps(run: DemoRun, options: DemoOptions): Promise<DemoSt
     trigger: { event: nextEvent, requestId: nextContext.awsRequestId },
     start: sameNight.start,
     ...(sameNight.ingest ? { ingest: sameNight.ingest } : {}),
+    ...(sameNight.days ? { days: sameNight.days } : {}),
   });
-  checks.push(ingestCheck("the same night's new query was ingested", sameNight.ingest));
+  checks.push(ingestsCheck("the same night's new query was ingested", sameNight));
   checks.push({
     name: "the same night again changes no entry",
     ok:
@@ -291,6 +319,150 @@ export interface FreshnessDemo {
   missingResults: number | undefined;
 }
 
+export interface BackfillDemo {
+  request: { date: string; days: number };
+  /** The start function's answer: the plan, each day's query or place in the queue. */
+  start: Record<string, unknown>;
+  days: {
+    date: string;
+    queryExecutionId?: string;
+    status: string;
+    reconciliation?: Record<string, unknown>;
+  }[];
+  maxQueriesInFlight: number;
+  maxIngestsInFlight: number;
+  wallMs: number;
+  /** One day's request alone, end to end, just before. */
+  oneDayMs: number;
+  watermark: string | undefined;
+  /** `performance_entries` after the backfill, and what it changed. */
+  entries: Record<string, unknown>[];
+  changes: EntryChanges;
+}
+
+interface PlanAnswer {
+  plan?: {
+    planId: string;
+    maxConcurrentQueries: number;
+    days: { date: string; status: string; queryExecutionId?: string; queuePosition?: number }[];
+  };
+}
+
+/**
+ * A manual backfill of every sample day: one query per day, at most MAX_CONCURRENT_QUERIES
+ * at once, the rest started by Athena's SUCCEEDED events as earlier days finish; each
+ * day's file is ingested and reconciled on its own.
+ */
+async function runBackfill(run: DemoRun): Promise<BackfillDemo> {
+  const { pipeline, checks } = run;
+  const { start: first, end } = pipeline.sample.dateRange;
+  const request = { date: end, days: daysBetween(first, end) + 1 };
+  // One day alone first, for the wall time a day takes end to end.
+  const oneDayStartedAt = Date.now();
+  const single = (await pipeline.invokeStart({ date: end })) as { queryExecutionId?: string };
+  if (single.queryExecutionId) {
+    await pipeline.waitForIngest(athenaResultKey(single.queryExecutionId), {
+      timeoutMs: run.timeoutMs,
+    });
+  }
+  await pipeline.settle();
+  const oneDayMs = Date.now() - oneDayStartedAt;
+  pipeline.resetConcurrency();
+  const startedAt = Date.now();
+  const answer = (await pipeline.invokeStart(request)) as PlanAnswer & Record<string, unknown>;
+  const plan = answer.plan;
+  const finished = plan ? await waitForPlan(pipeline, plan.planId, run.timeoutMs) : undefined;
+  const wallMs = Date.now() - startedAt;
+  const { maxQueriesInFlight, maxIngestsInFlight } = pipeline.concurrency();
+  const days: BackfillDemo["days"] = [];
+  for (const day of finished?.days ?? []) {
+    const key = day.queryExecutionId ? athenaResultKey(day.queryExecutionId) : undefined;
+    const report = key ? JSON.parse((await pipeline.getText(reportKey(key))) ?? "null") : null;
+    days.push({
+      date: day.date,
+      status: day.status,
+      ...(day.queryExecutionId ? { queryExecutionId: day.queryExecutionId } : {}),
+      ...(report?.reconciliation ? { reconciliation: report.reconciliation } : {}),
+    });
+  }
+  const watermark = JSON.parse((await pipeline.getText(WATERMARK_KEY)) ?? "null")?.lastCompleteDate;
+  const entries = await snapshotEntries(pipeline);
+  const changes = compareEntries(run.lastEntries, entries);
+  const queued = plan?.days.filter((day) => day.status === "queued").length ?? 0;
+  run.print(
+    [
+      `Backfill of ${request.days} days (start-query ${JSON.stringify(request)}), fanned out: one query per day`,
+      row(
+        "plan",
+        `${(plan?.days.length ?? 0) - queued} started at once, ${queued} queued (MAX_CONCURRENT_QUERIES ${plan?.maxConcurrentQueries ?? "?"})`,
+        3,
+      ),
+      ...days.map((day) =>
+        row(
+          day.date,
+          `${day.status}; ${describeReconciliation(day.reconciliation) ?? "no report"}`,
+          3,
+        ),
+      ),
+      row(
+        "in flight",
+        `at most ${maxQueriesInFlight} queries and ${maxIngestsInFlight} ingests at once; ${wallMs} ms in all (one day alone: ${oneDayMs} ms)`,
+        3,
+      ),
+      row("watermark", watermark ?? "none", 3),
+      row(
+        "MongoDB",
+        `${describeChanges(changes)}${changes.updated > 0 ? " (Athena's numbers again where the reprocess drop had corrected them)" : ""}`,
+        3,
+      ),
+      "",
+    ].join("\n"),
+  );
+  const allComplete =
+    days.length === request.days &&
+    days.every((day) => day.status === "succeeded" && day.reconciliation?.status === "complete");
+  checks.push({
+    name: "a multi-day backfill runs one query per day, reconciled complete, within the concurrency limit",
+    ok:
+      allComplete &&
+      new Set(days.map((day) => day.queryExecutionId)).size === request.days &&
+      maxQueriesInFlight <= (plan?.maxConcurrentQueries ?? 0) &&
+      watermark === end,
+    detail: `${days.length} days, at most ${maxQueriesInFlight} queries in flight, watermark ${watermark ?? "none"}`,
+  });
+  return {
+    request,
+    start: answer,
+    days,
+    maxQueriesInFlight,
+    maxIngestsInFlight,
+    wallMs,
+    oneDayMs,
+    watermark,
+    entries,
+    changes,
+  };
+}
+
+/** The plan once none of its days waits or runs any more. */
+async function waitForPlan(
+  pipeline: LocalPipeline,
+  planId: string,
+  timeoutMs: number,
+): Promise<FanOutPlan | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    await pipeline.settle();
+    const state = parseFanOutState(
+      JSON.parse((await pipeline.getText(FAN_OUT_KEY)) ?? "null") ?? undefined,
+    );
+    const plan = state.plans.find((candidate) => candidate.planId === planId);
+    const busy = plan?.days.some((day) => ["queued", "starting", "running"].includes(day.status));
+    if (!busy || Date.now() > deadline) return plan;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 /**
  * The freshness schedule's check, with one nightly query whose result never landed: its
  * run manifest says the schedule started it four hours ago (past the 3-hour deadline),
@@ -300,7 +472,8 @@ async function runFreshnessCheck(run: DemoRun): Promise<FreshnessDemo> {
   const { pipeline, checks } = run;
   const lostQueryExecutionId = randomUUID();
   const startedAt = new Date(Date.now() - 4 * 3_600_000);
-  const night = toIsoDate(new Date(startedAt.getTime() - 86_400_000));
+  // A night outside the sample, so no run of the demo covers it (a covering run would count).
+  const night = addDays(pipeline.sample.dateRange.start, -1);
   const manifest: RunManifest = {
     version: 1,
     queryExecutionId: lostQueryExecutionId,
@@ -458,9 +631,23 @@ async function startAndIngest(
   event: unknown,
   context: Context,
   timeoutMs: number,
-): Promise<{ start: StartOutput; ingest?: IngestOutcome }> {
+): Promise<StartedIngests> {
   const before = pipeline.ingestInvocations.length;
-  const start = (await pipeline.invokeStart(event, context)) as StartOutput;
+  const start = (await pipeline.invokeStart(event, context)) as StartOutput & PlanAnswer;
+  if (start.success && start.plan) {
+    // Fanned out: wait for every day, then each day's ingest that ran for this invoke.
+    const plan = await waitForPlan(pipeline, start.plan.planId, timeoutMs);
+    const days: IngestOutcome[] = [];
+    for (const day of plan?.days ?? []) {
+      if (!day.queryExecutionId) continue;
+      const key = athenaResultKey(day.queryExecutionId);
+      const invocation = pipeline.ingestInvocations
+        .slice(before)
+        .find((candidate) => pipeline.keysOf(candidate).includes(key));
+      if (invocation) days.push(await describeIngest(pipeline, key, invocation));
+    }
+    return { start, days };
+  }
   const queryId = start.queryExecutionId;
   if (!start.success || !queryId) return { start };
   const key = `athena-results/${queryId}.csv`;
@@ -480,6 +667,30 @@ async function startAndIngest(
   // The start function's SUCCEEDED run may record the reconciliation after the ingest.
   await pipeline.settle();
   return { start, ingest: await describeIngest(pipeline, key, invocation) };
+}
+
+interface StartedIngests {
+  start: StartOutput;
+  ingest?: IngestOutcome;
+  days?: IngestOutcome[];
+}
+
+/** The step's ingests: its one file's, or each fanned-out day's. */
+function ingestsOf(started: StartedIngests): IngestOutcome[] {
+  return started.days ?? (started.ingest ? [started.ingest] : []);
+}
+
+/** Ingested: the one file, or every day of a fanned-out request. */
+function ingestsCheck(name: string, started: StartedIngests): DemoCheck {
+  const plan = (started.start as PlanAnswer).plan;
+  if (!plan) return ingestCheck(name, started.ingest);
+  const days = started.days ?? [];
+  const failed = days.filter((day) => day.onFailure);
+  return {
+    name,
+    ok: days.length === plan.days.length && failed.length === 0,
+    detail: `${days.length} of ${plan.days.length} days' files ingested${failed.length > 0 ? `, ${failed.length} failed` : ""}`,
+  };
 }
 
 async function describeIngest(
@@ -603,7 +814,37 @@ function describeStep(
 ): string {
   const lines = [`${index}. ${step.title}`];
   const i = 3;
-  if (step.start) {
+  const plan = (step.start as (StartOutput & PlanAnswer) | undefined)?.plan;
+  if (step.start && plan) {
+    const count = (status: string) => plan.days.filter((day) => day.status === status).length;
+    const running = count("running");
+    const queued = count("queued");
+    const done = plan.days.length - running - queued;
+    lines.push(
+      row(
+        "plan",
+        `${plan.days.length} days, one query each: ${running} started at once, ${queued} queued${done > 0 ? `, ${done} already done` : ""} (MAX_CONCURRENT_QUERIES ${plan.maxConcurrentQueries})${step.start.dryRun ? "  (dry run)" : ""}`,
+        i,
+      ),
+    );
+    for (const day of step.days ?? []) {
+      const summary = summarizeReport(day.report);
+      const verdict = describeReconciliation(day.report?.reconciliation) ?? "no verdict";
+      const date = String(
+        (day.report?.dateRange as { start?: string } | undefined)?.start ?? day.key,
+      );
+      lines.push(
+        row(
+          date,
+          `${summary ? `${summary.rows} read, ${summary.synced} synced; ` : ""}${verdict}`,
+          i,
+        ),
+      );
+    }
+    if ((step.days ?? []).length === 0) {
+      lines.push(row("ingest", "none: every day's query had already run, no new file", i));
+    }
+  } else if (step.start) {
     const { start } = step;
     if (start.success) {
       lines.push(
@@ -627,7 +868,9 @@ function describeStep(
     );
   }
   const ingest = step.ingest;
-  if (!ingest) {
+  if (plan) {
+    // Each day's line above.
+  } else if (!ingest) {
     if (step.start)
       lines.push(row("ingest", "none: Athena returned the query it already ran, no new file", i));
   } else {
@@ -705,12 +948,18 @@ function describeReconciliation(value: unknown): string | undefined {
 }
 
 /** A check that Athena's result was loaded whole (the nightly file's verdict). */
-function reconciliationCheck(ingest: IngestOutcome | undefined): DemoCheck {
-  const verdict = ingest?.report?.reconciliation as Reconciliation | undefined;
+function reconciliationCheck(ingests: IngestOutcome[]): DemoCheck {
+  const verdicts = ingests.map(
+    (ingest) => ingest.report?.reconciliation as Reconciliation | undefined,
+  );
+  const [only] = verdicts;
   return {
     name: "every row Athena returned was read (reconciled with OutputRows)",
-    ok: verdict?.status === "complete",
-    detail: describeReconciliation(verdict) ?? "no verdict",
+    ok: verdicts.length > 0 && verdicts.every((verdict) => verdict?.status === "complete"),
+    detail:
+      verdicts.length === 1
+        ? (describeReconciliation(only) ?? "no verdict")
+        : `${verdicts.filter((verdict) => verdict?.status === "complete").length} of ${verdicts.length} days complete`,
   };
 }
 

@@ -70,6 +70,14 @@ export interface LocalPipelineOptions {
   logWriter?: (line: string) => void;
   /** What Athena's GetQueryRuntimeStatistics says a query returned (default: the truth). */
   reportOutputRows?: (queryExecutionId: string, rows: number) => number;
+  /** The start function's MAX_CONCURRENT_QUERIES (default: the process's, else 5). */
+  maxConcurrentQueries?: number;
+}
+
+/** The most queries and ingests that were in flight at once, since the pipeline started. */
+export interface Concurrency {
+  maxQueriesInFlight: number;
+  maxIngestsInFlight: number;
 }
 
 export type IngestInvocation = AsyncInvocation<S3Event, unknown>;
@@ -91,6 +99,9 @@ export interface LocalPipeline {
   readonly onFailure: OnFailureRecord[];
   /** What the handlers published to CloudWatch. */
   readonly metrics: PublishedMetric[];
+  /** Peak concurrency so far; `resetConcurrency` starts counting again. */
+  concurrency(): Concurrency;
+  resetConcurrency(): void;
   /** Invokes the start handler as Lambda does (synchronously, with a fresh context unless given). */
   invokeStart(event: unknown, context?: Context): Promise<unknown>;
   /** Invokes the ingest handler as S3 does (asynchronously, with retries). */
@@ -131,6 +142,7 @@ export class IngestNotStartedError extends Error {
 function buildHandlers(
   env: Record<PipelineEnvName, string>,
   writeLog: (line: string) => void,
+  settings: Record<string, string> = {},
 ): {
   start: StartHandler;
   ingest: IngestHandler;
@@ -144,7 +156,7 @@ function buildHandlers(
   const cloudwatch = new CloudWatchClient({ ...aws, endpoint: env.AWS_ENDPOINT_URL_CLOUDWATCH });
   const athena = new AthenaClient({ ...aws, endpoint: env.AWS_ENDPOINT_URL_ATHENA });
   // The process's own settings (BATCH_SIZE, PUBLICATION_CODE_MAP, …) apply, under the pipeline's.
-  const handlerEnv = { ...process.env, ...env };
+  const handlerEnv = { ...process.env, ...env, ...settings };
   const ingestConfig = loadIngestConfig(handlerEnv);
   const ingestDeps = composeIngest(
     ingestConfig,
@@ -211,7 +223,13 @@ export async function startLocalPipeline(
     await seedMongo(db, sample.fixtures);
 
     const env = pipelineEnv(standIns, names);
-    const handlers = buildHandlers(env, write);
+    const handlers = buildHandlers(
+      env,
+      write,
+      options.maxConcurrentQueries !== undefined
+        ? { MAX_CONCURRENT_QUERIES: String(options.maxConcurrentQueries) }
+        : {},
+    );
     cleanups.add(() => handlers.close());
     stateChanges.deliverTo(
       createAsyncInvoker<AthenaQueryStateChangeEvent, unknown>({
@@ -244,6 +262,14 @@ export async function startLocalPipeline(
       ingestInvocations: ingest.invocations,
       onFailure: ingest.onFailure,
       metrics: standIns.cloudwatch.metrics,
+      concurrency: () => ({
+        maxQueriesInFlight: stateChanges.maxInFlight,
+        maxIngestsInFlight: ingest.maxInFlight(),
+      }),
+      resetConcurrency() {
+        stateChanges.resetMax();
+        ingest.resetMax();
+      },
       invokeStart: (event, context) =>
         handlers.start(
           event,
@@ -366,7 +392,15 @@ class StateChangeRoute {
       ) => AsyncInvocation<AthenaQueryStateChangeEvent, unknown>)
     | undefined;
 
+  private readonly active = new Set<string>();
+  /** The most queries of the workgroup queued or running at once. */
+  maxInFlight = 0;
+
   constructor(private readonly workGroup: string) {}
+
+  resetMax(): void {
+    this.maxInFlight = this.active.size;
+  }
 
   deliverTo(
     invoke: (
@@ -377,7 +411,13 @@ class StateChangeRoute {
   }
 
   async route(event: AthenaQueryStateChangeEvent): Promise<void> {
-    const { currentState, workgroupName } = event.detail;
+    const { currentState, workgroupName, queryExecutionId } = event.detail;
+    if (workgroupName === this.workGroup) {
+      if (currentState === "QUEUED" || currentState === "RUNNING")
+        this.active.add(queryExecutionId);
+      else this.active.delete(queryExecutionId);
+      this.maxInFlight = Math.max(this.maxInFlight, this.active.size);
+    }
     if (currentState !== "SUCCEEDED" || workgroupName !== this.workGroup || !this.invoke) return;
     await this.invoke(event).done;
   }
@@ -390,6 +430,8 @@ interface IngestWiring {
   keysOf: (invocation: IngestInvocation) => string[];
   /** Called after every new invocation; returns the unsubscribe. */
   onInvocation: (listener: () => void) => () => void;
+  maxInFlight: () => number;
+  resetMax: () => void;
 }
 
 /** S3 ObjectCreated → the ingest handler as an asynchronous invoke, one rule per ingest prefix. */
@@ -403,12 +445,19 @@ function wireIngest(
   const invocations: IngestInvocation[] = [];
   const onFailure: OnFailureRecord[] = [];
   const listeners = new Set<() => void>();
+  let active = 0;
+  let maxActive = 0;
   const invoke = createAsyncInvoker<S3Event, unknown>({
     functionName: INGEST_FUNCTION_NAME,
     handler,
     ...(options.retryDelaysMs ? { retryDelaysMs: options.retryDelaysMs } : {}),
     onInvocation: (invocation) => {
       invocations.push(invocation);
+      active += 1;
+      maxActive = Math.max(maxActive, active);
+      void invocation.done.finally(() => {
+        active -= 1;
+      });
       for (const listener of listeners) listener();
     },
     onFailure: (record) => onFailure.push(record),
@@ -438,6 +487,10 @@ function wireIngest(
     onInvocation(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    maxInFlight: () => maxActive,
+    resetMax() {
+      maxActive = active;
     },
   };
 }

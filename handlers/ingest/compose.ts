@@ -2,6 +2,7 @@ import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { LambdaClient } from "@aws-sdk/client-lambda";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import { createS3FanOutStore } from "../shared/fan-out-store";
 import { createLogger, type Logger } from "../shared/logger";
 import { createS3Client } from "../shared/s3";
 import { createS3WatermarkStore } from "../shared/watermark-store";
@@ -67,6 +68,7 @@ export function composeIngest(
     source: createS3SourceStore(clients.s3),
     artifacts: createS3ArtifactStore(clients.s3),
     watermarks: (bucket) => createS3WatermarkStore(clients.s3, bucket),
+    fanOuts: (bucket) => createS3FanOutStore(clients.s3, bucket),
     metrics: createCloudWatchIngestMetrics(clients.cloudwatch, config.metricsNamespace),
     entries: createMongoEntryStore(mongo),
     // Big files continue in a fresh asynchronous invocation of this function (by its name,

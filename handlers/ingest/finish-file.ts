@@ -1,10 +1,10 @@
 import { athenaResultKey, checkpointKey, rejectsKey } from "../shared/bucket-layout";
+import { type CompletionStores, completeRun } from "../shared/complete-run";
 import type { TrackingSyncError } from "../shared/errors";
 import type { Logger } from "../shared/logger";
 import { type Reconciliation, reconcile, withVerdict } from "../shared/reconciliation";
 import { redactSecrets } from "../shared/redact";
-import { completesDays, parseRunManifest, type RunManifest } from "../shared/run-manifest";
-import type { WatermarkStore } from "../shared/watermark-store";
+import { parseRunManifest, type RunManifest } from "../shared/run-manifest";
 import { type ContinuationEvent, MAX_CONTINUATION_PAYLOAD_BYTES } from "./continuation";
 import {
   ContinuationFailedError,
@@ -45,7 +45,7 @@ export interface FileEnd {
 export async function finishFile(
   end: FileEnd,
   rejects: FileRejects,
-  watermark: WatermarkStore,
+  watermark: CompletionStores,
   manifests: ManifestReader,
 ): Promise<ObjectReport> {
   const { run, logger } = end;
@@ -258,21 +258,12 @@ export async function failFile(end: FileEnd, error: TrackingSyncError): Promise<
 async function advanceWatermark(
   end: FileEnd,
   manifest: RunManifest,
-  watermark: WatermarkStore,
+  stores: CompletionStores,
 ): Promise<void> {
-  if (end.run.options?.dryRun) return;
-  if (!completesDays(manifest)) {
-    end.logger.info("Watermark kept: the run synced one publication, not whole days", {
-      publicationCode: manifest.publicationCode,
-    });
-    return;
-  }
-  const moved = await watermark.advance({
-    lastCompleteDate: manifest.dateRange.end,
-    queryExecutionId: manifest.queryExecutionId,
-    sourceKey: end.run.object.key,
-  });
-  end.logger.info(moved.moved ? "Watermark advanced" : "Watermark kept", { ...moved });
+  const dryRun = end.run.options?.dryRun ?? manifest.dryRun;
+  if (dryRun) return;
+  const outcome = await completeRun(stores, { ...manifest, dryRun }, end.run.object.key);
+  end.logger.info(outcome.moved ? "Watermark advanced" : "Watermark kept", { ...outcome });
 }
 
 /**

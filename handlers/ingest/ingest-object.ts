@@ -16,6 +16,7 @@ import type { InvocationLookups } from "./lookups";
 import {
   type ArtifactStore,
   type EntryStore,
+  type FanOutStores,
   type IngestMetricsPublisher,
   type OpenedSource,
   type SelfInvoker,
@@ -35,6 +36,7 @@ export interface IngestDependencies {
   source: SourceStore;
   artifacts: ArtifactStore;
   watermarks: WatermarkStores;
+  fanOuts: FanOutStores;
   metrics: IngestMetricsPublisher;
   entries: EntryStore;
 }
@@ -82,7 +84,9 @@ export async function ingestObject(
     if (stopped && invocation.handOver && run.hasMore) {
       return await handOver(end, opened.rejects, invocation.handOver.continueWith);
     }
-    return await finishFile(end, opened.rejects, deps.watermarks(run.object.bucket), deps.source);
+    const bucket = run.object.bucket;
+    const completion = { watermark: deps.watermarks(bucket), fanOut: deps.fanOuts(bucket) };
+    return await finishFile(end, opened.rejects, completion, deps.source);
   } catch (caught) {
     await opened?.pipeline.abandon();
     await opened?.rejects.discard();

@@ -1,4 +1,5 @@
 import type { Readable } from "node:stream";
+import type { FanOutStore } from "../shared/fan-out-store";
 import type { Logger } from "../shared/logger";
 import type { WatermarkStore } from "../shared/watermark-store";
 import type { ContinuationEvent, ContinuationState } from "./continuation";
@@ -68,6 +69,9 @@ export type ArtifactStore = (object: S3ObjectRef) => FileArtifacts;
 
 /** The watermark of a results bucket. */
 export type WatermarkStores = (bucket: string) => WatermarkStore;
+
+/** The fan-out state of a results bucket: where the days of multi-day requests stand. */
+export type FanOutStores = (bucket: string) => FanOutStore;
 
 /** Best effort: a failure is logged on `logger` and never fails the sync. */
 export interface IngestMetricsPublisher {

@@ -13,6 +13,8 @@ export const STATE_PREFIX = "state/";
 export const DEFAULT_INGEST_PREFIXES = [ATHENA_RESULTS_PREFIX, REPROCESS_PREFIX] as const;
 
 export const WATERMARK_KEY = `${STATE_PREFIX}watermark.json`;
+/** The days of multi-day requests and where each stands (handlers/shared/fan-out.ts). */
+export const FAN_OUT_KEY = `${STATE_PREFIX}fan-out.json`;
 
 /** `runs/<QueryExecutionId>.json`: written by startQuery, read by the ingest. */
 export function runManifestKey(queryExecutionId: string): string {

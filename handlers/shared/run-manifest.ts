@@ -25,6 +25,11 @@ export interface RunManifest {
    * the query SUCCEEDED: what the ingest's records read are reconciled with.
    */
   outputRows?: number;
+  /**
+   * Set on the one-day queries of a fanned-out request (its plan in `state/fan-out.json`);
+   * `dateRange` is then that one day.
+   */
+  planId?: string;
 }
 
 export interface RunTrigger {
@@ -58,6 +63,9 @@ export function parseRunManifest(value: unknown): RunManifest {
     !(Number.isInteger(manifest.outputRows) && manifest.outputRows >= 0)
   ) {
     throw new InvalidRunManifestError("run manifest's outputRows is not a row count");
+  }
+  if (manifest.planId !== undefined && typeof manifest.planId !== "string") {
+    throw new InvalidRunManifestError("run manifest's planId is not a string");
   }
   return manifest as RunManifest;
 }

@@ -1,6 +1,6 @@
-import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { WATERMARK_KEY } from "./bucket-layout";
-import { getJsonObject, isNotFound } from "./s3";
+import { getJsonObject, updateJsonObject } from "./s3";
 import { parseWatermark, type Watermark } from "./watermark";
 
 /**
@@ -22,12 +22,9 @@ export interface WatermarkAdvance {
 
 export class UnreadableWatermarkError extends Error {}
 
-const MAX_ATTEMPTS = 5;
-
 /**
- * The watermark in `bucket`. `advance` writes conditionally on the object read (If-Match
- * its ETag, or If-None-Match when absent), so two ingests finishing together cannot move
- * it back; a lost race re-reads and retries.
+ * The watermark in `bucket`. `advance` writes conditionally on the object read (see
+ * `updateJsonObject`), so two runs finishing together cannot move it back.
  */
 export function createS3WatermarkStore(
   s3: S3Client,
@@ -51,52 +48,21 @@ export function createS3WatermarkStore(
       }
     },
 
-    async advance(next) {
-      for (let attempt = 1; ; attempt++) {
-        const { current, eTag } = await readWithETag(s3, bucket);
+    advance: (next) =>
+      updateJsonObject<WatermarkAdvance>(s3, bucket, WATERMARK_KEY, (value) => {
+        const current = value === undefined ? undefined : parseWatermark(value);
         if (current && current.lastCompleteDate >= next.lastCompleteDate) {
-          return {
-            moved: false,
-            previous: current.lastCompleteDate,
-            current: current.lastCompleteDate,
-          };
+          const kept = current.lastCompleteDate;
+          return { result: { moved: false, previous: kept, current: kept } };
         }
-        try {
-          await s3.send(
-            new PutObjectCommand({
-              Bucket: bucket,
-              Key: WATERMARK_KEY,
-              Body: `${JSON.stringify({ ...next, updatedAt: now().toISOString() }, null, 2)}\n`,
-              ContentType: "application/json",
-              ...(eTag ? { IfMatch: eTag } : { IfNoneMatch: "*" }),
-            }),
-          );
-          return {
+        return {
+          next: { ...next, updatedAt: now().toISOString() },
+          result: {
             moved: true,
             previous: current?.lastCompleteDate,
             current: next.lastCompleteDate,
-          };
-        } catch (error) {
-          const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata
-            ?.httpStatusCode;
-          if ((status === 412 || status === 409) && attempt < MAX_ATTEMPTS) continue;
-          throw error;
-        }
-      }
-    },
+          },
+        };
+      }),
   };
-}
-
-async function readWithETag(
-  s3: S3Client,
-  bucket: string,
-): Promise<{ current: Watermark | undefined; eTag: string | undefined }> {
-  try {
-    const response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: WATERMARK_KEY }));
-    const text = (await response.Body?.transformToString("utf-8")) ?? "";
-    return { current: parseWatermark(JSON.parse(text)), eTag: response.ETag };
-  } catch (error) {
-    if (!isNotFound(error)) throw error;
-    return { current: undefined, eTag: undefined };
-  }
 }

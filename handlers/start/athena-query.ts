@@ -80,8 +80,16 @@ export interface QueryFailure {
   retryable?: boolean;
 }
 
+export interface QueryStatus {
+  /** QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED. */
+  state: string | undefined;
+  completedAt: Date | undefined;
+}
+
 export interface QueryInspector {
   describeFailure(queryExecutionId: string): Promise<QueryFailure>;
+  /** Where the query stands now (`GetQueryExecution`). */
+  status(queryExecutionId: string): Promise<QueryStatus>;
   /** Rows a SUCCEEDED query returned (`GetQueryRuntimeStatistics` → `Rows.OutputRows`). */
   outputRows(queryExecutionId: string): Promise<number | undefined>;
 }
@@ -125,6 +133,13 @@ export function createAthenaQueryStarter(
       );
       const rows = response.QueryRuntimeStatistics?.Rows?.OutputRows;
       return rows === undefined ? undefined : Number(rows);
+    },
+    async status(queryExecutionId) {
+      const response = await athena.send(
+        new GetQueryExecutionCommand({ QueryExecutionId: queryExecutionId }),
+      );
+      const status = response.QueryExecution?.Status;
+      return { state: status?.State, completedAt: status?.CompletionDateTime };
     },
     async describeFailure(queryExecutionId) {
       const response = await athena.send(

@@ -21,12 +21,18 @@ export interface StartConfig {
   catchUpMaxDays: number;
   /** Hours a scheduled query's result may take to be reported before it counts as missing. */
   resultDeadlineHours: number;
+  /**
+   * Queries of fanned-out requests active at once (Athena's active-query quota counts
+   * queued ones too); further days wait in `state/fan-out.json`.
+   */
+  maxConcurrentQueries: number;
 }
 
 export const DEFAULT_METRICS_NAMESPACE = "EmpowerLocal/TrackingSync";
 export const DEFAULT_MAX_DAYS = 90;
 export const DEFAULT_CATCH_UP_MAX_DAYS = 31;
 export const DEFAULT_RESULT_DEADLINE_HOURS = 3;
+export const DEFAULT_MAX_CONCURRENT_QUERIES = 5;
 
 // Database and table names are identifiers, which Athena cannot take as execution
 // parameters; they come from configuration only and must be plain Glue names.
@@ -51,6 +57,12 @@ export function loadStartConfig(env: Env = process.env): StartConfig {
       min: 1,
       max: 48,
     }),
+    maxConcurrentQueries: integerEnv(
+      "MAX_CONCURRENT_QUERIES",
+      DEFAULT_MAX_CONCURRENT_QUERIES,
+      env,
+      { min: 1, max: 100 },
+    ),
   };
 }
 

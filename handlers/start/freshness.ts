@@ -1,15 +1,20 @@
 import { athenaResultKey } from "../shared/bucket-layout";
+import { claimSlots } from "../shared/fan-out";
 import type { Logger } from "../shared/logger";
 import type { RunManifest } from "../shared/run-manifest";
 import type { DateRange } from "../shared/sync-request";
+import { startClaimedDays } from "./fan-out";
 import type { StartMetrics } from "./metrics";
 import { type ReconcileDeps, recordOutputRows } from "./reconcile";
+import { handleQueryStateChange, type RetryDeps } from "./retry";
 import type { RunStore } from "./run-store";
 
 export interface FreshnessDeps extends ReconcileDeps {
   runs: RunStore;
   metrics: StartMetrics;
   settings: { resultDeadlineHours: number };
+  /** Handles the ended queries of fanned-out days whose state change was never handled. */
+  retry: RetryDeps;
 }
 
 export interface MissingResult {
@@ -24,9 +29,13 @@ export interface FreshnessOutcome {
   missing: MissingResult[];
   /** True when no nightly query started within a day and the deadline. */
   nightMissing: boolean;
+  /** Fanned-out days whose ended query was handled by this check (its event was lost). */
+  fanOutHealed: number;
 }
 
 const HOUR_MS = 3_600_000;
+/** An ended query's own event normally arrives within seconds; a restart waits at most 5 min. */
+const EVENT_GRACE_MS = 15 * 60_000;
 /** How far back a late result is still looked for: two days past the deadline. */
 const LOOKBACK_MS = 48 * HOUR_MS;
 
@@ -42,6 +51,7 @@ export async function checkFreshness(
   now: Date,
   logger: Logger,
 ): Promise<FreshnessOutcome> {
+  const fanOutHealed = await healFanOut(deps, now, logger);
   const deadlineMs = deps.settings.resultDeadlineHours * HOUR_MS;
   const since = new Date(now.getTime() - deadlineMs - LOOKBACK_MS);
   const { manifests, firstWrittenAt } = await deps.runs.recentManifests(since);
@@ -74,9 +84,59 @@ export async function checkFreshness(
     });
   }
   await deps.metrics.missingResults(missing.length + (nightMissing ? 1 : 0));
-  logger.info("Freshness checked", { missing: missing.length, nightMissing });
-  return { action: "freshness-checked", missing, nightMissing };
+  logger.info("Freshness checked", { missing: missing.length, nightMissing, fanOutHealed });
+  return { action: "freshness-checked", missing, nightMissing, fanOutHealed };
 }
+
+/**
+ * Fanned-out requests wait on events: a day holds its slot until its query's state change
+ * is handled. A lost event (or a crash between claiming and starting a day) would stall
+ * the rest of the request, so the check asks Athena about every running day, handles
+ * those that ended a while ago as their event would have, and starts what is due.
+ * Best effort: a failure is logged and the check goes on to its metric.
+ */
+async function healFanOut(deps: FreshnessDeps, now: Date, logger: Logger): Promise<number> {
+  const { start } = deps.retry;
+  let healed = 0;
+  try {
+    const state = await start.fanOut.read();
+    for (const plan of state.plans) {
+      for (const day of plan.days) {
+        if (day.status !== "running" || day.queryExecutionId === undefined) continue;
+        const status = await deps.queries.status(day.queryExecutionId);
+        if (!status.state || !ENDED_STATES.includes(status.state)) continue;
+        if (status.completedAt && now.getTime() - status.completedAt.getTime() < EVENT_GRACE_MS) {
+          continue;
+        }
+        const log = logger.child({ planId: plan.planId, date: day.date });
+        log.warn(
+          "Fanned-out day's query ended but its state change was not handled; handling it now",
+          {
+            queryExecutionId: day.queryExecutionId,
+            state: status.state,
+          },
+        );
+        await handleQueryStateChange(
+          deps.retry,
+          {
+            queryExecutionId: day.queryExecutionId,
+            currentState: status.state,
+            workgroupName: deps.retry.workgroup,
+          },
+          log,
+        );
+        healed += 1;
+      }
+    }
+    await start.fanOut.update((latest) => claimSlots(latest, start.settings.maxConcurrentQueries));
+    await startClaimedDays(start, logger, now);
+  } catch (error) {
+    logger.error("Could not check the fanned-out requests", { error });
+  }
+  return healed;
+}
+
+const ENDED_STATES = ["SUCCEEDED", "FAILED", "CANCELLED"];
 
 async function hasReport(deps: FreshnessDeps, manifest: RunManifest): Promise<boolean> {
   return (await deps.runs.readReport(athenaResultKey(manifest.queryExecutionId))) !== undefined;

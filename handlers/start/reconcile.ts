@@ -1,17 +1,16 @@
 import { athenaResultKey } from "../shared/bucket-layout";
+import { type CompletionStores, completeRun } from "../shared/complete-run";
 import type { Logger } from "../shared/logger";
 import { type Reconciliation, reconcile, withVerdict } from "../shared/reconciliation";
-import { completesDays, type RunManifest } from "../shared/run-manifest";
-import type { WatermarkStore } from "../shared/watermark-store";
+import type { RunManifest } from "../shared/run-manifest";
 import type { QueryInspector } from "./athena-query";
 import type { StartMetrics } from "./metrics";
 import type { RunStore } from "./run-store";
 
-export interface ReconcileDeps {
+export interface ReconcileDeps extends CompletionStores {
   runs: RunStore;
   queries: QueryInspector;
   metrics: StartMetrics;
-  watermark: WatermarkStore;
 }
 
 export type OutputRowsOutcome =
@@ -88,11 +87,7 @@ async function settle(
     return;
   }
   logger.info("Reconciled with Athena's OutputRows", { reconciliation: verdict });
-  if (manifest.dryRun || !completesDays(manifest)) return;
-  const moved = await deps.watermark.advance({
-    lastCompleteDate: manifest.dateRange.end,
-    queryExecutionId: manifest.queryExecutionId,
-    sourceKey,
-  });
-  logger.info(moved.moved ? "Watermark advanced" : "Watermark kept", { ...moved });
+  if (manifest.dryRun) return;
+  const outcome = await completeRun(deps, manifest, sourceKey);
+  logger.info(outcome.moved ? "Watermark advanced" : "Watermark kept", { ...outcome });
 }

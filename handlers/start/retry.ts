@@ -6,10 +6,12 @@ import type { Logger } from "../shared/logger";
 import type { RunManifest } from "../shared/run-manifest";
 import type { DateRange, SyncRequest } from "../shared/sync-request";
 import type { QueryInspector } from "./athena-query";
+import { dayEnded, dayRestarted } from "./fan-out";
 import type { StartMetrics } from "./metrics";
 import { type OutputRowsOutcome, type ReconcileDeps, recordOutputRows } from "./reconcile";
 import type { RunStore } from "./run-store";
-import { type StartDeps, startRun } from "./start-sync";
+import { startRun } from "./start-run";
+import type { StartDeps } from "./start-sync";
 import { isPublicationCode, isRecord, type QueryStateChange } from "./sync-event";
 
 /** At most three attempts in all (the spec's "max 3 attempts"). */
@@ -33,6 +35,8 @@ export interface RetryMessage {
   dateRange: DateRange;
   publicationCode?: string;
   dryRun: boolean;
+  /** The fanned-out request the failed day belongs to. */
+  planId?: string;
 }
 
 export interface RetryScheduler {
@@ -57,6 +61,8 @@ export interface RetryDeps extends ReconcileDeps {
   scheduler: RetryScheduler;
   metrics: StartMetrics;
   workgroup: string;
+  /** What starts a fanned-out request's next day when one of its queries ends. */
+  start: StartDeps;
 }
 
 export class InvalidRetryMessageError extends TrackingSyncError {}
@@ -91,10 +97,15 @@ export async function handleQueryStateChange(
   const manifest = await deps.runs.readManifest(queryExecutionId);
   if (!manifest) return ignore("no run manifest: not started by this function");
 
-  if (change.currentState === "SUCCEEDED") return recordOutputRows(deps, manifest, log);
+  if (change.currentState === "SUCCEEDED") {
+    const outcome = await recordOutputRows(deps, manifest, log);
+    await dayEnded(deps.start, manifest, "succeeded", log, new Date());
+    return outcome;
+  }
   const run = { dateRange: manifest.dateRange, attempt: manifest.attempt, dryRun: manifest.dryRun };
   if (change.currentState === "CANCELLED") {
     log.warn("Query was cancelled; not restarted (cancelling is a deliberate act)", run);
+    await dayEnded(deps.start, manifest, "cancelled", log, new Date());
     return { action: "cancelled", queryExecutionId };
   }
 
@@ -110,6 +121,7 @@ export async function handleQueryStateChange(
       ...run,
       failure,
     });
+    await dayEnded(deps.start, manifest, "failed", log, new Date());
     return { action: "retries-exhausted", queryExecutionId, attempts: manifest.attempt };
   }
 
@@ -147,6 +159,7 @@ export function retryMessageFor(manifest: RunManifest): RetryMessage {
       ? { publicationCode: manifest.publicationCode }
       : {}),
     dryRun: manifest.dryRun,
+    ...(manifest.planId !== undefined ? { planId: manifest.planId } : {}),
   };
 }
 
@@ -166,7 +179,7 @@ export async function restartFailedQueries(
     const log = logger.child({ messageId: record.messageId });
     try {
       const message = parseRetryMessage(record.body);
-      await startRun(
+      const { queryExecutionId } = await startRun(
         deps,
         {
           trigger: { kind: "retry", id: message.previousQueryExecutionId },
@@ -176,10 +189,12 @@ export async function restartFailedQueries(
           dryRun: message.dryRun,
           attempt: message.attempt,
           previousQueryExecutionId: message.previousQueryExecutionId,
+          planId: message.planId,
         },
         log,
         now(),
       );
+      await dayRestarted(deps, message, queryExecutionId, message.attempt);
     } catch (error) {
       log.error("Restart failed; SQS will redeliver the message", { error });
       batchItemFailures.push({ itemIdentifier: record.messageId });
@@ -231,6 +246,7 @@ function retryMessageProblem(value: unknown): string | undefined {
     return "invalid publicationCode";
   }
   if (typeof value.dryRun !== "boolean") return "dryRun must be a boolean";
+  if (value.planId !== undefined && typeof value.planId !== "string") return "invalid planId";
   if (!isRecord(value.request)) return "request must be an object";
   return undefined;
 }

@@ -3,6 +3,7 @@ import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse } from "aws-lambda";
+import { createS3FanOutStore } from "../shared/fan-out-store";
 import { createLogger, type Logger } from "../shared/logger";
 import { createS3Client } from "../shared/s3";
 import { createS3WatermarkStore } from "../shared/watermark-store";
@@ -63,10 +64,22 @@ export function composeStart(config: StartConfig, clients: StartClients): StartH
   const watermark = createS3WatermarkStore(clients.s3, config.resultsBucket);
   const scheduler = createSqsRetryScheduler(clients.sqs, config.retryQueueUrl);
   const metrics = createCloudWatchStartMetrics(clients.cloudwatch, config.metricsNamespace);
+  const fanOut = createS3FanOutStore(clients.s3, config.resultsBucket);
+  const start: StartDeps = { queries, runs, watermark, fanOut, settings: config };
+  const retry: RetryDeps = {
+    runs,
+    queries,
+    scheduler,
+    metrics,
+    watermark,
+    fanOut,
+    workgroup: config.workgroup,
+    start,
+  };
   return {
-    start: { queries, runs, watermark, settings: config },
-    retry: { runs, queries, scheduler, metrics, watermark, workgroup: config.workgroup },
-    freshness: { runs, queries, metrics, watermark, settings: config },
+    start,
+    retry,
+    freshness: { runs, queries, metrics, watermark, fanOut, retry, settings: config },
     logger: clients.logger ?? createLogger({ function: "start-query" }),
   };
 }

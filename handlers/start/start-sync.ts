@@ -1,17 +1,20 @@
 import { isCalendarDate, toIsoDate } from "../shared/dates";
+import type { FanOutStore } from "../shared/fan-out-store";
 import type { Logger } from "../shared/logger";
-import type { RunManifest, RunTrigger } from "../shared/run-manifest";
-import type { DateRange, SyncRequest } from "../shared/sync-request";
+import type { RunTrigger } from "../shared/run-manifest";
+import type { DateRange } from "../shared/sync-request";
 import { UnreadableWatermarkError, type WatermarkStore } from "../shared/watermark-store";
-import { buildSyncQuery, type QueryStarter } from "./athena-query";
-import { clientRequestToken } from "./client-request-token";
+import type { QueryStarter } from "./athena-query";
 import { applyCatchUp, requestedDateRange } from "./date-range";
+import { type FanOutSummary, fanOutRequest } from "./fan-out";
 import type { RunStore } from "./run-store";
+import { startRun } from "./start-run";
 import { validateSyncRequest } from "./sync-event";
 
 /** What the start Lambda returns for a manual or scheduled start. */
 export interface StartResult {
   success: boolean;
+  /** The one query of a one-day request; a fanned-out request lists its days' in `plan`. */
   queryExecutionId?: string;
   /** Empty strings when the request was refused before a range existed (the spec's convention). */
   dateRange: DateRange;
@@ -19,30 +22,22 @@ export interface StartResult {
   publicationCode?: string;
   duration: number;
   error?: string;
+  /** A request of more than one day: one query per day, started up to the concurrency limit. */
+  plan?: FanOutSummary;
 }
 
 export interface StartDeps {
   queries: QueryStarter;
   runs: RunStore;
   watermark: WatermarkStore;
-  settings: { database: string; table: string; maxDays: number; catchUpMaxDays: number };
-}
-
-/** One query to start: everything its token, SQL and manifest are made of. */
-export interface RunPlan {
-  trigger: RunTrigger;
-  request: SyncRequest;
-  dateRange: DateRange;
-  publicationCode?: string | undefined;
-  dryRun: boolean;
-  attempt: number;
-  previousQueryExecutionId?: string | undefined;
-}
-
-export interface StartedRun {
-  queryExecutionId: string;
-  /** True when an earlier delivery of the same trigger already started this query. */
-  alreadyStarted: boolean;
+  fanOut: FanOutStore;
+  settings: {
+    database: string;
+    table: string;
+    maxDays: number;
+    catchUpMaxDays: number;
+    maxConcurrentQueries: number;
+  };
 }
 
 /**
@@ -86,6 +81,20 @@ export async function requestSync(
   }
 
   const dryRun = request.dryRun ?? false;
+  const common = {
+    dateRange,
+    dryRun,
+    ...(publicationCode !== undefined ? { publicationCode } : {}),
+  };
+  if (dateRange.start !== dateRange.end) {
+    const plan = await fanOutRequest(
+      deps,
+      { trigger: input.trigger, request, dateRange, publicationCode, dryRun },
+      logger,
+      input.now,
+    );
+    return { success: true, ...common, duration: Date.now() - startedAt, plan };
+  }
   const { queryExecutionId } = await startRun(
     deps,
     { trigger: input.trigger, request, dateRange, publicationCode, dryRun, attempt: 1 },
@@ -95,9 +104,7 @@ export async function requestSync(
   return {
     success: true,
     queryExecutionId,
-    dateRange,
-    dryRun,
-    ...(publicationCode !== undefined ? { publicationCode } : {}),
+    ...common,
     duration: Date.now() - startedAt,
   };
 }
@@ -131,72 +138,4 @@ async function catchUp(deps: StartDeps, range: DateRange, logger: Logger): Promi
     });
   }
   return caughtUp.range;
-}
-
-/**
- * Starts the query for a plan and records its run manifest. Idempotent: the same
- * plan gives the same ClientRequestToken, Athena answers with the query it already
- * started, and an existing manifest is left as it is.
- */
-export async function startRun(
-  deps: StartDeps,
-  plan: RunPlan,
-  logger: Logger,
-  now: Date,
-): Promise<StartedRun> {
-  const token = clientRequestToken(plan);
-  const query = buildSyncQuery({
-    database: deps.settings.database,
-    table: deps.settings.table,
-    dateRange: plan.dateRange,
-    publicationCode: plan.publicationCode,
-  });
-  const queryExecutionId = await deps.queries.start({ query, clientRequestToken: token });
-  const log = logger.child({ queryExecutionId });
-
-  if (await deps.runs.readManifest(queryExecutionId)) {
-    log.info("Query already started by an earlier delivery of this trigger; nothing new started", {
-      trigger: plan.trigger,
-      attempt: plan.attempt,
-    });
-    return { queryExecutionId, alreadyStarted: true };
-  }
-
-  const manifest: RunManifest = {
-    version: 1,
-    queryExecutionId,
-    request: plan.request,
-    dateRange: plan.dateRange,
-    ...(plan.publicationCode !== undefined ? { publicationCode: plan.publicationCode } : {}),
-    dryRun: plan.dryRun,
-    attempt: plan.attempt,
-    trigger: plan.trigger,
-    ...(plan.previousQueryExecutionId !== undefined
-      ? { previousQueryExecutionId: plan.previousQueryExecutionId }
-      : {}),
-    startedAt: now.toISOString(),
-  };
-  try {
-    await deps.runs.writeManifest(manifest);
-  } catch (error) {
-    if (plan.dryRun) {
-      // Without its manifest the ingest would take this dry run's result for a real run.
-      await deps.queries.stop(queryExecutionId).catch((stopError: unknown) => {
-        log.error("Could not stop the dry-run query; its result may be ingested for real", {
-          error: stopError,
-        });
-      });
-      log.error("Run manifest not written; dry-run query stopped", { error });
-    }
-    throw error;
-  }
-  log.info("Query started", {
-    dateRange: plan.dateRange,
-    publicationCode: plan.publicationCode,
-    dryRun: plan.dryRun,
-    attempt: plan.attempt,
-    trigger: plan.trigger,
-    previousQueryExecutionId: plan.previousQueryExecutionId,
-  });
-  return { queryExecutionId, alreadyStarted: false };
 }

@@ -36,6 +36,7 @@ describe("a stack with every setting given in context", () => {
       maxDays: 60,
       catchUpMaxDays: 14,
       resultDeadlineHours: "6",
+      maxConcurrentQueries: "4",
       publicationCodeMap: '{"newpaper": 1099}',
       ingestBatchSize: 500,
     }));
@@ -101,6 +102,7 @@ describe("a stack with every setting given in context", () => {
           MAX_DAYS: "60",
           CATCH_UP_MAX_DAYS: "14",
           RESULT_DEADLINE_HOURS: "6",
+          MAX_CONCURRENT_QUERIES: "4",
         }),
       },
     });
@@ -192,6 +194,7 @@ describe("settings that cannot work", () => {
     [{ resultDeadlineHours: "0" }, /resultDeadlineHours must be an integer from 1 to 48, got "0"/],
     [{ resultDeadlineHours: 49 }, /resultDeadlineHours must be an integer from 1 to 48, got 49/],
     [{ resultDeadlineHours: "2.5" }, /resultDeadlineHours must be an integer from 1 to 48/],
+    [{ maxConcurrentQueries: 0 }, /maxConcurrentQueries must be an integer from 1 to 100, got 0/],
     [{ publicationCodeMap: "[1,2]" }, /publicationCodeMap must be a JSON object/],
     [{ functionNamePrefix: "has spaces" }, /functionNamePrefix must be/],
   ])("refuses %j at synth with a message that names it", (context, message) => {

@@ -165,6 +165,7 @@ describe("the functions", () => {
           MAX_DAYS: "90",
           CATCH_UP_MAX_DAYS: "31",
           RESULT_DEADLINE_HOURS: "3",
+          MAX_CONCURRENT_QUERIES: "5",
         }),
       },
     });
@@ -416,15 +417,26 @@ describe("least privilege", () => {
         Statement: Match.arrayWith([
           Match.objectLike({
             Action: "s3:PutObject",
-            Resource: {
-              "Fn::Join": [
-                "",
-                [
-                  { "Fn::GetAtt": [Match.stringLikeRegexp("^ResultsBucket"), "Arn"] },
-                  "/state/watermark.json",
+            Resource: [
+              {
+                "Fn::Join": [
+                  "",
+                  [
+                    { "Fn::GetAtt": [Match.stringLikeRegexp("^ResultsBucket"), "Arn"] },
+                    "/state/watermark.json",
+                  ],
                 ],
-              ],
-            },
+              },
+              {
+                "Fn::Join": [
+                  "",
+                  [
+                    { "Fn::GetAtt": [Match.stringLikeRegexp("^ResultsBucket"), "Arn"] },
+                    "/state/fan-out.json",
+                  ],
+                ],
+              },
+            ],
           }),
         ]),
       },
@@ -457,7 +469,7 @@ describe("least privilege", () => {
     expect(actionsOf(statement).every((action) => /^glue:(Get|BatchGet)/.test(action))).toBe(true);
   });
 
-  it("limits the start function's object access to athena-results/, runs/, reports/athena-results/ and state/", () => {
+  it("limits the start function's object access to athena-results/, runs/, reports/athena-results/ and state/ (writes: the watermark and the fan-out state)", () => {
     const statements = roleStatements(template, START);
     const objectStatements = statements.filter((statement) =>
       actionsOf(statement).some(
@@ -474,6 +486,7 @@ describe("least privilege", () => {
         "/reports/athena-results/*",
         "/state/*",
         "/state/watermark.json",
+        "/state/fan-out.json",
       ]),
     );
     const writes = objectStatements.filter((statement) =>
@@ -483,6 +496,7 @@ describe("least privilege", () => {
       "/athena-results/*",
       "/reports/athena-results/*",
       "/runs/*",
+      "/state/fan-out.json",
       "/state/watermark.json",
     ]);
   });

@@ -10,6 +10,7 @@ import {
   type ArtifactStore,
   type ByteContent,
   type EntryStore,
+  type FanOutStores,
   type FileArtifacts,
   type IngestLookupStore,
   type IngestMetricsPublisher,
@@ -29,6 +30,7 @@ import {
   reportKey,
   runManifestKey,
 } from "../../../handlers/shared/bucket-layout";
+import { EMPTY_FAN_OUT, type FanOutState, prunePlans } from "../../../handlers/shared/fan-out";
 import { createLogger, type Logger } from "../../../handlers/shared/logger";
 import type { Watermark } from "../../../handlers/shared/watermark";
 import type { WatermarkAdvance, WatermarkStore } from "../../../handlers/shared/watermark-store";
@@ -261,6 +263,30 @@ export class FakeArtifactStore {
       removeRejectsPart: (chain, part) =>
         remove("removeRejectsPart", rejectsPartKey(object.key, chain, part)),
     };
+  }
+}
+
+/** One fan-out state per bucket, updated atomically (as the conditional S3 write guarantees). */
+export class FakeFanOuts {
+  private readonly states = new Map<string, FanOutState>();
+
+  readonly stores: FanOutStores = (bucket) => ({
+    read: async () => structuredClone(this.get(bucket)),
+    update: async (change) => {
+      const state = structuredClone(this.get(bucket));
+      const result = change(state);
+      prunePlans(state, new Date());
+      this.states.set(bucket, state);
+      return result;
+    },
+  });
+
+  set(bucket: string, state: FanOutState): void {
+    this.states.set(bucket, structuredClone(state));
+  }
+
+  get(bucket: string): FanOutState {
+    return this.states.get(bucket) ?? structuredClone(EMPTY_FAN_OUT);
   }
 }
 
@@ -523,6 +549,7 @@ export interface FakeIngest {
   source: FakeSourceStore;
   artifacts: FakeArtifactStore;
   watermarks: FakeWatermarks;
+  fanOuts: FakeFanOuts;
   metrics: FakeMetrics;
   entries: FakeEntryStore;
   invoker: RecordingInvoker;
@@ -547,6 +574,7 @@ export function createFakeIngest(options: FakeIngestOptions = {}): FakeIngest {
   const source = new FakeSourceStore(options.chunkSize);
   const artifacts = new FakeArtifactStore();
   const watermarks = new FakeWatermarks();
+  const fanOuts = new FakeFanOuts();
   const metrics = new FakeMetrics();
   const entries = new FakeEntryStore(options.lookups);
   const invoker = new RecordingInvoker();
@@ -566,6 +594,7 @@ export function createFakeIngest(options: FakeIngestOptions = {}): FakeIngest {
     source,
     artifacts: artifacts.store,
     watermarks: watermarks.stores,
+    fanOuts: fanOuts.stores,
     metrics,
     entries,
     ...(options.handOverMarginMs !== undefined
@@ -576,6 +605,7 @@ export function createFakeIngest(options: FakeIngestOptions = {}): FakeIngest {
     source,
     artifacts,
     watermarks,
+    fanOuts,
     metrics,
     entries,
     invoker,

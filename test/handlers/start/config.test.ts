@@ -55,6 +55,35 @@ describe("the start Lambda's configuration", () => {
     );
   });
 
+  it("refuses a concurrency outside 1..100 queries, naming MAX_CONCURRENT_QUERIES", async () => {
+    await expect(loadHandler({ MAX_CONCURRENT_QUERIES: "0" })).rejects.toThrow(
+      /MAX_CONCURRENT_QUERIES/,
+    );
+  });
+
+  it("starts at most MAX_CONCURRENT_QUERIES days of a request at once", async () => {
+    const two = await load({ MAX_CONCURRENT_QUERIES: "2" });
+    const result = (await two({ days: 4 }, lambdaContext("req-two"))) as {
+      plan: { maxConcurrentQueries: number; days: { status: string }[] };
+    };
+    expect(result.plan.maxConcurrentQueries).toBe(2);
+    expect(result.plan.days.map((day) => day.status)).toEqual([
+      "running",
+      "running",
+      "queued",
+      "queued",
+    ]);
+  });
+
+  it("allows 5 queries at once by default", async () => {
+    const byDefault = await load({});
+    const seven = (await byDefault({ days: 7 }, lambdaContext("req-seven"))) as {
+      plan: { maxConcurrentQueries: number; days: { status: string }[] };
+    };
+    expect(seven.plan.maxConcurrentQueries).toBe(5);
+    expect(seven.plan.days.filter((day) => day.status === "running")).toHaveLength(5);
+  });
+
   it("queries the configured database and table", async () => {
     const handler = await load({ ATHENA_DATABASE: "tracking_prod", ATHENA_TABLE: "daily_v2" });
     await handler({}, lambdaContext());

@@ -27,10 +27,23 @@ describe("the start Lambda's date range (UTC)", () => {
     });
   });
 
-  it("syncs the N days ending yesterday for {days: N}", async () => {
-    const { result, params } = await rangeFor({ days: 7 });
+  it("syncs the N days ending yesterday for {days: N}, one query per day", async () => {
+    const { result } = await rangeFor({ days: 7 });
     expect(result).toMatchObject({ dateRange: { start: "2025-12-04", end: "2025-12-10" } });
-    expect(params).toEqual(["DATE '2025-12-04'", "DATE '2025-12-10'"]);
+    const days = (result as { plan: { days: { date: string }[] } }).plan.days;
+    expect(days.map((day) => day.date)).toEqual([
+      "2025-12-04",
+      "2025-12-05",
+      "2025-12-06",
+      "2025-12-07",
+      "2025-12-08",
+      "2025-12-09",
+      "2025-12-10",
+    ]);
+    expect(startCalls()[0]?.ExecutionParameters).toEqual([
+      "DATE '2025-12-04'",
+      "DATE '2025-12-04'",
+    ]);
   });
 
   it("syncs exactly that day for {date}", async () => {

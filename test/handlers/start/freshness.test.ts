@@ -70,6 +70,7 @@ describe("the freshness check", () => {
         },
       ],
       nightMissing: false,
+      fanOutHealed: 0,
     });
     expect(missingMetric()).toEqual([1]);
   });

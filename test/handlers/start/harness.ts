@@ -140,7 +140,10 @@ export function accessDenied(): S3ServiceException {
  * a fixed "today" (`today`), real timers again after it. `objects` is the bucket's
  * in-memory content, emptied before each test.
  */
-export function useStartHandler(today = "2025-12-11T06:00:00.000Z"): {
+export function useStartHandler(
+  today = "2025-12-11T06:00:00.000Z",
+  env: Record<string, string | undefined> = {},
+): {
   handler: StartHandler;
   objects: Map<string, string>;
 } {
@@ -148,7 +151,7 @@ export function useStartHandler(today = "2025-12-11T06:00:00.000Z"): {
   let restoreEnv = () => {};
   const objects = new Map<string, string>();
   beforeAll(async () => {
-    ({ handler: loaded, restoreEnv } = await loadHandler());
+    ({ handler: loaded, restoreEnv } = await loadHandler(env));
   });
   afterAll(() => restoreEnv());
   beforeEach(() => {

@@ -81,13 +81,13 @@ describe("the query the start Lambda sends", () => {
 
 describe("a started query", () => {
   it("returns the query id, range, dry-run flag and duration", async () => {
-    const result = await handler({ days: 2, dryRun: true }, lambdaContext());
+    const result = await handler({ date: "2025-12-09", dryRun: true }, lambdaContext());
     const queryExecutionId = queryIdForToken(startCalls()[0]?.ClientRequestToken);
 
     expect(result).toEqual({
       success: true,
       queryExecutionId,
-      dateRange: { start: "2025-12-09", end: "2025-12-10" },
+      dateRange: { start: "2025-12-09", end: "2025-12-09" },
       dryRun: true,
       duration: expect.any(Number),
     });
@@ -95,7 +95,7 @@ describe("a started query", () => {
 
   it("writes the run manifest runs/<QueryExecutionId>.json that the ingest reads", async () => {
     const context = lambdaContext("req-manifest-0001");
-    const result = await handler({ days: 2, publicationCode: "WBEZ", dryRun: true }, context);
+    const result = await handler({ days: 1, publicationCode: "WBEZ", dryRun: true }, context);
     const queryExecutionId = (result as { queryExecutionId: string }).queryExecutionId;
 
     expect(manifestPuts()).toEqual([
@@ -108,8 +108,8 @@ describe("a started query", () => {
     expect(manifestAt(objects, queryExecutionId)).toEqual({
       version: 1,
       queryExecutionId,
-      request: { days: 2, publicationCode: "WBEZ", dryRun: true },
-      dateRange: { start: "2025-12-09", end: "2025-12-10" },
+      request: { days: 1, publicationCode: "WBEZ", dryRun: true },
+      dateRange: { start: "2025-12-10", end: "2025-12-10" },
       publicationCode: "wbez",
       dryRun: true,
       attempt: 1,
@@ -180,8 +180,8 @@ describe("the ClientRequestToken", () => {
   });
 
   it("is the same when the same manual invoke is delivered twice, so one query runs", async () => {
-    const first = await handler({ days: 3 }, lambdaContext("req-same"));
-    const second = await handler({ days: 3 }, lambdaContext("req-same"));
+    const first = await handler({ date: "2025-12-08" }, lambdaContext("req-same"));
+    const second = await handler({ date: "2025-12-08" }, lambdaContext("req-same"));
 
     const [a, b] = startCalls();
     expect(a?.ClientRequestToken).toBe(b?.ClientRequestToken);
