@@ -148,22 +148,27 @@ async function recordLateVerdict(
   // The report is written: a failure from here on must not turn it into a failed run.
   // The start function wrote the manifest before reading the report, so it records the
   // verdict when this look fails.
+  let verdict: Reconciliation;
+  let recorded: ObjectReport;
   try {
-    const verdict = await verdictNow(end, manifests, "ingest");
+    verdict = await verdictNow(end, manifests, "ingest");
     if (verdict.status === "pending" || eTag === undefined) return pending;
-    const recorded = withVerdict(pending, verdict);
+    recorded = withVerdict(pending, verdict);
     if (!(await end.artifacts.replaceReport(recorded, eTag))) {
       end.logger.info("Reconciliation recorded by the start function", { verdict });
       return pending;
     }
-    await onRecorded(verdict);
-    return recorded;
   } catch (error) {
     end.logger.warn("Second look at Athena's row count failed; the start function reconciles", {
       error,
     });
     return pending;
   }
+  // This function recorded the verdict, so only it acts on it: a failure here (the watermark,
+  // a fanned-out day marked complete) is thrown, and Lambda's retry of the file finds the
+  // verdict complete and acts on it again.
+  await onRecorded(verdict);
+  return recorded;
 }
 
 function logVerdict(end: FileEnd, verdict: Reconciliation | undefined): void {

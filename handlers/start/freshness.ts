@@ -98,42 +98,59 @@ export async function checkFreshness(
 async function healFanOut(deps: FreshnessDeps, now: Date, logger: Logger): Promise<number> {
   const { start } = deps.retry;
   let healed = 0;
+  let state: Awaited<ReturnType<typeof start.fanOut.read>>;
   try {
-    const state = await start.fanOut.read();
-    for (const plan of state.plans) {
-      for (const day of plan.days) {
-        if (day.status !== "running" || day.queryExecutionId === undefined) continue;
-        const status = await deps.queries.status(day.queryExecutionId);
-        if (!status.state || !ENDED_STATES.includes(status.state)) continue;
-        if (status.completedAt && now.getTime() - status.completedAt.getTime() < EVENT_GRACE_MS) {
-          continue;
-        }
-        const log = logger.child({ planId: plan.planId, date: day.date });
-        log.warn(
-          "Fanned-out day's query ended but its state change was not handled; handling it now",
-          {
-            queryExecutionId: day.queryExecutionId,
-            state: status.state,
-          },
-        );
-        await handleQueryStateChange(
-          deps.retry,
-          {
-            queryExecutionId: day.queryExecutionId,
-            currentState: status.state,
-            workgroupName: deps.retry.workgroup,
-          },
-          log,
-        );
-        healed += 1;
+    state = await start.fanOut.read();
+  } catch (error) {
+    logger.error("Could not read the fan-out state", { error });
+    return 0;
+  }
+  for (const plan of state.plans) {
+    for (const day of plan.days) {
+      if (day.status !== "running" || day.queryExecutionId === undefined) continue;
+      const log = logger.child({ planId: plan.planId, date: day.date });
+      // One day that cannot be handled must not keep the others (or the metric) waiting.
+      try {
+        if (await healDay(deps, day.queryExecutionId, now, log)) healed += 1;
+      } catch (error) {
+        log.error("Could not check a fanned-out day", {
+          queryExecutionId: day.queryExecutionId,
+          error,
+        });
       }
     }
+  }
+  try {
     await start.fanOut.update((latest) => claimSlots(latest, start.settings.maxConcurrentQueries));
     await startClaimedDays(start, logger, now);
   } catch (error) {
-    logger.error("Could not check the fanned-out requests", { error });
+    logger.error("Could not start the fanned-out days that are due", { error });
   }
   return healed;
+}
+
+/** Handles a running day's ended query as its state change would have; false if it still runs. */
+async function healDay(
+  deps: FreshnessDeps,
+  queryExecutionId: string,
+  now: Date,
+  log: Logger,
+): Promise<boolean> {
+  const status = await deps.queries.status(queryExecutionId);
+  if (!status.state || !ENDED_STATES.includes(status.state)) return false;
+  if (status.completedAt && now.getTime() - status.completedAt.getTime() < EVENT_GRACE_MS) {
+    return false;
+  }
+  log.warn("Fanned-out day's query ended but its state change was not handled; handling it now", {
+    queryExecutionId,
+    state: status.state,
+  });
+  await handleQueryStateChange(
+    deps.retry,
+    { queryExecutionId, currentState: status.state, workgroupName: deps.retry.workgroup },
+    log,
+  );
+  return true;
 }
 
 const ENDED_STATES = ["SUCCEEDED", "FAILED", "CANCELLED"];

@@ -98,9 +98,9 @@ export async function handleQueryStateChange(
   if (!manifest) return ignore("no run manifest: not started by this function");
 
   if (change.currentState === "SUCCEEDED") {
-    const outcome = await recordOutputRows(deps, manifest, log);
+    // The slot first: a reconciliation that keeps failing must not hold the rest of a backfill.
     await dayEnded(deps.start, manifest, "succeeded", log, new Date());
-    return outcome;
+    return recordOutputRows(deps, manifest, log);
   }
   const run = { dateRange: manifest.dateRange, attempt: manifest.attempt, dryRun: manifest.dryRun };
   if (change.currentState === "CANCELLED") {

@@ -1,4 +1,4 @@
-import { GetQueryExecutionCommand } from "@aws-sdk/client-athena";
+import { GetQueryExecutionCommand, GetQueryRuntimeStatisticsCommand } from "@aws-sdk/client-athena";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
 import type { FanOutState } from "../../../handlers/shared/fan-out";
@@ -166,6 +166,28 @@ describe("a request for more than one day", () => {
       "2025-12-07",
       "2025-12-08",
       "2025-12-09",
+    ]);
+  });
+
+  it("frees a day's slot even when recording its row count fails (the event is retried)", async () => {
+    const result = (await handler(
+      { date: "2025-12-10", days: 4 },
+      lambdaContext("req-throttled"),
+    )) as PlanResult;
+    athena.on(GetQueryRuntimeStatisticsCommand).rejects(new Error("throttled"));
+
+    await expect(
+      handler(
+        queryStateChangeEvent(result.plan.days[0]?.queryExecutionId ?? "", "SUCCEEDED"),
+        lambdaContext(),
+      ),
+    ).rejects.toThrow("throttled");
+
+    expect(fanOutState().plans[0]?.days.map((day) => day.status)).toEqual([
+      "succeeded",
+      "running",
+      "running",
+      "running",
     ]);
   });
 
