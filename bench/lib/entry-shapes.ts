@@ -57,6 +57,9 @@ export function entryFor(i: number, orderIds: readonly ObjectId[], round: number
       clicks: (i + c) % 13,
       viewableImpressions: Math.floor(impressions * 0.7),
       uniqueIps: Math.floor(impressions * 0.6),
+      rev: 1 + round,
+      run: "bench-run",
+      line: 2 + i,
     });
   }
   contributions.sort((a, b) => compareUtf8(a.key, b.key));

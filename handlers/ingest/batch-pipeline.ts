@@ -1,13 +1,14 @@
 import type { Logger } from "../shared/logger";
 import type { CsvRecord } from "./csv-rows";
-import { groupIntoUpdates, type ResolvedRow } from "./entry-batch";
+import { groupIntoUpdates, type PlacedRow, type ResolvedRow } from "./entry-batch";
+import type { FactLedger, LedgerBatch } from "./ledger";
 import type { OrderResolver } from "./order-resolver";
 import type { PublicationDirectory } from "./publications";
 import type { RejectedRow } from "./rejects";
 import type { RowLog } from "./row-log";
 import type { Tally } from "./tally";
 import { type ColumnIndex, type ValidRow, validateRecord } from "./validate-row";
-import type { BatchWriteResult, EntryWriter } from "./writer";
+import type { BatchWriteResult, EntryWriter, RemovalResult } from "./writer";
 
 /** Records read since the last batch boundary, in file order (the unit of one bulk write). */
 export class RowBatch {
@@ -39,12 +40,22 @@ export interface Checkpoint {
   line: number;
 }
 
+/** What one batch's writes did: the ledger's placement, the entry upserts, the moves. */
+interface BatchOutcome {
+  placed: LedgerBatch;
+  rowsOf: PlacedRow[][];
+  rowCounts: number[];
+  result: BatchWriteResult;
+  /** Moved contributions taken out of their old entries (and late writes taken back). */
+  removed: RemovalResult;
+  /** Duplicate rows within one entry of the batch (none once the ledger deduplicates). */
+  superseded: number;
+}
+
 interface InFlight {
   batch: RowBatch;
-  rowsOf: ResolvedRow[][];
-  rowCounts: number[];
   settled: boolean;
-  result?: BatchWriteResult;
+  outcome?: BatchOutcome;
   error?: unknown;
   done: Promise<void>;
 }
@@ -61,6 +72,8 @@ export interface BatchPipelineOptions {
   resolver: OrderResolver;
   directory: PublicationDirectory;
   writer: EntryWriter;
+  /** Where each row identity and day lives, and who wrote it (ledger.ts). */
+  ledger: FactLedger;
   rejects: { add(rows: readonly RejectedRow[]): Promise<void> };
   run: PipelineProgress;
   /** Where each required column stands in the file's records, and the header's width. */
@@ -181,23 +194,10 @@ export class BatchPipeline {
       }
       resolved.push({ row: item.row, target: resolution.target, fields: item.fields });
     }
-    const grouped = groupIntoUpdates(resolved);
-    for (let i = 0; i < grouped.superseded; i++)
-      this.options.run.tally.warn("duplicate-row-superseded");
-    const entry: InFlight = {
-      batch,
-      rowsOf: grouped.rowsOf,
-      rowCounts: grouped.rowCounts,
-      settled: false,
-      done: Promise.resolve(),
-    };
-    const writing =
-      grouped.updates.length > 0
-        ? writer.write(grouped.updates)
-        : Promise.resolve({ inserted: 0, updated: 0, unchanged: 0, failed: [] });
-    entry.done = writing.then(
-      (result) => {
-        entry.result = result;
+    const entry: InFlight = { batch, settled: false, done: Promise.resolve() };
+    entry.done = this.write(resolved).then(
+      (outcome) => {
+        entry.outcome = outcome;
         entry.settled = true;
       },
       (error: unknown) => {
@@ -212,6 +212,34 @@ export class BatchPipeline {
       await this.queue[0]?.done;
       await this.commitSettled();
     }
+  }
+
+  /**
+   * One batch's writes: the ledger places its rows (in file order, batch after batch),
+   * the entries get their contributions, moved ones leave their old entries, and the
+   * ledger settles (taking back what a concurrent newer writer moved on from).
+   */
+  private async write(resolved: ResolvedRow[]): Promise<BatchOutcome> {
+    const { ledger, writer } = this.options;
+    const placed = await ledger.place(resolved);
+    const grouped = groupIntoUpdates(placed.placed);
+    const result =
+      grouped.updates.length > 0
+        ? await writer.write(grouped.updates)
+        : { inserted: 0, updated: 0, unchanged: 0, failed: [] };
+    const removed = await writer.remove(placed.removals);
+    const takenBack = await writer.remove(await ledger.settle(placed));
+    return {
+      placed,
+      rowsOf: grouped.rowsOf,
+      rowCounts: grouped.rowCounts,
+      result,
+      removed: {
+        updated: removed.updated + takenBack.updated,
+        deleted: removed.deleted + takenBack.deleted,
+      },
+      superseded: grouped.superseded,
+    };
   }
 
   /** Waits for every write; throws the first failure after all have settled. */
@@ -247,7 +275,11 @@ export class BatchPipeline {
         throw entry.error;
       }
       this.queue.shift();
-      const result = entry.result as BatchWriteResult;
+      const outcome = entry.outcome as BatchOutcome;
+      const { result } = outcome;
+      for (let i = 0; i < outcome.placed.superseded + outcome.superseded; i++) {
+        tally.warn("duplicate-row-superseded");
+      }
       const rejected: RejectedRow[] = [];
       for (const item of entry.batch.rejected) {
         if (item.bucket === "skip") tally.skip(item.reason);
@@ -255,12 +287,13 @@ export class BatchPipeline {
         rejected.push(item);
       }
       const failedUpdates = new Set(result.failed.map((failure) => failure.index));
-      entry.rowCounts.forEach((count, index) => {
+      tally.synced += outcome.placed.supersededRows;
+      outcome.rowCounts.forEach((count, index) => {
         if (!failedUpdates.has(index)) {
           tally.synced += count;
           return;
         }
-        for (const { row, fields } of entry.rowsOf[index] ?? []) {
+        for (const { row, fields } of outcome.rowsOf[index] ?? []) {
           tally.error("write-failed");
           rejected.push({ line: row.line, fields: fields ?? [], reason: "write-failed" });
         }
@@ -274,6 +307,9 @@ export class BatchPipeline {
       tally.inserted += result.inserted;
       tally.updated += result.updated;
       tally.unchanged += result.unchanged;
+      tally.moved += outcome.placed.moved;
+      tally.updated += outcome.removed.updated;
+      tally.deleted += outcome.removed.deleted;
       tally.addFieldChanges(result.fieldChanges);
       rejected.sort((a, b) => a.line - b.line);
       await rejects.add(rejected);

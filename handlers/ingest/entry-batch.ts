@@ -16,12 +16,19 @@ export interface ResolvedRow {
   fields?: readonly (string | null)[];
 }
 
+/** A row as the facts ledger placed it (ledger.ts): the provenance its contribution carries. */
+export interface PlacedRow extends ResolvedRow {
+  provenance: { rev: number; run: string; line: number };
+  /** Dry runs: the contribution is exactly what this run already placed (EntryUpdate.sameAsThisRun). */
+  sameAsThisRun?: boolean;
+}
+
 export interface GroupedUpdates {
   updates: EntryUpdate[];
   /** For each update, how many rows it carries (their contributions, superseded ones included). */
   rowCounts: number[];
   /** For each update, the rows it carries (for write failures). */
-  rowsOf: ResolvedRow[][];
+  rowsOf: PlacedRow[][];
   /** Rows whose contribution a later row of the same batch replaced (same creative, code, channel, size and day). */
   superseded: number;
 }
@@ -32,10 +39,15 @@ export interface GroupedUpdates {
  * earlier one replaces it, as a row-by-row upsert would (Athena's grouped output never
  * repeats one).
  */
-export function groupIntoUpdates(rows: readonly ResolvedRow[]): GroupedUpdates {
+export function groupIntoUpdates(rows: readonly PlacedRow[]): GroupedUpdates {
   const groups = new Map<
     string,
-    { first: ResolvedRow; contributions: Map<string, Contribution>; rows: ResolvedRow[] }
+    {
+      first: PlacedRow;
+      contributions: Map<string, Contribution>;
+      rows: PlacedRow[];
+      same?: Set<string>;
+    }
   >();
   let superseded = 0;
   for (const resolved of rows) {
@@ -51,6 +63,11 @@ export function groupIntoUpdates(rows: readonly ResolvedRow[]): GroupedUpdates {
     if (group.contributions.has(key)) {
       superseded++;
       group.contributions.delete(key);
+      group.same?.delete(key);
+    }
+    if (resolved.sameAsThisRun) {
+      group.same ??= new Set();
+      group.same.add(key);
     }
     group.contributions.set(key, {
       key,
@@ -63,11 +80,14 @@ export function groupIntoUpdates(rows: readonly ResolvedRow[]): GroupedUpdates {
       clicks: row.clicks,
       viewableImpressions: row.viewableImpressions,
       uniqueIps: row.uniqueIps,
+      rev: resolved.provenance.rev,
+      run: resolved.provenance.run,
+      line: resolved.provenance.line,
     });
   }
   const updates: EntryUpdate[] = [];
   const rowCounts: number[] = [];
-  const rowsOf: ResolvedRow[][] = [];
+  const rowsOf: PlacedRow[][] = [];
   // A batch spans a few days: parse each day's bounds once (the Dates are never mutated).
   const days = new Map<string, [Date, Date]>();
   for (const group of groups.values()) {
@@ -92,6 +112,7 @@ export function groupIntoUpdates(rows: readonly ResolvedRow[]): GroupedUpdates {
         channel: target.channel,
       },
       contributions: sortedByKey([...group.contributions.values()]),
+      ...(group.same ? { sameAsThisRun: group.same } : {}),
     });
     rowCounts.push(group.rows.length);
     rowsOf.push(group.rows);

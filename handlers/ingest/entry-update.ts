@@ -19,6 +19,15 @@ export interface Contribution {
   clicks: number;
   viewableImpressions: number;
   uniqueIps: number;
+  /**
+   * The ledger revision of the row identity's fact that wrote these numbers (ledger.ts).
+   * An update replaces a stored contribution only with one of the same or a higher
+   * revision, so a slow writer can never put back numbers a newer run moved or replaced.
+   */
+  rev: number;
+  /** Provenance: the run (`tracking_sync_runs._id`) and the line of the file that wrote these numbers. */
+  run: string;
+  line: number;
 }
 
 /** The upsert key, exactly: the unique index covers these four fields. */
@@ -43,6 +52,12 @@ export interface EntryUpdate {
   fields: EntryFields;
   /** The file's contributions to this entry, sorted by key, one per key. */
   contributions: Contribution[];
+  /**
+   * Dry runs: the keys whose contribution is exactly what this run already placed in
+   * this entry earlier in the file (so, once that entry is no longer simulated in
+   * memory, the update is still judged as a real run would judge it).
+   */
+  sameAsThisRun?: ReadonlySet<string>;
 }
 
 export interface EntryMetrics {
@@ -188,29 +203,7 @@ export function buildUpdatePipeline(update: EntryUpdate): Document[] {
   const channel = literal(f.channel);
   return [
     {
-      $set: {
-        [NEXT]: {
-          $let: {
-            vars: { n: { $literal: update.contributions } },
-            in: {
-              $sortArray: {
-                input: {
-                  $concatArrays: [
-                    {
-                      $filter: {
-                        input: STORED_CONTRIBUTIONS,
-                        cond: { $not: [{ $in: ["$$this.key", "$$n.key"] }] },
-                      },
-                    },
-                    "$$n",
-                  ],
-                },
-                sortBy: { key: 1 },
-              },
-            },
-          },
-        },
-      },
+      $set: { [NEXT]: mergedContributions(update.contributions) },
     },
     {
       // The stored values are still untouched here: compare them with the new ones.
@@ -244,6 +237,161 @@ export function buildUpdatePipeline(update: EntryUpdate): Document[] {
     },
     CLEANUP_STAGE,
   ];
+}
+
+/**
+ * The stored contributions with `incoming` merged in, sorted by key: a stored contribution
+ * stays when no incoming one has its key, or when its revision is higher than the
+ * incoming one's (a newer run already wrote it); an incoming one is added unless such a
+ * newer stored one stays. A contribution written before the ledger has no `rev` (0).
+ */
+function mergedContributions(incoming: readonly Contribution[]): Document {
+  return {
+    $let: {
+      vars: { n: { $literal: incoming } },
+      in: {
+        $let: {
+          vars: {
+            kept: {
+              $filter: {
+                input: STORED_CONTRIBUTIONS,
+                cond: {
+                  $let: {
+                    vars: { i: { $indexOfArray: ["$$n.key", "$$this.key"] } },
+                    in: {
+                      $or: [
+                        { $lt: ["$$i", 0] },
+                        { $gt: [STORED_REV, { $arrayElemAt: ["$$n.rev", "$$i"] }] },
+                      ],
+                    },
+                  },
+                },
+              },
+            },
+          },
+          in: {
+            $sortArray: {
+              input: {
+                $concatArrays: [
+                  "$$kept",
+                  {
+                    $filter: {
+                      input: "$$n",
+                      cond: { $not: [{ $in: ["$$this.key", "$$kept.key"] }] },
+                    },
+                  },
+                ],
+              },
+              sortBy: { key: 1 },
+            },
+          },
+        },
+      },
+    },
+  };
+}
+
+const STORED_REV = { $ifNull: ["$$this.rev", 0] };
+
+/** One row identity leaving an entry: its key, and the ledger revision that moved it away. */
+export interface Removal {
+  key: string;
+  rev: number;
+}
+
+/**
+ * The update pipeline that takes contributions out of an entry they moved away from (no
+ * upsert: an entry that is gone stays gone). A stored contribution goes when a removal
+ * names its key with a higher revision than its own, so a contribution a newer run put
+ * back stays. Metrics, itemName and dimensions are derived again from what is left; the
+ * clocks move only when something left. An entry left with no contribution is deleted by
+ * the `deleteOne` the writer sends right after (`EMPTY_ENTRY`).
+ */
+export function buildRemovalPipeline(removals: readonly Removal[]): Document[] {
+  return [
+    {
+      $set: {
+        [NEXT]: {
+          $let: {
+            vars: { r: { $literal: removals } },
+            in: {
+              $filter: {
+                input: STORED_CONTRIBUTIONS,
+                cond: {
+                  $let: {
+                    vars: { i: { $indexOfArray: ["$$r.key", "$$this.key"] } },
+                    in: {
+                      $or: [
+                        { $lt: ["$$i", 0] },
+                        { $gte: [STORED_REV, { $arrayElemAt: ["$$r.rev", "$$i"] }] },
+                      ],
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    { $set: { [CHANGED]: { $ne: [NEXT_PATH, "$contributions"] } } },
+    {
+      $set: {
+        contributions: NEXT_PATH,
+        dimensions: DIMENSIONS,
+        enteredAt: CLOCK,
+        itemName: ITEM_NAME,
+        metrics: METRICS,
+        updatedAt: UPDATED_CLOCK,
+      },
+    },
+    CLEANUP_STAGE,
+  ];
+}
+
+/** The filter that deletes an automated entry its last contribution left. */
+export const EMPTY_ENTRY = { contributions: { $size: 0 } } as const;
+
+/** The pure twin of `buildRemovalPipeline`: the contributions that stay. */
+export function remainingContributions(
+  stored: readonly Contribution[],
+  removals: readonly Removal[],
+): Contribution[] {
+  const revs = new Map(removals.map((removal) => [removal.key, removal.rev]));
+  return stored.filter((contribution) => {
+    const rev = revs.get(contribution.key);
+    return rev === undefined || (contribution.rev ?? 0) >= rev;
+  });
+}
+
+/** What taking contributions out of an entry did (or, in a dry run, would do). */
+export interface AppliedRemoval {
+  kind: "update" | "unchanged" | "delete";
+  /** The entry as left (null when deleted). */
+  document: Document | null;
+}
+
+/** The pure twin of `buildRemovalPipeline` and the `deleteOne` after it, for dry runs. */
+export function applyRemoval(
+  existing: Document,
+  removals: readonly Removal[],
+  now: Date,
+): AppliedRemoval {
+  const stored: Contribution[] = Array.isArray(existing.contributions)
+    ? existing.contributions
+    : [];
+  const remaining = remainingContributions(stored, removals);
+  if (remaining.length === stored.length) return { kind: "unchanged", document: existing };
+  if (remaining.length === 0) return { kind: "delete", document: null };
+  const derived = entryFields(remaining, existing as unknown as EntryFields, null);
+  const document: Document = { ...existing, contributions: remaining };
+  if (derived.dimensions === undefined) delete document.dimensions;
+  else document.dimensions = derived.dimensions;
+  document.enteredAt = now;
+  document.itemName = derived.itemName;
+  document.metrics = derived.metrics;
+  document.updatedAt = now;
+  return { kind: "update", document };
 }
 
 /** What applying an update did (or, in a dry run, would do) to one entry. */
@@ -282,10 +430,17 @@ export function applyEntryUpdate(
     : [];
   let contributions = update.contributions;
   if (stored.length > 0) {
-    const keys = new Set(update.contributions.map((contribution) => contribution.key));
+    const incoming = new Map(
+      update.contributions.map((contribution) => [contribution.key, contribution]),
+    );
+    const kept = stored.filter((contribution) => {
+      const other = incoming.get(contribution.key);
+      return other === undefined || (contribution.rev ?? 0) > other.rev;
+    });
+    const keptKeys = new Set(kept.map((contribution) => contribution.key));
     contributions = [
-      ...stored.filter((contribution) => !keys.has(contribution.key)),
-      ...update.contributions,
+      ...kept,
+      ...update.contributions.filter((contribution) => !keptKeys.has(contribution.key)),
     ].sort((a, b) => compareUtf8(a.key, b.key));
   }
   if (existing === null) {

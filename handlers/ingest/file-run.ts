@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Checkpoint } from "./batch-pipeline";
 import { CONTINUATION_VERSION, type ContinuationState, type RejectsProgress } from "./continuation";
+import { runIdOf } from "./ledger";
 import { buildReport, type ObjectReport } from "./report";
 import type { RunOptions } from "./run-options";
 import type { S3ObjectRef } from "./s3-records";
@@ -90,6 +91,20 @@ export class FileRun {
       : undefined;
   }
 
+  /**
+   * The run's id in `tracking_sync_runs` and in the contributions' provenance: the object
+   * version read (known once the source is open).
+   */
+  get runId(): string | undefined {
+    if (!this.source) return undefined;
+    return runIdOf({
+      bucket: this.object.bucket,
+      key: this.object.key,
+      versionId: this.object.versionId,
+      eTag: this.source.eTag,
+    });
+  }
+
   get lookupQueries(): number {
     return (this.earlier?.lookupQueries ?? 0) + this.lookupQueriesNow;
   }
@@ -119,6 +134,7 @@ export class FileRun {
       dryRun: options?.dryRun ?? false,
       dryRunSource: options?.dryRunSource,
       queryExecutionId: options?.queryExecutionId,
+      run: options?.dryRun ? undefined : this.runId,
       progress: this.checkpoint,
       lookupQueries: this.lookupQueries,
       writeBatches: this.writeBatches,

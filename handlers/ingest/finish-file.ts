@@ -16,6 +16,7 @@ import { FileRun } from "./file-run";
 import type { FileMetrics } from "./metrics";
 import type {
   ArtifactStore,
+  EntryStore,
   FileArtifacts,
   IngestMetricsPublisher,
   SelfInvoker,
@@ -34,6 +35,45 @@ export interface FileEnd {
   invocationStartedAt: number;
   /** Carries the bucket and key (and the query id once known) on every line. */
   logger: Logger;
+  /** Where the run is recorded (`tracking_sync_runs`). */
+  runs?: Pick<EntryStore, "recordRun">;
+}
+
+/**
+ * Records a real run in `tracking_sync_runs`: started (`outcome: "running"`) when its
+ * source is open, and how it ended. A dry run writes nothing, so it records nothing.
+ */
+export async function recordRunOf(end: FileEnd, report: ObjectReport): Promise<void> {
+  const { run } = end;
+  const runId = run.runId;
+  if (!end.runs || !run.options || run.options.dryRun || !runId || !run.source) return;
+  const ended = report.outcome !== "running" && report.outcome !== "continued";
+  await end.runs.recordRun({
+    _id: runId,
+    source: {
+      bucket: run.object.bucket,
+      key: run.object.key,
+      eTag: run.source.eTag,
+      ...(run.object.versionId ? { versionId: run.object.versionId } : {}),
+      size: run.source.size,
+    },
+    startedAt: run.startedAt,
+    ...(ended ? { finishedAt: new Date(report.finishedAt) } : {}),
+    outcome: report.outcome,
+    invocations: report.invocations,
+    counts: {
+      rows: report.stats.rowsFromAthena,
+      synced: report.stats.synced,
+      skipped: report.stats.skipped,
+      errors: report.stats.errors,
+      inserted: report.inserted,
+      updated: report.updated,
+      unchanged: report.unchanged,
+      moved: report.moved,
+      deleted: report.deleted,
+    },
+    ...(run.options.queryExecutionId ? { queryExecutionId: run.options.queryExecutionId } : {}),
+  });
 }
 
 /**
@@ -75,6 +115,7 @@ export async function finishFile(
     );
   }
   logVerdict(end, report.reconciliation);
+  await recordRunOf(end, report);
   if (run.chain) await removeContinuationLeftovers(end, rejects, run.chain);
   // Last, once the report is written: a retry after a failed report write publishes the
   // counts once, not twice, and this invocation's Duration covers all its work.
@@ -248,6 +289,11 @@ export async function failFile(end: FileEnd, error: TrackingSyncError): Promise<
     await end.artifacts.writeReport(report);
   } catch (reportError) {
     logger.error("Could not write the failure report", { error: reportError });
+  }
+  try {
+    await recordRunOf(end, report);
+  } catch (runError) {
+    logger.error("Could not record the failed run", { error: runError });
   }
   logger.error(dataProblem ? "Ingest rejected the file" : "Ingest failed", {
     error,

@@ -11,7 +11,7 @@ import {
   ObjectUnreadableError,
 } from "./errors";
 import type { FileRun } from "./file-run";
-import { type FileEnd, failFile, finishFile, handOver } from "./finish-file";
+import { type FileEnd, failFile, finishFile, handOver, recordRunOf } from "./finish-file";
 import type { InvocationLookups } from "./lookups";
 import {
   type ArtifactStore,
@@ -73,6 +73,7 @@ export async function ingestObject(
     metrics: deps.metrics,
     invocationStartedAt: invocation.startedAt,
     logger: invocation.logger.child({ bucket: run.object.bucket, key: run.object.key }),
+    runs: deps.entries,
   };
   let opened: OpenedFile | undefined;
   try {
@@ -137,11 +138,16 @@ async function openFile(
   const columns = indexHeader(header);
   if (!columns.ok) throw new MissingColumnsError(columns.missing, { key: run.object.key });
 
+  const runId = run.runId as string;
+  const ledger = await deps.entries.ledger(options.dryRun, runId);
+  if (!run.resumed) await recordRunOf(end, run.report({ outcome: "running" }));
+
   const rejects = new FileRejects(end.artifacts, header, run.earlierRejects, run.object.key);
   const pipeline = new BatchPipeline({
     resolver,
     directory,
     writer,
+    ledger,
     rejects,
     run,
     columns,

@@ -1,3 +1,12 @@
+import {
+  DryRunFactLedger,
+  FACTS_COLLECTION,
+  type FactDocument,
+  MongoFactLedger,
+  RUNS_COLLECTION,
+  type RunDocument,
+  recordRun,
+} from "./ledger";
 import { ENTRIES_COLLECTION, type MongoConnection, MongoLookupStore } from "./mongo";
 import type { EntryStore } from "./ports";
 import { DryRunEntryWriter, MongoEntryWriter } from "./writer";
@@ -12,6 +21,13 @@ export function createMongoEntryStore(connection: MongoConnection): EntryStore {
     async writer(dryRun) {
       const entries = (await connection.db()).collection(ENTRIES_COLLECTION);
       return dryRun ? new DryRunEntryWriter(entries) : new MongoEntryWriter(entries);
+    },
+    async ledger(dryRun, run) {
+      const facts = (await connection.db()).collection<FactDocument>(FACTS_COLLECTION);
+      return dryRun ? new DryRunFactLedger(facts, run) : new MongoFactLedger(facts, run);
+    },
+    async recordRun(record) {
+      await recordRun((await connection.db()).collection<RunDocument>(RUNS_COLLECTION), record);
     },
   };
 }

@@ -3,6 +3,7 @@ import type { FanOutStore } from "../shared/fan-out-store";
 import type { Logger } from "../shared/logger";
 import type { WatermarkStore } from "../shared/watermark-store";
 import type { ContinuationEvent, ContinuationState } from "./continuation";
+import type { FactLedger, RunRecord } from "./ledger";
 import type { IngestMetrics } from "./metrics";
 import type { LookupStore } from "./order-resolver";
 import type { PublicationCodeDocument } from "./publications";
@@ -90,6 +91,10 @@ export interface EntryStore {
   lookups(): Promise<IngestLookupStore>;
   /** Where a run's entry updates go: MongoDB, or a simulation for a dry run. */
   writer(dryRun: boolean): Promise<EntryWriter>;
+  /** The facts ledger of the run `run` (a dry run's reads only). */
+  ledger(dryRun: boolean, run: string): Promise<FactLedger>;
+  /** Real runs: records the run in `tracking_sync_runs` (started, then how it ended). */
+  recordRun(record: RunRecord): Promise<void>;
 }
 
 /** Queues a fresh invocation of this function with the rest of a file. */

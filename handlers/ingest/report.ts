@@ -29,7 +29,7 @@ export interface ObjectReport {
    * report, only returned by the invocation that stopped); `incomplete`: ran to the end,
    * but the records read differ from the rows Athena returned (`reconciliation`).
    */
-  outcome: "synced" | "rejected" | "failed" | "continued" | "incomplete";
+  outcome: "synced" | "rejected" | "failed" | "continued" | "incomplete" | "running";
   /** Records read against Athena's OutputRows, for a file that ran to its end. */
   reconciliation?: Reconciliation;
   /** Lambda invocations the file took so far (1 unless it continued in fresh invocations). */
@@ -40,6 +40,16 @@ export interface ObjectReport {
   inserted: number;
   updated: number;
   unchanged: number;
+  /**
+   * Row identities of a day that now resolve to another entry than before: their
+   * contribution left the old entry (counted in `updated`, or in `deleted` when the old
+   * entry was left with none). Dry runs: would.
+   */
+  moved: number;
+  /** Automated entries deleted because every contribution moved away. */
+  deleted: number;
+  /** `tracking_sync_runs._id` of this run: what the contributions' `run` names. */
+  run?: string;
   /** Dry runs: how many entry updates would change each field. */
   fieldChanges?: Record<string, number>;
   skippedByReason: Record<string, number>;
@@ -74,6 +84,7 @@ export function buildReport(input: {
   queryExecutionId?: string;
   missingColumns?: string[];
   rejects?: ObjectReport["rejects"];
+  run?: string;
   progress: Checkpoint;
   lookupQueries: number;
   writeBatches: number;
@@ -101,6 +112,9 @@ export function buildReport(input: {
     inserted: tally.inserted,
     updated: tally.updated,
     unchanged: tally.unchanged,
+    moved: tally.moved,
+    deleted: tally.deleted,
+    ...(input.run ? { run: input.run } : {}),
     ...(input.dryRun ? { fieldChanges: tally.fieldChanges } : {}),
     skippedByReason: tally.skippedByReason,
     errorsByReason: tally.errorsByReason,

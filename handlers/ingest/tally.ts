@@ -8,6 +8,10 @@ export class Tally {
   inserted = 0;
   updated = 0;
   unchanged = 0;
+  /** Row identities whose contribution left another entry (a re-mapping). */
+  moved = 0;
+  /** Automated entries deleted because every contribution left them. */
+  deleted = 0;
   readonly skippedByReason: Record<string, number> = {};
   readonly errorsByReason: Record<string, number> = {};
   readonly warnings: Record<string, number> = {};
@@ -58,6 +62,8 @@ export class Tally {
       inserted: this.inserted,
       updated: this.updated,
       unchanged: this.unchanged,
+      moved: this.moved,
+      deleted: this.deleted,
       skippedByReason: { ...this.skippedByReason },
       errorsByReason: { ...this.errorsByReason },
       warnings: { ...this.warnings },
@@ -76,6 +82,8 @@ export class Tally {
     tally.inserted = snapshot.inserted;
     tally.updated = snapshot.updated;
     tally.unchanged = snapshot.unchanged;
+    tally.moved = snapshot.moved ?? 0;
+    tally.deleted = snapshot.deleted ?? 0;
     Object.assign(tally.skippedByReason, snapshot.skippedByReason);
     Object.assign(tally.errorsByReason, snapshot.errorsByReason);
     Object.assign(tally.warnings, snapshot.warnings);
@@ -93,6 +101,8 @@ export interface TallySnapshot {
   inserted: number;
   updated: number;
   unchanged: number;
+  moved?: number;
+  deleted?: number;
   skippedByReason: Record<string, number>;
   errorsByReason: Record<string, number>;
   warnings: Record<string, number>;

@@ -6,13 +6,20 @@ import {
   MongoBulkWriteError,
   type WriteError,
 } from "mongodb";
+import { CompactMap, digest64 } from "./compact-map";
 import {
   applyEntryUpdate,
+  applyRemoval,
+  bsonEqual,
+  buildRemovalPipeline,
   buildUpdatePipeline,
+  EMPTY_ENTRY,
+  type EntryKey,
   type EntryUpdate,
   insertedFields,
 } from "./entry-update";
 import { MongoUnavailableError } from "./errors";
+import type { RemovalTarget } from "./ledger";
 import { asMongoUnavailable } from "./mongo";
 
 /** What one batch's updates did (or, in a dry run, would do). Counts are per entry per batch. */
@@ -29,9 +36,19 @@ export interface BatchWriteResult {
   fieldChanges?: Record<string, number>;
 }
 
+/** What taking moved contributions out of their old entries did (or would do). */
+export interface RemovalResult {
+  /** Entries that lost a contribution and keep others. */
+  updated: number;
+  /** Automated entries left with no contribution, deleted. */
+  deleted: number;
+}
+
 /** Where a batch's entry updates go: MongoDB (real runs) or a simulation (dry runs). */
 export interface EntryWriter {
   write(updates: readonly EntryUpdate[]): Promise<BatchWriteResult>;
+  /** Takes moved contributions out of the entries they left. */
+  remove(targets: readonly RemovalTarget[]): Promise<RemovalResult>;
 }
 
 const DUPLICATE_KEY = 11000;
@@ -201,6 +218,32 @@ export class MongoEntryWriter implements EntryWriter {
     }
   }
 
+  /**
+   * One ordered `bulkWrite`: per old entry, the removal pipeline (never an upsert), then
+   * a `deleteOne` of that entry if no contribution is left. The filters carry
+   * `source: "automated"`, so no other entry is ever touched.
+   */
+  async remove(targets: readonly RemovalTarget[]): Promise<RemovalResult> {
+    if (targets.length === 0) return { updated: 0, deleted: 0 };
+    const operations: AnyBulkWriteOperation[] = [];
+    for (const target of targets) {
+      operations.push({
+        updateOne: { filter: target.key, update: buildRemovalPipeline(target.removals) },
+      });
+      operations.push({ deleteOne: { filter: { ...target.key, ...EMPTY_ENTRY } } });
+    }
+    let outcome: BulkWriteResult;
+    try {
+      outcome = await this.entries.bulkWrite(operations, { ordered: true });
+    } catch (error) {
+      throw asMongoUnavailable(error, "taking moved contributions out of performance_entries");
+    }
+    return {
+      updated: outcome.modifiedCount - outcome.deletedCount,
+      deleted: outcome.deletedCount,
+    };
+  }
+
   private remember(keys: readonly string[]): void {
     for (const key of keys) {
       this.recent.delete(key);
@@ -219,11 +262,18 @@ function recentKey(update: EntryUpdate): string {
 
 /**
  * Dry runs: reads the batch's existing entries (one find) and applies the pure twin of
- * the pipeline. Entries simulated earlier in this object are remembered (most recent
- * `overlayLimit`), so an entry that spans batches counts as a real run would count it.
+ * the pipeline. Entries simulated earlier in this object are kept in memory (the most
+ * recent `overlayLimit`), and every entry this run touched is remembered as a 64-bit
+ * digest (`CompactMap`, about 34 bytes per entry): an entry touched again after it left
+ * the overlay is never counted as an insert again, and is `unchanged` exactly when each
+ * of its contributions is what the stored entry holds or what this run already placed
+ * there (`EntryUpdate.sameAsThisRun`). So the counts equal the real run's in any row
+ * order and at any size.
  */
 export class DryRunEntryWriter implements EntryWriter {
-  private readonly overlay = new Map<string, Document>();
+  /** Entry key → the simulated document (null: this run deleted it). */
+  private readonly overlay = new Map<string, Document | null>();
+  private readonly touched = new CompactMap();
 
   constructor(
     private readonly entries: Collection,
@@ -239,44 +289,90 @@ export class DryRunEntryWriter implements EntryWriter {
       failed: [],
       fieldChanges: {},
     };
-    const fetchKeys = updates.filter((update) => !this.overlay.has(overlayKey(update)));
-    const stored = new Map<string, Document>();
-    if (fetchKeys.length > 0) {
-      let documents: Document[];
-      try {
-        documents = await this.entries
-          .find({ $or: fetchKeys.map((update) => update.key) }, { batchSize: 10_000 })
-          .toArray();
-      } catch (error) {
-        throw asMongoUnavailable(error, "reading performance_entries");
-      }
-      for (const document of documents) stored.set(documentKey(document), document);
-    }
+    const stored = await this.read(updates.map((update) => update.key));
     const now = this.now();
+    const counts = result.fieldChanges as Record<string, number>;
     for (const update of updates) {
-      const key = overlayKey(update);
-      const existing = this.overlay.get(key) ?? stored.get(key) ?? null;
+      const key = overlayKey(update.key);
+      const digest = digest64(key);
+      if (!this.overlay.has(key) && this.touched.get(digest)) {
+        // Touched earlier, no longer in memory: judged by contributions alone.
+        const current = stored.get(key) ?? null;
+        if (changesStored(update, current)) result.updated++;
+        else result.unchanged++;
+        continue;
+      }
+      const existing = this.overlay.has(key)
+        ? (this.overlay.get(key) ?? null)
+        : (stored.get(key) ?? null);
       const applied = applyEntryUpdate(existing, update, now);
       if (applied.kind === "insert") result.inserted++;
       else if (applied.kind === "update") result.updated++;
       else result.unchanged++;
-      for (const field of applied.changedFields) {
-        const counts = result.fieldChanges as Record<string, number>;
-        counts[field] = (counts[field] ?? 0) + 1;
-      }
-      this.overlay.delete(key);
-      this.overlay.set(key, applied.document);
-      if (this.overlay.size > this.overlayLimit) {
-        const oldest = this.overlay.keys().next().value;
-        if (oldest !== undefined) this.overlay.delete(oldest);
-      }
+      for (const field of applied.changedFields) counts[field] = (counts[field] ?? 0) + 1;
+      this.keep(key, digest, applied.document);
     }
     return result;
   }
+
+  async remove(targets: readonly RemovalTarget[]): Promise<RemovalResult> {
+    const result: RemovalResult = { updated: 0, deleted: 0 };
+    if (targets.length === 0) return result;
+    const stored = await this.read(targets.map((target) => target.key));
+    const now = this.now();
+    for (const target of targets) {
+      const key = overlayKey(target.key);
+      const existing = this.overlay.has(key)
+        ? (this.overlay.get(key) ?? null)
+        : (stored.get(key) ?? null);
+      if (existing === null) continue;
+      const applied = applyRemoval(existing, target.removals, now);
+      if (applied.kind === "unchanged") continue;
+      if (applied.kind === "delete") result.deleted++;
+      else result.updated++;
+      this.keep(key, digest64(key), applied.document);
+    }
+    return result;
+  }
+
+  /** The stored entries of `keys` not simulated in memory, by overlay key. */
+  private async read(keys: readonly EntryKey[]): Promise<Map<string, Document>> {
+    const stored = new Map<string, Document>();
+    const fetch = keys.filter((key) => !this.overlay.has(overlayKey(key)));
+    if (fetch.length === 0) return stored;
+    let documents: Document[];
+    try {
+      documents = await this.entries.find({ $or: fetch }, { batchSize: 10_000 }).toArray();
+    } catch (error) {
+      throw asMongoUnavailable(error, "reading performance_entries");
+    }
+    for (const document of documents) stored.set(documentKey(document), document);
+    return stored;
+  }
+
+  private keep(key: string, digest: [number, number], document: Document | null): void {
+    this.touched.set(digest, [1]);
+    this.overlay.delete(key);
+    this.overlay.set(key, document);
+    if (this.overlay.size > this.overlayLimit) {
+      const oldest = this.overlay.keys().next().value;
+      if (oldest !== undefined) this.overlay.delete(oldest);
+    }
+  }
 }
 
-function overlayKey(update: EntryUpdate): string {
-  return JSON.stringify([update.key.orderId, update.key.itemPath, update.key.dateStart.getTime()]);
+/** Whether an update changes an entry this run touched before, judged by its contributions. */
+function changesStored(update: EntryUpdate, stored: Document | null): boolean {
+  const held: Document[] = Array.isArray(stored?.contributions) ? stored.contributions : [];
+  return update.contributions.some((contribution) => {
+    if (update.sameAsThisRun?.has(contribution.key)) return false;
+    const current = held.find((item) => item.key === contribution.key);
+    return current === undefined || !bsonEqual(current, contribution);
+  });
+}
+
+function overlayKey(key: EntryKey): string {
+  return JSON.stringify([key.orderId, key.itemPath, key.dateStart.getTime()]);
 }
 
 function documentKey(document: Document): string {

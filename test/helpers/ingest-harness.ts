@@ -104,6 +104,8 @@ export async function startIngestHarness(): Promise<IngestHarness> {
     async clearDb() {
       for (const name of [
         "performance_entries",
+        "tracking_sync_facts",
+        "tracking_sync_runs",
         "publication_insertion_orders",
         "tracking_scripts",
         "publications",

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { groupIntoUpdates, type ResolvedRow } from "../../../handlers/ingest/entry-batch";
+import { groupIntoUpdates, type PlacedRow } from "../../../handlers/ingest/entry-batch";
 import type { EntryTarget } from "../../../handlers/ingest/order-resolver";
 import type { ValidRow } from "../../../handlers/ingest/validate-row";
 
@@ -18,8 +18,10 @@ function target(overrides: Partial<EntryTarget> = {}): EntryTarget {
 }
 
 let nextLine = 2;
-function resolved(row: Partial<ValidRow>, to: EntryTarget = target()): ResolvedRow {
+function resolved(row: Partial<ValidRow>, to: EntryTarget = target()): PlacedRow {
+  const line = nextLine;
   return {
+    provenance: { rev: 1, run: "run-1", line },
     row: {
       line: nextLine++,
       reportDate: "2025-12-10",

@@ -23,6 +23,9 @@ function contribution(overrides: Partial<Contribution> = {}): Contribution {
     clicks: 3,
     viewableImpressions: 60,
     uniqueIps: 50,
+    rev: 1,
+    run: "run-1",
+    line: 2,
     ...overrides,
   };
   return {

@@ -2,8 +2,21 @@ import { createHash } from "node:crypto";
 import type { Context, S3Event } from "aws-lambda";
 import type { Document } from "mongodb";
 import type { ContinuationEvent, ContinuationState } from "../../../handlers/ingest/continuation";
-import { applyEntryUpdate, type EntryUpdate } from "../../../handlers/ingest/entry-update";
+import {
+  applyEntryUpdate,
+  applyRemoval,
+  type EntryUpdate,
+} from "../../../handlers/ingest/entry-update";
 import type { IngestHandlerDependencies } from "../../../handlers/ingest/ingest-event";
+import {
+  candidatesOf,
+  decide,
+  type FactDocument,
+  type FactLedger,
+  ledgerBatch,
+  nextFact,
+  type RunRecord,
+} from "../../../handlers/ingest/ledger";
 import type { IngestMetrics } from "../../../handlers/ingest/metrics";
 import type { OrderDoc, TrackingScriptDoc } from "../../../handlers/ingest/order-resolver";
 import {
@@ -421,6 +434,10 @@ export class FakeEntryStore implements EntryStore {
   readonly writersOpened: boolean[] = [];
   /** The updates of every write, real or dry, in call order. */
   readonly writes: { dryRun: boolean; updates: readonly EntryUpdate[] }[] = [];
+  /** `tracking_sync_facts`, by fact id (written by real runs only). */
+  readonly facts = new Map<string, FactDocument>();
+  /** `tracking_sync_runs`, by run id. */
+  readonly runs = new Map<string, RunRecord>();
   private failure: Error | undefined;
   private writeFailure: { after: number; error: Error } | undefined;
 
@@ -476,7 +493,58 @@ export class FakeEntryStore implements EntryStore {
         this.writes.push({ dryRun, updates });
         return dryRun ? this.simulate(updates, overlay) : this.upsert(updates);
       },
+      remove: async (targets) => {
+        this.check();
+        const result = { updated: 0, deleted: 0 };
+        const now = this.now();
+        for (const target of targets) {
+          const key = upsertKeyOf(target.key);
+          const existing = (dryRun ? overlay.get(key) : undefined) ?? this.entries.get(key);
+          if (!existing) continue;
+          const applied = applyRemoval(existing, target.removals, now);
+          if (applied.kind === "unchanged") continue;
+          if (applied.kind === "delete") result.deleted++;
+          else result.updated++;
+          if (dryRun) continue;
+          if (applied.document) this.entries.set(key, applied.document);
+          else this.entries.delete(key);
+        }
+        return result;
+      },
     };
+  }
+
+  /** The facts ledger on `facts`, without compare-and-set (one writer at a time here). */
+  async ledger(dryRun: boolean, run: string): Promise<FactLedger> {
+    this.check();
+    const facts = this.facts;
+    const now = this.now;
+    const check = () => this.check();
+    return {
+      async place(rows) {
+        check();
+        const { candidates, superseded } = candidatesOf(rows);
+        const decisions = candidates.map((candidate) =>
+          decide(candidate, facts.get(candidate.id), run),
+        );
+        if (!dryRun) {
+          for (const decision of decisions) {
+            const id = decision.candidate.id;
+            facts.set(id, nextFact(decision, facts.get(id), run, now()));
+          }
+        }
+        return ledgerBatch(decisions, superseded);
+      },
+      async settle() {
+        return [];
+      },
+    };
+  }
+
+  async recordRun(record: RunRecord): Promise<void> {
+    this.check();
+    const earlier = this.runs.get(record._id);
+    this.runs.set(record._id, { ...record, startedAt: earlier?.startedAt ?? record.startedAt });
   }
 
   private upsert(updates: readonly EntryUpdate[]): BatchWriteResult {

@@ -39,6 +39,9 @@ function entryUpdate(itemPath: string, creativeId: string, itemName: string): En
         clicks: 3,
         viewableImpressions: 60,
         uniqueIps: 50,
+        rev: 1,
+        run: "run-1",
+        line: 2,
       },
     ],
   };

@@ -1,0 +1,634 @@
+import { createHash } from "node:crypto";
+import {
+  type AnyBulkWriteOperation,
+  type Collection,
+  type Document,
+  MongoBulkWriteError,
+} from "mongodb";
+import { startOfDay } from "../shared/dates";
+import { CompactMap, digest64 } from "./compact-map";
+import type { PlacedRow, ResolvedRow } from "./entry-batch";
+import { contributionKey, type EntryKey, type Removal, SOURCE } from "./entry-update";
+import { MongoUnavailableError } from "./errors";
+import { asMongoUnavailable } from "./mongo";
+
+export const FACTS_COLLECTION = "tracking_sync_facts";
+export const RUNS_COLLECTION = "tracking_sync_runs";
+
+/** Where a fact's contribution lives: an automated entry of the fact's day. */
+export interface EntryRef {
+  orderId: string;
+  itemPath: string;
+}
+
+export interface FactNumbers {
+  impressions: number;
+  clicks: number;
+  viewableImpressions: number;
+  uniqueIps: number;
+}
+
+/**
+ * `tracking_sync_facts`: one document per row identity (creative id, publication code in
+ * lower case, channel, ad size) and day. `_id` is the identity's contribution key and the
+ * day, so the collection's own `_id` index is the unique index on identity and day.
+ */
+export interface FactDocument {
+  _id: string;
+  creativeId: string;
+  publicationCode: string;
+  channel: string | null;
+  adSize: string | null;
+  day: Date;
+  /** Bumped by every change of the value or of where it lives: the compare-and-set token. */
+  rev: number;
+  /** Where the identity's contribution lives now. */
+  entry: EntryRef;
+  itemName: string;
+  numbers: FactNumbers;
+  /** Provenance of the value: the run and line that wrote it. */
+  run: string;
+  line: number;
+  /** The value this one replaced (null for the first): what an undo restores. */
+  replaced: { entry: EntryRef; numbers: FactNumbers; run: string; line: number } | null;
+  /** Entries the contribution moved away from and may still sit in until the move settles. */
+  stale: EntryRef[];
+  /** The last run that read this identity, and on which line: duplicate rows across batches and invocations. */
+  seen: { run: string; line: number };
+  updatedAt: Date;
+}
+
+/** The fact id of a row: its identity's contribution key and its day. */
+export function factId(key: string, reportDate: string): string {
+  return `${key}|${reportDate}`;
+}
+
+/**
+ * A file run's id in `tracking_sync_runs`, from the object version it reads: a retry or a
+ * redelivery of the same version is the same run (so a retry leaves what a clean run
+ * leaves); a new version, or the same key dropped again with other bytes, is a new one.
+ */
+export function runIdOf(source: {
+  bucket: string;
+  key: string;
+  versionId?: string | undefined;
+  eTag: string;
+}): string {
+  return createHash("sha256")
+    .update(
+      `${source.bucket}\u0000${source.key}\u0000${source.versionId ?? ""}\u0000${source.eTag}`,
+    )
+    .digest("base64url")
+    .slice(0, 22);
+}
+
+/** Contributions to take out of one entry (a move's old entry). */
+export interface RemovalTarget {
+  key: EntryKey;
+  removals: Removal[];
+}
+
+/** What the ledger decided for one batch's resolved rows. */
+export interface LedgerBatch {
+  /** The rows to write to their entries, one per identity and day, with provenance. */
+  placed: PlacedRow[];
+  /** Rows whose value a later row of this file replaces (counted synced, not written). */
+  supersededRows: number;
+  /** `duplicate-row-superseded` warnings: rows replaced by a later row of the same file. */
+  superseded: number;
+  /** Row identities whose entry changed (moves) in this batch. */
+  moved: number;
+  /** Old entries to take moved contributions out of. */
+  removals: RemovalTarget[];
+}
+
+/**
+ * The facts ledger of one file run. `place` runs batch after batch in file order (a
+ * later batch's facts are read only after an earlier batch's are written); `settle`
+ * runs after the batch's entries are written.
+ */
+export interface FactLedger {
+  place(rows: readonly ResolvedRow[]): Promise<LedgerBatch>;
+  /**
+   * After the batch's entries are written: finds the facts another writer changed in the
+   * meantime and returns the contributions this batch must take back out; clears the
+   * settled moves' stale entries.
+   */
+  settle(batch: LedgerBatch): Promise<RemovalTarget[]>;
+}
+
+/** Compare-and-set rounds before a batch gives up (contention on one fact is brief). */
+const MAX_PLACE_ATTEMPTS = 5;
+const DUPLICATE_KEY = 11000;
+
+export interface Candidate {
+  resolved: ResolvedRow;
+  id: string;
+  key: string;
+  entry: EntryRef;
+  numbers: FactNumbers;
+  /** Earlier rows of the batch with the same identity and day (superseded by this one). */
+  earlier: number;
+}
+
+/** The batch's rows, last row per identity and day (a later row replaces an earlier one). */
+export function candidatesOf(rows: readonly ResolvedRow[]): {
+  candidates: Candidate[];
+  superseded: number;
+} {
+  const byId = new Map<string, Candidate>();
+  let superseded = 0;
+  for (const resolved of rows) {
+    const { row, target } = resolved;
+    const key = contributionKey(row.creativeId, row.publicationCode, row.channel, row.adSize);
+    const id = factId(key, row.reportDate);
+    const earlier = byId.get(id);
+    if (earlier) {
+      superseded++;
+      byId.delete(id);
+    }
+    byId.set(id, {
+      resolved,
+      id,
+      key,
+      entry: { orderId: target.orderId, itemPath: target.itemPath },
+      numbers: {
+        impressions: row.impressions,
+        clicks: row.clicks,
+        viewableImpressions: row.viewableImpressions,
+        uniqueIps: row.uniqueIps,
+      },
+      earlier: (earlier?.earlier ?? -1) + 1,
+    });
+  }
+  return { candidates: [...byId.values()], superseded };
+}
+
+function sameEntry(a: EntryRef | undefined, b: EntryRef | undefined): boolean {
+  return a !== undefined && b !== undefined && a.orderId === b.orderId && a.itemPath === b.itemPath;
+}
+
+function sameNumbers(a: FactNumbers, b: FactNumbers): boolean {
+  return (
+    a.impressions === b.impressions &&
+    a.clicks === b.clicks &&
+    a.viewableImpressions === b.viewableImpressions &&
+    a.uniqueIps === b.uniqueIps
+  );
+}
+
+/** What one candidate does to its fact, given the stored one. */
+export interface Decision {
+  candidate: Candidate;
+  /** A later row of this run is already applied: nothing to write. */
+  supersededByLater: boolean;
+  /** This row replaces an earlier row of this run (a warning). */
+  supersedesEarlier: boolean;
+  /** The value and entry are what the fact holds: its provenance and revision stay. */
+  same: boolean;
+  rev: number;
+  provenance: { rev: number; run: string; line: number };
+  stale: EntryRef[];
+  moved: boolean;
+  /** Dry runs: the fact stays as this run already placed it. */
+  sameAsThisRun?: boolean;
+}
+
+export function decide(
+  candidate: Candidate,
+  stored: FactDocument | undefined,
+  run: string,
+): Decision {
+  const { row, target } = candidate.resolved;
+  const seenHere = stored?.seen?.run === run;
+  const supersededByLater = seenHere && (stored?.seen.line ?? 0) > row.line;
+  const same =
+    stored !== undefined &&
+    sameEntry(stored.entry, candidate.entry) &&
+    sameNumbers(stored.numbers, candidate.numbers) &&
+    stored.itemName === target.itemName;
+  // A new revision when another run's value is replaced or the identity moves: a value
+  // this run already wrote keeps its revision, so the revisions (and the entries) come
+  // out the same however the file was cut into batches and invocations.
+  const bump =
+    !same &&
+    !supersededByLater &&
+    (stored?.run !== run || !sameEntry(stored?.entry, candidate.entry));
+  const rev = bump ? (stored?.rev ?? 0) + 1 : (stored?.rev ?? 0);
+  // A later row of this run placed the fact already: where it lives stays as that row left it.
+  const stale = supersededByLater
+    ? [...(stored?.stale ?? [])]
+    : (stored?.stale ?? []).filter((ref) => !sameEntry(ref, candidate.entry));
+  const moved =
+    !supersededByLater && stored !== undefined && !sameEntry(stored.entry, candidate.entry);
+  if (moved && stored && !stale.some((ref) => sameEntry(ref, stored.entry)))
+    stale.push(stored.entry);
+  return {
+    candidate,
+    supersededByLater,
+    supersedesEarlier: seenHere && (stored?.seen.line ?? 0) < row.line,
+    same,
+    rev,
+    provenance:
+      same && stored ? { rev, run: stored.run, line: stored.line } : { rev, run, line: row.line },
+    stale,
+    moved,
+  };
+}
+
+/** The fact as a decision leaves it. */
+export function nextFact(
+  decision: Decision,
+  stored: FactDocument | undefined,
+  run: string,
+  now: Date,
+): FactDocument {
+  const { candidate } = decision;
+  const { row, target } = candidate.resolved;
+  const seen = { run, line: row.line };
+  if (stored && (decision.same || decision.supersededByLater)) {
+    return {
+      ...stored,
+      seen: decision.supersededByLater ? stored.seen : seen,
+      stale: decision.stale,
+    };
+  }
+  return {
+    _id: candidate.id,
+    creativeId: row.creativeId,
+    publicationCode: row.publicationCode.toLowerCase(),
+    channel: row.channel,
+    adSize: row.adSize,
+    day: startOfDay(row.reportDate),
+    rev: decision.rev,
+    entry: candidate.entry,
+    itemName: target.itemName,
+    numbers: candidate.numbers,
+    run,
+    line: row.line,
+    replaced: stored
+      ? { entry: stored.entry, numbers: stored.numbers, run: stored.run, line: stored.line }
+      : null,
+    stale: decision.stale,
+    seen,
+    updatedAt: now,
+  };
+}
+
+/** The fact write of one decision: compare-and-set on the stored revision. */
+function factOperation(
+  decision: Decision,
+  stored: FactDocument | undefined,
+  run: string,
+  now: Date,
+): AnyBulkWriteOperation<FactDocument> {
+  const fact = nextFact(decision, stored, run, now);
+  if (!stored) return { insertOne: { document: fact } };
+  const filter = { _id: fact._id, rev: stored.rev };
+  if (decision.same || decision.supersededByLater) {
+    // Only who saw it last (and what is still stale) changes: a small update.
+    return {
+      updateOne: { filter, update: { $set: { seen: fact.seen, stale: fact.stale } }, upsert: true },
+    };
+  }
+  const { _id, ...fields } = fact;
+  return { updateOne: { filter, update: { $set: fields }, upsert: true } };
+}
+
+/** Entries to take each identity out of: its stale entries, grouped per entry and day. */
+function removalsOf(
+  items: readonly { key: string; reportDate: string; rev: number; from: readonly EntryRef[] }[],
+): RemovalTarget[] {
+  const targets = new Map<string, RemovalTarget>();
+  for (const item of items) {
+    for (const ref of item.from) {
+      const id = JSON.stringify([ref.orderId, ref.itemPath, item.reportDate]);
+      let target = targets.get(id);
+      if (!target) {
+        target = {
+          key: {
+            orderId: ref.orderId,
+            itemPath: ref.itemPath,
+            dateStart: startOfDay(item.reportDate),
+            source: SOURCE,
+          },
+          removals: [],
+        };
+        targets.set(id, target);
+      }
+      target.removals.push({ key: item.key, rev: item.rev });
+    }
+  }
+  return [...targets.values()];
+}
+
+export function ledgerBatch(decisions: readonly Decision[], superseded: number): LedgerBatch {
+  const placed: PlacedRow[] = [];
+  let supersededRows = 0;
+  let warnings = superseded;
+  let moved = 0;
+  const stale: { key: string; reportDate: string; rev: number; from: EntryRef[] }[] = [];
+  for (const decision of decisions) {
+    const { candidate } = decision;
+    supersededRows += candidate.earlier;
+    if (decision.supersedesEarlier || decision.supersededByLater) warnings++;
+    if (decision.supersededByLater) {
+      supersededRows++;
+      continue;
+    }
+    if (decision.moved) moved++;
+    placed.push({
+      ...candidate.resolved,
+      provenance: decision.provenance,
+      ...(decision.sameAsThisRun ? { sameAsThisRun: true } : {}),
+    });
+    if (decision.stale.length > 0) {
+      stale.push({
+        key: candidate.key,
+        reportDate: candidate.resolved.row.reportDate,
+        rev: decision.rev,
+        from: decision.stale,
+      });
+    }
+  }
+  return { placed, supersededRows, superseded: warnings, moved, removals: removalsOf(stale) };
+}
+
+/**
+ * The ledger of a real run, in MongoDB. Per batch: one `find` of the batch's facts, one
+ * unordered `bulkWrite` that sets each fact by compare-and-set on its revision (an
+ * insert, or an upsert filtered on `_id` and the stored `rev`: when another writer
+ * changed the fact in between, the upsert collides on `_id` with E11000 and the row is
+ * placed again from the fact as it is now). After the entries are written, one `find`
+ * tells which facts moved on since: a contribution this batch wrote to an entry the
+ * fact no longer points to is taken back out (the newer writer's revision is higher, so
+ * nothing of its own is touched). Moves settle by clearing the fact's stale entries.
+ */
+export class MongoFactLedger implements FactLedger {
+  private previous: Promise<unknown> = Promise.resolve();
+  /** Per batch: the revision each placed fact was set to, by fact id. */
+  private readonly written = new WeakMap<
+    LedgerBatch,
+    Map<string, { rev: number; entry: EntryRef; key: string; reportDate: string; stale: boolean }>
+  >();
+
+  constructor(
+    private readonly facts: Collection<FactDocument>,
+    private readonly run: string,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  place(rows: readonly ResolvedRow[]): Promise<LedgerBatch> {
+    const placing = this.previous.then(() => this.placeNow(rows));
+    this.previous = placing.catch(() => {});
+    return placing;
+  }
+
+  private async placeNow(rows: readonly ResolvedRow[]): Promise<LedgerBatch> {
+    const { candidates, superseded } = candidatesOf(rows);
+    const decided = new Map<string, Decision>();
+    let pending = candidates;
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      if (attempt > MAX_PLACE_ATTEMPTS) {
+        throw new MongoUnavailableError(
+          `${pending.length} ledger facts kept changing under concurrent runs; the file is retried`,
+        );
+      }
+      const stored = await this.read(pending.map((candidate) => candidate.id));
+      const now = this.now();
+      const decisions = pending.map((candidate) =>
+        decide(candidate, stored.get(candidate.id), this.run),
+      );
+      const operations = decisions.map((decision) =>
+        factOperation(decision, stored.get(decision.candidate.id), this.run, now),
+      );
+      const conflicts = await this.write(operations);
+      const retry: Candidate[] = [];
+      decisions.forEach((decision, index) => {
+        if (conflicts.has(index)) retry.push(decision.candidate);
+        else decided.set(decision.candidate.id, decision);
+      });
+      pending = retry;
+    }
+    // In file order of the candidates (the batch's last row per identity and day).
+    const decisions = candidates.map((candidate) => decided.get(candidate.id) as Decision);
+    const batch = ledgerBatch(decisions, superseded);
+    const written = new Map<
+      string,
+      { rev: number; entry: EntryRef; key: string; reportDate: string; stale: boolean }
+    >();
+    for (const decision of decisions) {
+      if (decision.supersededByLater) continue;
+      written.set(decision.candidate.id, {
+        rev: decision.rev,
+        entry: decision.candidate.entry,
+        key: decision.candidate.key,
+        reportDate: decision.candidate.resolved.row.reportDate,
+        stale: decision.stale.length > 0,
+      });
+    }
+    this.written.set(batch, written);
+    return batch;
+  }
+
+  async settle(batch: LedgerBatch): Promise<RemovalTarget[]> {
+    const written = this.written.get(batch);
+    if (!written || written.size === 0) return [];
+    const stored = await this.read([...written.keys()]);
+    const takeBack: { key: string; reportDate: string; rev: number; from: EntryRef[] }[] = [];
+    const clear: AnyBulkWriteOperation<FactDocument>[] = [];
+    for (const [id, mine] of written) {
+      const now = stored.get(id);
+      if (!now) continue;
+      if (now.rev !== mine.rev) {
+        // A newer writer owns the fact: what this batch wrote where it no longer lives goes.
+        if (!sameEntry(now.entry, mine.entry)) {
+          takeBack.push({
+            key: mine.key,
+            reportDate: mine.reportDate,
+            rev: now.rev,
+            from: [mine.entry],
+          });
+        }
+      } else if (mine.stale) {
+        clear.push({
+          updateOne: { filter: { _id: id, rev: mine.rev }, update: { $set: { stale: [] } } },
+        });
+      }
+    }
+    if (clear.length > 0) {
+      try {
+        await this.facts.bulkWrite(clear, { ordered: false });
+      } catch (error) {
+        throw asMongoUnavailable(error, `writing ${FACTS_COLLECTION}`);
+      }
+    }
+    this.written.delete(batch);
+    return removalsOf(takeBack);
+  }
+
+  private async read(ids: string[]): Promise<Map<string, FactDocument>> {
+    try {
+      const documents = await this.facts
+        .find({ _id: { $in: ids } }, { batchSize: ids.length + 1 })
+        .toArray();
+      return new Map(documents.map((document) => [document._id, document]));
+    } catch (error) {
+      throw asMongoUnavailable(error, `reading ${FACTS_COLLECTION}`);
+    }
+  }
+
+  /** The indexes of the operations that lost a compare-and-set. */
+  private async write(operations: AnyBulkWriteOperation<FactDocument>[]): Promise<Set<number>> {
+    const conflicts = new Set<number>();
+    try {
+      await this.facts.bulkWrite(operations, { ordered: false });
+    } catch (error) {
+      const writeErrors =
+        error instanceof MongoBulkWriteError
+          ? Array.isArray(error.writeErrors)
+            ? error.writeErrors
+            : [error.writeErrors]
+          : [];
+      if (writeErrors.length === 0 || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) {
+        throw asMongoUnavailable(error, `writing ${FACTS_COLLECTION}`);
+      }
+      for (const writeError of writeErrors) conflicts.add(writeError.index);
+    }
+    return conflicts;
+  }
+}
+
+/**
+ * The ledger of a dry run: reads the stored facts, writes nothing. What this run would
+ * have written is remembered compactly (`CompactMap`: a 64-bit digest of the fact id →
+ * the value's digest, the line last seen, the provenance line and the revision), so
+ * duplicates and unchanged values are judged across the whole file as a real run judges
+ * them, at about 34 bytes per row identity (34 MB per million).
+ */
+export class DryRunFactLedger implements FactLedger {
+  private readonly wrote = new CompactMap();
+
+  constructor(
+    private readonly facts: Collection<FactDocument>,
+    private readonly run: string,
+  ) {}
+
+  async place(rows: readonly ResolvedRow[]): Promise<LedgerBatch> {
+    const { candidates, superseded } = candidatesOf(rows);
+    let stored: Map<string, FactDocument>;
+    try {
+      const documents = await this.facts
+        .find({ _id: { $in: candidates.map((candidate) => candidate.id) } })
+        .toArray();
+      stored = new Map(documents.map((document) => [document._id, document]));
+    } catch (error) {
+      throw asMongoUnavailable(error, `reading ${FACTS_COLLECTION}`);
+    }
+    const decisions: Decision[] = [];
+    for (const candidate of candidates) {
+      const id = digest64(candidate.id);
+      const value = valueDigest(candidate);
+      const fact = stored.get(candidate.id);
+      const earlier = this.wrote.get(id);
+      const decision = earlier
+        ? this.decideAgain(candidate, value, earlier, fact)
+        : decide(candidate, fact, this.run);
+      if (earlier !== undefined && decision.same) decision.sameAsThisRun = true;
+      if (!decision.supersededByLater) {
+        const fromStored = decision.provenance.run !== this.run ? FROM_STORED : 0;
+        this.wrote.set(id, [
+          value,
+          candidate.resolved.row.line,
+          decision.provenance.line,
+          (decision.rev | fromStored) >>> 0,
+        ]);
+      }
+      decisions.push(decision);
+    }
+    return ledgerBatch(decisions, superseded);
+  }
+
+  /** A fact this run already placed: judged against what it placed, as the real run's stored fact. */
+  private decideAgain(
+    candidate: Candidate,
+    value: number,
+    earlier: Uint32Array,
+    fact: FactDocument | undefined,
+  ): Decision {
+    const line = candidate.resolved.row.line;
+    const [earlierValue, seenLine, provenanceLine, revAndFlag] = earlier as unknown as number[];
+    const rev = ((revAndFlag as number) & ~FROM_STORED) >>> 0;
+    const same = earlierValue === value;
+    const fromStored = ((revAndFlag as number) & FROM_STORED) !== 0;
+    const run = fromStored ? (fact?.run ?? this.run) : this.run;
+    // As `decide`: a value this run already wrote keeps its revision.
+    const nextRev = same || !fromStored ? rev : rev + 1;
+    return {
+      candidate,
+      supersededByLater: (seenLine as number) > line,
+      supersedesEarlier: (seenLine as number) < line,
+      same,
+      rev: nextRev,
+      provenance: same
+        ? { rev, run, line: provenanceLine as number }
+        : { rev: nextRev, run: this.run, line },
+      stale: [],
+      moved: false,
+    };
+  }
+
+  async settle(): Promise<RemovalTarget[]> {
+    return [];
+  }
+}
+
+/** Flag in a remembered revision: the provenance is the stored fact's run, not this one. */
+const FROM_STORED = 0x80000000;
+
+/** 32 bits of a digest of where the row goes and its value: equal when the fact would stay. */
+function valueDigest(candidate: Candidate): number {
+  const { numbers, entry } = candidate;
+  return digest64(
+    JSON.stringify([
+      entry.orderId,
+      entry.itemPath,
+      candidate.resolved.target.itemName,
+      numbers.impressions,
+      numbers.clicks,
+      numbers.viewableImpressions,
+      numbers.uniqueIps,
+    ]),
+  )[1];
+}
+
+/** `tracking_sync_runs`: one document per file run, written only by real runs. */
+export interface RunDocument {
+  _id: string;
+  source: { bucket: string; key: string; eTag: string; versionId?: string; size?: number };
+  startedAt: Date;
+  /** Set when the run ended (synced, rejected, failed, incomplete). */
+  finishedAt?: Date;
+  outcome: string;
+  invocations: number;
+  counts: Record<string, number>;
+  queryExecutionId?: string;
+}
+
+/** What a run records: its document without `startedAt` (kept from the first invocation). */
+export interface RunRecord extends Omit<RunDocument, "startedAt"> {
+  startedAt: Date;
+}
+
+/**
+ * Records a run: the first write sets `startedAt`, every write sets the rest (a
+ * redelivered or retried run updates its own document, never adds one).
+ */
+export async function recordRun(runs: Collection<RunDocument>, record: RunRecord): Promise<void> {
+  const { _id, startedAt, ...fields } = record;
+  try {
+    await runs.updateOne({ _id }, { $set: fields, $setOnInsert: { startedAt } }, { upsert: true });
+  } catch (error) {
+    throw asMongoUnavailable(error, `writing ${RUNS_COLLECTION}`);
+  }
+}

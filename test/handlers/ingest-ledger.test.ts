@@ -1,0 +1,261 @@
+import { CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwatch";
+import { mockClient } from "aws-sdk-client-mock";
+import type { Document } from "mongodb";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { buildCsv, type CsvRowValues, csvRow } from "../helpers/ingest-csv";
+import { order, seedLookups, trackingScript } from "../helpers/ingest-fixtures";
+import { type IngestHarness, lambdaContext, startIngestHarness } from "../helpers/ingest-harness";
+
+/**
+ * The facts ledger through the real handler on the stand-ins: re-mapped creatives move
+ * without double counting (within a file's day, between files, under concurrent
+ * deliveries, and back), provenance names the run and line, and duplicates across
+ * batches are counted once.
+ */
+const cloudwatch = mockClient(CloudWatchClient);
+let harness: IngestHarness;
+let handler: Awaited<ReturnType<IngestHarness["loadHandler"]>>;
+
+beforeAll(async () => {
+  harness = await startIngestHarness();
+  handler = await harness.loadHandler({ BATCH_SIZE: "2" });
+});
+afterAll(async () => {
+  await harness?.stop();
+});
+beforeEach(async () => {
+  cloudwatch.reset();
+  cloudwatch.on(PutMetricDataCommand).resolves({});
+  await harness.clearDb();
+});
+
+const DAY = "2025-12-10";
+const X = "cr_spring-sale_300x250";
+const Y = "cr_spring-sale_728x90";
+
+/** Two campaigns of one publication; X and Y are tracked for spring-sale. */
+async function seedTwoCampaigns() {
+  const spring = order();
+  const summer = order({ campaignId: "summer-fest" });
+  await seedLookups(harness.db, {
+    orders: [spring, summer],
+    trackingScripts: [
+      trackingScript({ creativeId: X }),
+      trackingScript({ creativeId: Y, creative: { name: "Spring Sale 728x90" } }),
+    ],
+  });
+  return { spring: spring._id.toString(), summer: summer._id.toString() };
+}
+
+/** X's tracking script corrected to another campaign (or back). */
+async function remap(creativeId: string, campaignId: string): Promise<void> {
+  await harness.db
+    .collection("tracking_scripts")
+    .updateOne({ creativeId }, { $set: { campaignId } });
+}
+
+const rowX = (overrides: CsvRowValues = {}) =>
+  csvRow({ creative_id: X, impressions: 1000, ...overrides });
+const rowY = (overrides: CsvRowValues = {}) =>
+  csvRow({ creative_id: Y, ad_size: "728x90", impressions: 2000, ...overrides });
+
+async function ingest(key: string, rows: CsvRowValues[], run = handler) {
+  await run(await harness.putObject(key, buildCsv(rows)), lambdaContext);
+  return (await harness.readJson(`reports/${key}.json`)) as Document;
+}
+
+/** orderId → [creative ids, impressions] of the day's automated entries. */
+async function dayEntries(day = DAY): Promise<Record<string, [string[], number]>> {
+  const stored = await harness.db
+    .collection("performance_entries")
+    .find({ source: "automated", dateStart: new Date(`${day}T00:00:00.000Z`) })
+    .toArray();
+  return Object.fromEntries(
+    stored.map((entry) => [
+      entry.orderId,
+      [entry.contributions.map((c: Document) => c.creativeId), entry.metrics.impressions],
+    ]),
+  );
+}
+
+async function dayTotal(day = DAY): Promise<number> {
+  return Object.values(await dayEntries(day)).reduce(
+    (sum, [, impressions]) => sum + impressions,
+    0,
+  );
+}
+
+async function fact(creativeId: string, day = DAY): Promise<Document | null> {
+  return harness.db
+    .collection("tracking_sync_facts")
+    .findOne({ creativeId, day: new Date(`${day}T00:00:00.000Z`) });
+}
+
+describe("ingestResults: the facts ledger", () => {
+  it("moves a re-mapped creative out of its old entry when the same file is dropped again", async () => {
+    const { spring, summer } = await seedTwoCampaigns();
+    await ingest("reprocess/day.csv", [rowX(), rowY()]);
+    expect(await dayEntries()).toEqual({ [spring]: [[X, Y], 3000] });
+
+    await remap(X, "summer-fest");
+    const report = await ingest("reprocess/day.csv", [rowX(), rowY()]);
+
+    expect(await dayEntries()).toEqual({ [spring]: [[Y], 2000], [summer]: [[X], 1000] });
+    expect(await dayTotal()).toBe(3000);
+    expect(report).toMatchObject({ moved: 1, inserted: 1, updated: 1, deleted: 0 });
+    expect(await fact(X)).toMatchObject({
+      entry: { orderId: summer, itemPath: "tracking-display" },
+      rev: 2,
+      replaced: { entry: { orderId: spring }, numbers: { impressions: 1000 } },
+      stale: [],
+    });
+  });
+
+  it("moves a creative between two files of one day, and back, deleting the entry it leaves empty", async () => {
+    const { spring, summer } = await seedTwoCampaigns();
+    await ingest("reprocess/both.csv", [rowX(), rowY()]);
+
+    await remap(X, "summer-fest");
+    await ingest("reprocess/only-x.csv", [rowX({ impressions: 1100 })]);
+    expect(await dayEntries()).toEqual({ [spring]: [[Y], 2000], [summer]: [[X], 1100] });
+
+    await remap(X, "spring-sale");
+    const back = await ingest("reprocess/only-x-again.csv", [rowX({ impressions: 1200 })]);
+    expect(await dayEntries()).toEqual({ [spring]: [[X, Y], 3200] });
+    expect(back).toMatchObject({ moved: 1, deleted: 1 });
+    expect(await fact(X)).toMatchObject({ entry: { orderId: spring }, rev: 3, stale: [] });
+  });
+
+  it("holds each row identity once when deliveries of re-mapped rows run concurrently", async () => {
+    const { spring, summer } = await seedTwoCampaigns();
+    const days = ["2025-12-10", "2025-12-11", "2025-12-12"];
+    const rows = days.flatMap((day) => [rowX({ report_date: day }), rowY({ report_date: day })]);
+    await ingest("reprocess/week.csv", rows);
+    await remap(X, "summer-fest");
+
+    const handlers = await Promise.all(
+      [1, 2, 3].map(() => harness.loadHandler({ BATCH_SIZE: "1" })),
+    );
+    const events = await Promise.all([
+      harness.putObject("reprocess/week-again.csv", buildCsv(rows)),
+      harness.putObject("reprocess/week-x.csv", buildCsv(rows.filter((_, i) => i % 2 === 0))),
+    ]);
+    // The same event twice (a redelivery) and another file with the same rows, all at once.
+    await Promise.all([
+      handlers[0]?.(events[0], lambdaContext),
+      handlers[1]?.(events[0], lambdaContext),
+      handlers[2]?.(events[1], lambdaContext),
+    ]);
+
+    for (const day of days) {
+      expect(await dayEntries(day)).toEqual({ [spring]: [[Y], 2000], [summer]: [[X], 1000] });
+      expect(await fact(X, day)).toMatchObject({ entry: { orderId: summer }, stale: [] });
+    }
+  });
+
+  it("names the run and line of every contribution, and a reprocess with new numbers names the new run", async () => {
+    await seedTwoCampaigns();
+    const first = await ingest("reprocess/day.csv", [rowY(), rowX()]);
+    const again = await ingest("reprocess/day-same.csv", [rowX(), rowY()]);
+    const changed = await ingest("reprocess/day-fixed.csv", [rowX({ impressions: 999 })]);
+
+    expect(first.run).toEqual(expect.any(String));
+    expect(new Set([first.run, again.run, changed.run]).size).toBe(3);
+    expect(again).toMatchObject({ unchanged: 1, updated: 0 });
+    // The query the README gives: where did this entry's numbers come from.
+    const [entry] = await harness.db.collection("performance_entries").find().toArray();
+    const origins = await harness.db
+      .collection("performance_entries")
+      .aggregate([
+        { $match: { _id: entry?._id } },
+        { $unwind: "$contributions" },
+        {
+          $lookup: {
+            from: "tracking_sync_runs",
+            localField: "contributions.run",
+            foreignField: "_id",
+            as: "run",
+          },
+        },
+        {
+          $project: {
+            _id: 0,
+            creativeId: "$contributions.creativeId",
+            impressions: "$contributions.impressions",
+            line: "$contributions.line",
+            file: { $first: "$run.source" },
+            runStartedAt: { $first: "$run.startedAt" },
+          },
+        },
+      ])
+      .toArray();
+    expect(origins).toEqual([
+      {
+        creativeId: X,
+        impressions: 999,
+        line: 2,
+        file: expect.objectContaining({
+          bucket: "tracking-sync-results",
+          key: "reprocess/day-fixed.csv",
+          eTag: expect.any(String),
+        }),
+        runStartedAt: expect.any(Date),
+      },
+      {
+        creativeId: Y,
+        impressions: 2000,
+        line: 2,
+        file: expect.objectContaining({ key: "reprocess/day.csv" }),
+        runStartedAt: expect.any(Date),
+      },
+    ]);
+    expect(
+      await harness.db.collection("tracking_sync_runs").findOne({ _id: changed.run }),
+    ).toMatchObject({
+      outcome: "synced",
+      finishedAt: expect.any(Date),
+      counts: { rows: 1, synced: 1, updated: 1 },
+    });
+  });
+
+  it("counts a duplicate row in two batches once, and the later row wins", async () => {
+    const { spring } = await seedTwoCampaigns();
+    // Batches of two: the duplicate of X (line 2) arrives in the second batch (line 4).
+    const report = await ingest("reprocess/dup.csv", [
+      rowX({ impressions: 1100 }),
+      rowY(),
+      rowX({ impressions: 1500 }),
+    ]);
+
+    expect(report.warnings).toEqual({ "duplicate-row-superseded": 1 });
+    expect(report.stats).toMatchObject({ synced: 3 });
+    expect(await dayEntries()).toEqual({ [spring]: [[X, Y], 3500] });
+    expect(await fact(X)).toMatchObject({ line: 4, numbers: { impressions: 1500 } });
+
+    const rerun = await ingest("reprocess/dup.csv", [
+      rowX({ impressions: 1100 }),
+      rowY(),
+      rowX({ impressions: 1500 }),
+    ]);
+    expect(rerun.warnings).toEqual({ "duplicate-row-superseded": 1 });
+  });
+
+  it("leaves entries that are not automated alone", async () => {
+    const { spring } = await seedTwoCampaigns();
+    await harness.db.collection("performance_entries").insertOne({
+      orderId: spring,
+      itemPath: "tracking-display",
+      dateStart: new Date(`${DAY}T00:00:00.000Z`),
+      source: "manual",
+      metrics: { impressions: 5 },
+    });
+    await ingest("reprocess/day.csv", [rowX()]);
+    await remap(X, "summer-fest");
+    await ingest("reprocess/day.csv", [rowX()]);
+
+    expect(
+      await harness.db.collection("performance_entries").findOne({ source: "manual" }),
+    ).toMatchObject({ metrics: { impressions: 5 } });
+    expect(await harness.db.collection("tracking_sync_facts").countDocuments()).toBe(1);
+  });
+});
