@@ -8,6 +8,8 @@ export class Tally {
   inserted = 0;
   updated = 0;
   unchanged = 0;
+  /** Reopens of the source's body after it broke mid-file (every invocation's). */
+  streamResumes = 0;
   readonly skippedByReason: Record<string, number> = {};
   readonly errorsByReason: Record<string, number> = {};
   readonly warnings: Record<string, number> = {};
@@ -58,6 +60,7 @@ export class Tally {
       inserted: this.inserted,
       updated: this.updated,
       unchanged: this.unchanged,
+      streamResumes: this.streamResumes,
       skippedByReason: { ...this.skippedByReason },
       errorsByReason: { ...this.errorsByReason },
       warnings: { ...this.warnings },
@@ -76,6 +79,8 @@ export class Tally {
     tally.inserted = snapshot.inserted;
     tally.updated = snapshot.updated;
     tally.unchanged = snapshot.unchanged;
+    // Absent from the state of an invocation that ran before resumes were counted.
+    tally.streamResumes = snapshot.streamResumes ?? 0;
     Object.assign(tally.skippedByReason, snapshot.skippedByReason);
     Object.assign(tally.errorsByReason, snapshot.errorsByReason);
     Object.assign(tally.warnings, snapshot.warnings);
@@ -93,6 +98,7 @@ export interface TallySnapshot {
   inserted: number;
   updated: number;
   unchanged: number;
+  streamResumes?: number;
   skippedByReason: Record<string, number>;
   errorsByReason: Record<string, number>;
   warnings: Record<string, number>;
