@@ -144,7 +144,6 @@ async function sendCut(
     res.flushHeaders();
   }
   await cut.beforeCut?.();
-  res.socket?.destroy();
   res.destroy();
 }
 
