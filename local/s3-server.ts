@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { listen } from "./listen";
+import type { S3Faults } from "./s3/faults";
 import {
   addNotification,
   type DeliveryFailure,
@@ -13,6 +14,7 @@ import { routeRequest } from "./s3/routes";
 import { createS3State, ensureBucket, type S3State } from "./s3/state";
 import { createHostId, createRequestId } from "./s3-events";
 
+export type { CutDownloadSpec, S3Faults } from "./s3/faults";
 export type { DeliveryFailure, NotificationRule };
 
 /**
@@ -60,6 +62,8 @@ export interface S3Server {
   idle(): Promise<void>;
   /** Every failed delivery so far. */
   readonly deliveryErrors: DeliveryFailure[];
+  /** Failures injected on purpose: downloads cut after some bytes. */
+  faults: S3Faults;
   /** Creates a bucket without going through HTTP (no-op when it exists). */
   createBucket(name: string): void;
   /** Waits for deliveries in flight, closes every socket, removes the temp dir it made. */
@@ -92,6 +96,10 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
     addNotification: (rule) => addNotification(state, rule),
     idle,
     deliveryErrors: state.notifications.deliveryErrors,
+    faults: {
+      cutDownloads: (spec) => state.faults.cutDownloads(spec),
+      reset: () => state.faults.reset(),
+    },
     createBucket: (name) => {
       ensureBucket(state, name);
     },

@@ -3,6 +3,11 @@ import { integerEnv, optionalEnv, requireEnv } from "../shared/env";
 import { ConfigurationError } from "../shared/errors";
 import { DEFAULT_CONTINUATION_MARGIN_MS } from "./continuation";
 import { parsePublicationCodeMap } from "./publications";
+import {
+  DEFAULT_STREAM_RESUME_ATTEMPTS,
+  DEFAULT_STREAM_RESUME_BACKOFF_MS,
+  type StreamResumeConfig,
+} from "./resumable-source";
 
 export const DEFAULT_METRICS_NAMESPACE = "EmpowerLocal/TrackingSync";
 export const DEFAULT_BATCH_SIZE = 1000;
@@ -23,6 +28,8 @@ export interface IngestConfig {
   publicationCodeOverrides: Record<string, number>;
   batchSize: number;
   maxInFlight: number;
+  /** A body stream that breaks mid-file is reopened where it broke (resumable-source.ts). */
+  streamResume: StreamResumeConfig;
   continuation: ContinuationConfig;
 }
 
@@ -68,6 +75,16 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     publicationCodeOverrides,
     batchSize: integerEnv("BATCH_SIZE", DEFAULT_BATCH_SIZE, env, { min: 1, max: 50_000 }),
     maxInFlight: integerEnv("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, env, { min: 1, max: 16 }),
+    streamResume: {
+      attempts: integerEnv("STREAM_RESUME_ATTEMPTS", DEFAULT_STREAM_RESUME_ATTEMPTS, env, {
+        min: 0,
+        max: 10,
+      }),
+      backoffMs: integerEnv("STREAM_RESUME_BACKOFF_MS", DEFAULT_STREAM_RESUME_BACKOFF_MS, env, {
+        min: 0,
+        max: 10_000,
+      }),
+    },
     continuation: {
       marginMs: integerEnv("CONTINUATION_MARGIN_MS", DEFAULT_CONTINUATION_MARGIN_MS, env, {
         min: 0,

@@ -26,13 +26,17 @@ import {
 } from "./ports";
 import { FileRejects } from "./rejects";
 import type { ObjectReport } from "./report";
+import { readResumably } from "./resumable-source";
 import { RowLog } from "./row-log";
 import { readRunOptions } from "./run-options";
 import { indexHeader } from "./validate-row";
 
 /** What the ingest core needs from the outside, all through ports (ports.ts). */
 export interface IngestDependencies {
-  settings: Pick<IngestConfig, "batchSize" | "maxInFlight" | "publicationCodeOverrides">;
+  settings: Pick<
+    IngestConfig,
+    "batchSize" | "maxInFlight" | "publicationCodeOverrides" | "streamResume"
+  >;
   source: SourceStore;
   artifacts: ArtifactStore;
   watermarks: WatermarkStores;
@@ -128,9 +132,7 @@ async function openFile(
   const { directory, resolver } = await invocation.lookups.get();
   const writer = await deps.entries.writer(options.dryRun);
 
-  const source = await openSource(deps.source, run);
-  run.source ??= { eTag: source.eTag, size: source.size };
-  const all = readRecordsOf(source, run);
+  const all = readRecordsOf(await openBody(end, deps), run);
   const { header, records } = run.header
     ? { header: run.header, records: all }
     : await splitHeader(all);
@@ -160,6 +162,37 @@ async function openFile(
 }
 
 /**
+ * The bytes this invocation reads, as one stream even when the body breaks mid-way: it is
+ * reopened where it broke, conditional on the version first read (resumable-source.ts).
+ * Each reopen is logged and counted in the report's `streamResumes`.
+ */
+async function openBody(
+  end: FileEnd,
+  deps: Pick<IngestDependencies, "source" | "settings">,
+): Promise<AsyncIterable<Uint8Array>> {
+  const { run } = end;
+  const opened = await openSource(deps.source, run);
+  run.source ??= { eTag: opened.eTag, size: opened.size };
+  return readResumably({
+    source: deps.source,
+    object: run.object,
+    opened,
+    startByte: run.readFrom?.byteOffset ?? 0,
+    eTag: run.source.eTag,
+    config: deps.settings.streamResume,
+    onResume: ({ byteOffset, attempt, attempts, error }) => {
+      run.tally.streamResumes++;
+      end.logger.warn("Source stream broke; resuming", {
+        byteOffset,
+        attempt,
+        attempts,
+        error: error.message,
+      });
+    },
+  });
+}
+
+/**
  * The object's bytes: from the top, or (resumed) from the checkpoint, only if the object
  * is still the one the first invocation read.
  */
@@ -185,13 +218,13 @@ async function openSource(source: SourceStore, run: FileRun): Promise<OpenedSour
 /**
  * The records, one array per chunk read (an async step per chunk, not per record). A
  * resumed run starts at a record boundary past the header: line and byte go on from the
- * checkpoint. A broken stream surfaces as ObjectUnreadableError.
+ * checkpoint. A stream that stays broken past its resumes surfaces as ObjectUnreadableError.
  */
-function readRecordsOf(source: OpenedSource, run: FileRun): AsyncGenerator<CsvRecord[]> {
+function readRecordsOf(body: AsyncIterable<Uint8Array>, run: FileRun): AsyncGenerator<CsvRecord[]> {
   const { object } = run;
   const from = run.readFrom;
   const records = readCsvChunks(
-    source.body,
+    body,
     from ? { startByte: from.byteOffset, startLine: run.checkpoint.line } : {},
   );
   return (async function* () {

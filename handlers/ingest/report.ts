@@ -70,6 +70,8 @@ export interface ObjectReport {
   progress: Checkpoint;
   lookupQueries: number;
   writeBatches: number;
+  /** Times the source's body broke mid-file and was reopened where it broke (all invocations). */
+  streamResumes: number;
   startedAt: string;
   finishedAt: string;
 }
@@ -133,6 +135,7 @@ export function buildReport(input: {
     progress: input.progress,
     lookupQueries: input.lookupQueries,
     writeBatches: input.writeBatches,
+    streamResumes: tally.streamResumes,
     startedAt: input.startedAt.toISOString(),
     finishedAt: input.finishedAt.toISOString(),
   };

@@ -12,6 +12,8 @@ export class Tally {
   moved = 0;
   /** Automated entries deleted because every contribution left them. */
   deleted = 0;
+  /** Reopens of the source's body after it broke mid-file (every invocation's). */
+  streamResumes = 0;
   readonly skippedByReason: Record<string, number> = {};
   readonly errorsByReason: Record<string, number> = {};
   readonly warnings: Record<string, number> = {};
@@ -64,6 +66,7 @@ export class Tally {
       unchanged: this.unchanged,
       moved: this.moved,
       deleted: this.deleted,
+      streamResumes: this.streamResumes,
       skippedByReason: { ...this.skippedByReason },
       errorsByReason: { ...this.errorsByReason },
       warnings: { ...this.warnings },
@@ -84,6 +87,8 @@ export class Tally {
     tally.unchanged = snapshot.unchanged;
     tally.moved = snapshot.moved ?? 0;
     tally.deleted = snapshot.deleted ?? 0;
+    // Absent from the state of an invocation that ran before resumes were counted.
+    tally.streamResumes = snapshot.streamResumes ?? 0;
     Object.assign(tally.skippedByReason, snapshot.skippedByReason);
     Object.assign(tally.errorsByReason, snapshot.errorsByReason);
     Object.assign(tally.warnings, snapshot.warnings);
@@ -103,6 +108,7 @@ export interface TallySnapshot {
   unchanged: number;
   moved?: number;
   deleted?: number;
+  streamResumes?: number;
   skippedByReason: Record<string, number>;
   errorsByReason: Record<string, number>;
   warnings: Record<string, number>;

@@ -3,6 +3,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { wholeSeconds } from "./conventions";
+import { FaultState } from "./faults";
 import { createNotificationState, type NotificationState } from "./notifications";
 import { type Bucket, ObjectStore, type StoredObject } from "./store";
 
@@ -17,6 +18,8 @@ export interface S3State {
   /** Known once the server listens; CompleteMultipartUpload's Location names it. */
   endpoint: string;
   readonly notifications: NotificationState;
+  /** Failures injected on purpose (tests): cut downloads. */
+  readonly faults: FaultState;
 }
 
 export interface S3StateOptions {
@@ -37,6 +40,7 @@ export async function createS3State(options: S3StateOptions): Promise<S3State> {
     ownsDir: options.dir === undefined,
     endpoint: "",
     notifications: createNotificationState(options.onDeliveryError),
+    faults: new FaultState(),
   };
 }
 

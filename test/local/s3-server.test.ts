@@ -809,6 +809,107 @@ describe("S3 stand-in through the real S3Client", () => {
     });
   });
 
+  describe("faults", () => {
+    /** What a body delivered before it failed, and how it failed (undefined: it did not). */
+    async function readUntilBroken(body: unknown): Promise<{ bytes: Buffer; error?: Error }> {
+      const chunks: Buffer[] = [];
+      try {
+        for await (const chunk of body as AsyncIterable<Uint8Array>)
+          chunks.push(Buffer.from(chunk));
+        return { bytes: Buffer.concat(chunks) };
+      } catch (error) {
+        return { bytes: Buffer.concat(chunks), error: error as Error };
+      }
+    }
+    const content = Buffer.from(Array.from({ length: 300_000 }, (_, i) => i % 251));
+
+    it("cuts the next GETs of a key after the given bytes, with the full length announced, then serves it whole", async () => {
+      await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "cut.bin", Body: content }));
+      s3.server.faults.cutDownloads({ key: "cut.bin", afterBytes: 100_000, count: 2 });
+      const get = () => s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: "cut.bin" }));
+
+      const first = await get();
+      const firstRead = await readUntilBroken(first.Body);
+      const secondRead = await readUntilBroken((await get()).Body);
+      const thirdRead = await readUntilBroken((await get()).Body);
+
+      expect(first.ContentLength).toBe(content.length);
+      expect(firstRead.error?.message).toMatch(/aborted|socket hang up|ECONNRESET/);
+      expect(firstRead.bytes.equals(content.subarray(0, 100_000))).toBe(true);
+      expect(secondRead.error).toBeDefined();
+      expect(thirdRead.error).toBeUndefined();
+      expect(thirdRead.bytes.equals(content)).toBe(true);
+    });
+
+    it("counts the cut from the start of a ranged GET, and cuts only the key it names", async () => {
+      await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "cut.bin", Body: content }));
+      await s3.client.send(
+        new PutObjectCommand({ Bucket: BUCKET, Key: "whole.bin", Body: content }),
+      );
+      s3.server.faults.cutDownloads({ key: "cut.bin", afterBytes: 1_000 });
+
+      const other = await readUntilBroken(
+        (await s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: "whole.bin" }))).Body,
+      );
+      const ranged = await readUntilBroken(
+        (
+          await s3.client.send(
+            new GetObjectCommand({ Bucket: BUCKET, Key: "cut.bin", Range: "bytes=5000-" }),
+          )
+        ).Body,
+      );
+
+      expect(other.error).toBeUndefined();
+      expect(other.bytes.length).toBe(content.length);
+      expect(ranged.error).toBeDefined();
+      expect(ranged.bytes.equals(content.subarray(5_000, 6_000))).toBe(true);
+    });
+
+    it("runs beforeCut before the socket closes, so a change it makes is seen by the next GET", async () => {
+      await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "cut.bin", Body: content }));
+      s3.server.faults.cutDownloads({
+        key: "cut.bin",
+        afterBytes: 10,
+        beforeCut: async () => {
+          await s3.client.send(
+            new PutObjectCommand({ Bucket: BUCKET, Key: "cut.bin", Body: "replaced" }),
+          );
+        },
+      });
+      const first = await s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: "cut.bin" }));
+
+      const read = await readUntilBroken(first.Body);
+      const resumed = await errorOf(
+        s3.client.send(
+          new GetObjectCommand({
+            Bucket: BUCKET,
+            Key: "cut.bin",
+            Range: "bytes=10-",
+            IfMatch: first.ETag,
+          }),
+        ),
+      );
+
+      expect(read.bytes.equals(content.subarray(0, 10))).toBe(true);
+      expect(resumed.$metadata?.httpStatusCode).toBe(412);
+    });
+
+    it("drops pending cuts on reset and refuses a count that is not a positive integer", async () => {
+      await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: "cut.bin", Body: content }));
+      s3.server.faults.cutDownloads({ key: "cut.bin", afterBytes: 0 });
+
+      s3.server.faults.reset();
+      const read = await readUntilBroken(
+        (await s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: "cut.bin" }))).Body,
+      );
+
+      expect(read.error).toBeUndefined();
+      expect(() =>
+        s3.server.faults.cutDownloads({ key: "cut.bin", afterBytes: 1, count: 0 }),
+      ).toThrow(RangeError);
+    });
+  });
+
   describe("test helper environment", () => {
     afterEach(() => {
       vi.unstubAllEnvs();

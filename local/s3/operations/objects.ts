@@ -1,8 +1,9 @@
-import { open } from "node:fs/promises";
+import { type FileHandle, open } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { stripQuotes, wholeSeconds } from "../conventions";
 import { S3Error, s3Errors } from "../errors";
+import type { CutDownloadSpec } from "../faults";
 import type { Created } from "../notifications";
 import {
   drain,
@@ -104,6 +105,11 @@ async function readObject(
       res.end();
       return undefined;
     }
+    const cut = state.faults.takeCut(request.bucket, request.key);
+    if (cut) {
+      await sendCut(handle, res, { start, end }, cut);
+      return undefined;
+    }
     const stream = handle.createReadStream({ start, end, autoClose: true });
     await pipeline(stream, res).catch(() => {
       // The client went away mid-download; nothing to report to it.
@@ -112,6 +118,33 @@ async function readObject(
   } finally {
     await handle?.close().catch(() => undefined);
   }
+}
+
+/**
+ * A download broken on purpose: the headers (full Content-Length) and the first
+ * `afterBytes` of the range, each flushed to the socket so the client really has them,
+ * then the socket is destroyed short of the length, as a reset connection ends one.
+ */
+async function sendCut(
+  handle: FileHandle,
+  res: ServerResponse,
+  range: { start: number; end: number },
+  cut: CutDownloadSpec,
+): Promise<void> {
+  const end = Math.min(range.end, range.start + cut.afterBytes - 1);
+  if (end >= range.start) {
+    for await (const chunk of handle.createReadStream({
+      start: range.start,
+      end,
+      autoClose: false,
+    })) {
+      await new Promise<void>((resolve) => res.write(chunk, () => resolve()));
+    }
+  } else {
+    res.flushHeaders();
+  }
+  await cut.beforeCut?.();
+  res.destroy();
 }
 
 function setObjectHeaders(res: ServerResponse, object: StoredObject, headOnly: boolean): void {

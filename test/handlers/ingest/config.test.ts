@@ -17,6 +17,7 @@ describe("loadIngestConfig", () => {
       publicationCodeOverrides: {},
       batchSize: 1000,
       maxInFlight: 2,
+      streamResume: { attempts: 3, backoffMs: 200 },
       continuation: { marginMs: 75_000, functionName: undefined },
     });
   });
@@ -48,6 +49,8 @@ describe("loadIngestConfig", () => {
       METRICS_NAMESPACE: "Test/Ns",
       PUBLICATION_CODE_MAP: '{"NEW": 5}',
       BATCH_SIZE: "250",
+      STREAM_RESUME_ATTEMPTS: "0",
+      STREAM_RESUME_BACKOFF_MS: "50",
     });
 
     expect(config).toMatchObject({
@@ -57,6 +60,7 @@ describe("loadIngestConfig", () => {
       metricsNamespace: "Test/Ns",
       publicationCodeOverrides: { new: 5 },
       batchSize: 250,
+      streamResume: { attempts: 0, backoffMs: 50 },
     });
   });
 
@@ -64,6 +68,10 @@ describe("loadIngestConfig", () => {
     [{ MONGODB_DB_NAME: "hub" }, "MONGODB_URI"],
     [{ MONGODB_URI: "mongodb://x" }, "MONGODB_DB_NAME"],
     [{ MONGODB_URI: "mongodb://x", MONGODB_DB_NAME: "hub", BATCH_SIZE: "0" }, "BATCH_SIZE"],
+    [
+      { MONGODB_URI: "mongodb://x", MONGODB_DB_NAME: "hub", STREAM_RESUME_ATTEMPTS: "-1" },
+      "STREAM_RESUME_ATTEMPTS",
+    ],
     [
       { MONGODB_URI: "mongodb://x", MONGODB_DB_NAME: "hub", PUBLICATION_CODE_MAP: "{" },
       "PUBLICATION_CODE_MAP",

@@ -34,6 +34,7 @@ import {
 } from "../../../handlers/ingest/ports";
 import type { PublicationCodeDocument } from "../../../handlers/ingest/publications";
 import type { ObjectReport } from "../../../handlers/ingest/report";
+import type { StreamResumeConfig } from "../../../handlers/ingest/resumable-source";
 import type { S3ObjectRef } from "../../../handlers/ingest/s3-records";
 import type { BatchWriteResult, EntryWriter } from "../../../handlers/ingest/writer";
 import {
@@ -68,6 +69,34 @@ async function* chunksOf(bytes: Buffer, chunkSize: number): AsyncGenerator<Uint8
   }
 }
 
+/** The chunks of `body` up to `afterBytes`, then the error a reset connection gives. */
+async function* brokenAfter(
+  body: AsyncIterable<Uint8Array>,
+  cut: BodyBreak,
+): AsyncGenerator<Uint8Array> {
+  let left = cut.afterBytes;
+  for await (const chunk of body) {
+    if (chunk.length >= left) {
+      if (left > 0) yield chunk.subarray(0, left);
+      break;
+    }
+    left -= chunk.length;
+    yield chunk;
+  }
+  await cut.beforeBreak?.();
+  throw Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
+}
+
+/** How the next bodies `open` returns break (see `FakeSourceStore.breakBodies`). */
+export interface BodyBreak {
+  /** Bytes of each body (of its range) delivered before it breaks. */
+  afterBytes: number;
+  /** How many bodies break (default 1). */
+  count?: number;
+  /** Runs when a body breaks, before the error reaches the reader (say, to replace the object). */
+  beforeBreak?: () => Promise<void> | void;
+}
+
 async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of body) chunks.push(Buffer.from(chunk));
@@ -92,6 +121,7 @@ export class FakeSourceStore implements SourceStore {
   private readonly objects = new Map<string, StoredSource>();
   private readonly manifests = new Map<string, unknown>();
   private openFailure: Error | undefined;
+  private bodyBreaks: (BodyBreak & { count: number })[] = [];
   /** Every `open`, in call order: which key, and from where. */
   readonly opens: { key: string; from: { byteOffset: number; eTag: string } | undefined }[] = [];
   /** Keys whose tags were read, in call order. */
@@ -124,6 +154,11 @@ export class FakeSourceStore implements SourceStore {
     this.openFailure = error;
   }
 
+  /** The next `count` bodies `open` returns break after `afterBytes`, as a reset download does. */
+  breakBodies(cut: BodyBreak): void {
+    this.bodyBreaks.push({ ...cut, count: cut.count ?? 1 });
+  }
+
   async open(
     object: S3ObjectRef,
     from?: { byteOffset: number; eTag: string },
@@ -140,7 +175,16 @@ export class FakeSourceStore implements SourceStore {
     }
     const bytes = stored.bytes.subarray(from?.byteOffset ?? 0);
     // A ranged GET's length is the range's, as S3's ContentLength is.
-    return { body: chunksOf(bytes, this.chunkSize), eTag: stored.eTag, size: bytes.length };
+    return { body: this.bodyOf(bytes), eTag: stored.eTag, size: bytes.length };
+  }
+
+  private bodyOf(bytes: Buffer): AsyncIterable<Uint8Array> {
+    const body = chunksOf(bytes, this.chunkSize);
+    const cut = this.bodyBreaks[0];
+    if (!cut) return body;
+    cut.count--;
+    if (cut.count === 0) this.bodyBreaks.shift();
+    return brokenAfter(body, cut);
   }
 
   async readTags(object: S3ObjectRef) {
@@ -636,6 +680,7 @@ export interface FakeIngestOptions {
   /** With it, files hand over to `invoker` once the context's time left is under `marginMs`. */
   handOverMarginMs?: number;
   chunkSize?: number;
+  streamResume?: StreamResumeConfig;
 }
 
 export function createFakeIngest(options: FakeIngestOptions = {}): FakeIngest {
@@ -656,6 +701,7 @@ export function createFakeIngest(options: FakeIngestOptions = {}): FakeIngest {
       batchSize: options.batchSize ?? 1000,
       maxInFlight: options.maxInFlight ?? 2,
       publicationCodeOverrides: {},
+      streamResume: options.streamResume ?? { attempts: 3, backoffMs: 0 },
     },
     filter: { ingestPrefixes: ["athena-results/", "reprocess/"], resultsBucket: BUCKET },
     logger,

@@ -486,3 +486,57 @@ describe("ingestObject reconciles with Athena's row count", () => {
     });
   });
 });
+
+describe("ingestObject of a body that breaks mid-file", () => {
+  it("resumes a body that breaks mid-file and ends as an unbroken run, counting and logging the resume", async () => {
+    const days = Array.from({ length: 28 }, (_, i) => `2025-11-${String(i + 1).padStart(2, "0")}`);
+    const body = buildCsv(
+      days.map((day, i) => csvRow({ report_date: day, impressions: 1000 + i })),
+    );
+    const unbroken = createFakeIngest({ lookups: LOOKUPS, batchSize: 7, chunkSize: 100 });
+    const broken = createFakeIngest({ lookups: LOOKUPS, batchSize: 7, chunkSize: 100 });
+    broken.source.breakBodies({ afterBytes: 1_234 });
+
+    const expected = await ingest(unbroken, MANUAL_KEY, body);
+    const { report } = await ingest(broken, MANUAL_KEY, body);
+
+    const { startedAt, finishedAt, duration, streamResumes, ...counts } = report;
+    const {
+      startedAt: _s,
+      finishedAt: _f,
+      duration: _d,
+      streamResumes: _r,
+      ...expectedCounts
+    } = expected.report;
+    expect(counts).toEqual(expectedCounts);
+    expect(streamResumes).toBe(1);
+    expect(expected.report.streamResumes).toBe(0);
+    expect(broken.entries.comparableEntries()).toEqual(unbroken.entries.comparableEntries());
+    expect(broken.logs.filter((line) => line.message === "Source stream broke; resuming")).toEqual([
+      expect.objectContaining({
+        level: "warn",
+        key: MANUAL_KEY,
+        byteOffset: 1_234,
+        attempt: 1,
+        attempts: 3,
+        error: "socket hang up",
+      }),
+    ]);
+  });
+
+  it("fails the object for a retry, with the resumes in the report, when the body keeps breaking", async () => {
+    const fake = createFakeIngest({ lookups: LOOKUPS });
+    fake.put(MANUAL_KEY, THREE_ROWS);
+    fake.source.breakBodies({ afterBytes: 50, count: 4 });
+    const object = objectRef(MANUAL_KEY);
+
+    const ingesting = ingestObject(FileRun.start(object), fake.deps, invocationOf(fake));
+
+    await expect(ingesting).rejects.toBeInstanceOf(ObjectUnreadableError);
+    expect(fake.artifacts.report(object)).toMatchObject({
+      outcome: "failed",
+      streamResumes: 3,
+      error: `Reading s3://${BUCKET}/${MANUAL_KEY} failed at byte 200 after 3 resume(s) of 3: socket hang up`,
+    });
+  });
+});
