@@ -289,21 +289,20 @@ export class DryRunEntryWriter implements EntryWriter {
       failed: [],
       fieldChanges: {},
     };
-    const stored = await this.read(updates.map((update) => update.key));
+    const { simulated, stored } = await this.read(updates.map((update) => update.key));
     const now = this.now();
     const counts = result.fieldChanges as Record<string, number>;
     for (const update of updates) {
       const key = overlayKey(update.key);
       const digest = digest64(key);
-      if (!this.overlay.has(key) && this.touched.get(digest)) {
+      if (!simulated.has(key) && this.touched.get(digest)) {
         // Touched earlier, no longer in memory: judged by contributions alone.
-        const current = stored.get(key) ?? null;
-        if (changesStored(update, current)) result.updated++;
+        if (changesStored(update, stored.get(key) ?? null)) result.updated++;
         else result.unchanged++;
         continue;
       }
-      const existing = this.overlay.has(key)
-        ? (this.overlay.get(key) ?? null)
+      const existing = simulated.has(key)
+        ? (simulated.get(key) ?? null)
         : (stored.get(key) ?? null);
       const applied = applyEntryUpdate(existing, update, now);
       if (applied.kind === "insert") result.inserted++;
@@ -318,12 +317,12 @@ export class DryRunEntryWriter implements EntryWriter {
   async remove(targets: readonly RemovalTarget[]): Promise<RemovalResult> {
     const result: RemovalResult = { updated: 0, deleted: 0 };
     if (targets.length === 0) return result;
-    const stored = await this.read(targets.map((target) => target.key));
+    const { simulated, stored } = await this.read(targets.map((target) => target.key));
     const now = this.now();
     for (const target of targets) {
       const key = overlayKey(target.key);
-      const existing = this.overlay.has(key)
-        ? (this.overlay.get(key) ?? null)
+      const existing = simulated.has(key)
+        ? (simulated.get(key) ?? null)
         : (stored.get(key) ?? null);
       if (existing === null) continue;
       const applied = applyRemoval(existing, target.removals, now);
@@ -335,11 +334,23 @@ export class DryRunEntryWriter implements EntryWriter {
     return result;
   }
 
-  /** The stored entries of `keys` not simulated in memory, by overlay key. */
-  private async read(keys: readonly EntryKey[]): Promise<Map<string, Document>> {
+  /**
+   * The batch's entries as this run left them (`simulated`, taken before the batch evicts
+   * anything from the overlay) and, for the others, as stored (one find), by overlay key.
+   */
+  private async read(keys: readonly EntryKey[]): Promise<{
+    simulated: Map<string, Document | null>;
+    stored: Map<string, Document>;
+  }> {
+    const simulated = new Map<string, Document | null>();
     const stored = new Map<string, Document>();
-    const fetch = keys.filter((key) => !this.overlay.has(overlayKey(key)));
-    if (fetch.length === 0) return stored;
+    const fetch: EntryKey[] = [];
+    for (const key of keys) {
+      const id = overlayKey(key);
+      if (this.overlay.has(id)) simulated.set(id, this.overlay.get(id) ?? null);
+      else fetch.push(key);
+    }
+    if (fetch.length === 0) return { simulated, stored };
     let documents: Document[];
     try {
       documents = await this.entries.find({ $or: fetch }, { batchSize: 10_000 }).toArray();
@@ -347,7 +358,7 @@ export class DryRunEntryWriter implements EntryWriter {
       throw asMongoUnavailable(error, "reading performance_entries");
     }
     for (const document of documents) stored.set(documentKey(document), document);
-    return stored;
+    return { simulated, stored };
   }
 
   private keep(key: string, digest: [number, number], document: Document | null): void {

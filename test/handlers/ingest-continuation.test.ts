@@ -15,8 +15,11 @@ import { buildCsv, type CsvOptions, type CsvRowValues, csvRow } from "../helpers
 import { order, seedLookups, trackingScript } from "../helpers/ingest-fixtures";
 import {
   BUCKET,
+  clearEntriesAndLedger,
+  comparableFacts,
   type IngestHarness,
   lambdaContext,
+  comparableEntries as sharedComparableEntries,
   startIngestHarness,
 } from "../helpers/ingest-harness";
 
@@ -116,24 +119,7 @@ function mixedRows(count = 42): CsvRowValues[] {
   return rows;
 }
 
-/**
- * The entries without their clocks, sorted, and with each contribution's `run` checked to
- * be the one run of the file and then left out: two runs of the same rows under two keys
- * are two runs, and otherwise equal.
- */
-async function comparableEntries(): Promise<Document[]> {
-  const stored = await harness.db
-    .collection("performance_entries")
-    .find({}, { projection: { _id: 0, createdAt: 0, updatedAt: 0, enteredAt: 0 } })
-    .sort({ orderId: 1, itemPath: 1, dateStart: 1 })
-    .toArray();
-  const runs = new Set(stored.flatMap((entry) => entry.contributions.map((c: Document) => c.run)));
-  expect(runs.size).toBeLessThanOrEqual(1);
-  return stored.map((entry) => ({
-    ...entry,
-    contributions: entry.contributions.map(({ run, ...contribution }: Document) => contribution),
-  }));
-}
+const comparableEntries = () => sharedComparableEntries(harness.db);
 
 type Report = Record<string, unknown> & { stats: Record<string, number> };
 const reportOf = (key: string) => harness.readJson<Report>(`reports/${key}.json`);
@@ -221,13 +207,11 @@ async function singleRun(key: string, body: string) {
   await handler(await harness.putObject(key, body), lambdaContext);
   const single = {
     entries: await comparableEntries(),
+    facts: await comparableFacts(harness.db),
     report: await reportOf(key),
     rejects: await harness.readText(`rejects/${key}`),
   };
-  // The entries and the ledger go: the next run starts from an empty database.
-  await harness.db.collection("performance_entries").deleteMany({});
-  await harness.db.collection("tracking_sync_facts").deleteMany({});
-  await harness.db.collection("tracking_sync_runs").deleteMany({});
+  await clearEntriesAndLedger(harness.db);
   cloudwatch.resetHistory();
   return single;
 }
@@ -261,6 +245,7 @@ describe("ingestResults: files beyond one invocation", () => {
       ]);
       expect(response).toMatchObject({ success: true, stats: { rowsFromAthena: 42 } });
       expect(await comparableEntries()).toEqual(single.entries);
+      expect(await comparableFacts(harness.db)).toEqual(single.facts);
       const report = await reportOf(key);
       expect(rowCountsOf(report)).toEqual(rowCountsOf(single.report));
       expect(entryCountsOf(report)).toEqual(entryCountsOf(single.report));
@@ -358,6 +343,7 @@ describe("ingestResults: files beyond one invocation", () => {
     expect(published[1]).toEqual({ Duration: expect.any(Number) });
     expect(published.filter((metrics) => "RowsSynced" in metrics)).toHaveLength(1);
     expect(await comparableEntries()).toEqual(single.entries);
+    expect(await comparableFacts(harness.db)).toEqual(single.facts);
     const report = await reportOf("reprocess/retried.csv");
     expect(rowCountsOf(report)).toEqual(rowCountsOf(single.report));
     expect(entryUpdates(report)).toBe(entryUpdates(single.report));
@@ -381,6 +367,7 @@ describe("ingestResults: files beyond one invocation", () => {
     }
 
     expect(await comparableEntries()).toEqual(single.entries);
+    expect(await comparableFacts(harness.db)).toEqual(single.facts);
     const report = await reportOf("reprocess/twice.csv");
     expect(rowCountsOf(report)).toEqual(rowCountsOf(single.report));
     expect(entryUpdates(report)).toBe(entryUpdates(single.report));

@@ -259,3 +259,97 @@ describe("ingestResults: the facts ledger", () => {
     expect(await harness.db.collection("tracking_sync_facts").countDocuments()).toBe(1);
   });
 });
+
+describe("ingestResults: exact dry runs", () => {
+  /** A campaign per order; two creatives per campaign, so an entry holds two rows a day. */
+  async function seedCampaigns(count: number): Promise<void> {
+    const orders = [];
+    const scripts = [];
+    for (let c = 0; c < count; c++) {
+      orders.push(order({ campaignId: `camp-${c}` }));
+      for (const size of ["300x250", "728x90"]) {
+        scripts.push(
+          trackingScript({ creativeId: `cr_camp-${c}_${size}`, campaignId: `camp-${c}` }),
+        );
+      }
+    }
+    await seedLookups(harness.db, { orders, trackingScripts: scripts });
+  }
+
+  const day = (d: number) => new Date(Date.UTC(2025, 0, 1 + d)).toISOString().slice(0, 10);
+  const row = (c: number, d: number, size: string, impressions: number) =>
+    csvRow({
+      report_date: day(d),
+      creative_id: `cr_camp-${c}_${size}`,
+      ad_size: size,
+      impressions,
+    });
+
+  /** Deterministic shuffle (a seeded LCG), so a failure reproduces. */
+  function shuffled<T>(items: T[]): T[] {
+    let seed = 12345;
+    const out = [...items];
+    for (let i = out.length - 1; i > 0; i--) {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      const j = seed % (i + 1);
+      [out[i], out[j]] = [out[j] as T, out[i] as T];
+    }
+    return out;
+  }
+
+  const counts = (report: Document) => ({
+    inserted: report.inserted,
+    updated: report.updated,
+    unchanged: report.unchanged,
+    moved: report.moved,
+    deleted: report.deleted,
+    warnings: report.warnings,
+    stats: report.stats,
+  });
+
+  it("counts what the real run then does for a shuffled file of 25,000 entries, and writes nothing", {
+    timeout: 240_000,
+  }, async () => {
+    const run = await harness.loadHandler();
+    await seedCampaigns(100);
+    // 100 campaigns × 250 days = 25,000 entries; half of them exist with one of their rows.
+    const existing: CsvRowValues[] = [];
+    const file: CsvRowValues[] = [];
+    for (let c = 0; c < 100; c++) {
+      for (let d = 0; d < 250; d++) {
+        if ((c + d) % 2 === 0) existing.push(row(c, d, "300x250", 1000));
+        file.push(row(c, d, "300x250", 1000), row(c, d, "728x90", 2000));
+      }
+    }
+    // A few rows of the file are repeated (with other numbers) far from their first row.
+    for (let c = 0; c < 100; c += 10) file.push(row(c, 0, "728x90", 2500));
+    await ingest("reprocess/existing.csv", existing, run);
+    const before = {
+      entries: await harness.db.collection("performance_entries").countDocuments(),
+      facts: await harness.db.collection("tracking_sync_facts").countDocuments(),
+      runs: await harness.db.collection("tracking_sync_runs").countDocuments(),
+    };
+    const body = buildCsv(shuffled(file));
+
+    await run(
+      await harness.putObject("reprocess/dry.csv", body, { tagging: "dryRun=true" }),
+      lambdaContext,
+    );
+    const dry = (await harness.readJson("reports/reprocess/dry.csv.json")) as Document;
+    expect({
+      entries: await harness.db.collection("performance_entries").countDocuments(),
+      facts: await harness.db.collection("tracking_sync_facts").countDocuments(),
+      runs: await harness.db.collection("tracking_sync_runs").countDocuments(),
+    }).toEqual(before);
+
+    await run(await harness.putObject("reprocess/real.csv", body), lambdaContext);
+    const real = (await harness.readJson("reports/reprocess/real.csv.json")) as Document;
+
+    expect(dry.dryRun).toBe(true);
+    expect(counts(dry)).toEqual(counts(real));
+    expect(real.stats.synced).toBe(50_010);
+    expect(real.warnings).toEqual({ "duplicate-row-superseded": 10 });
+    // The sum of both kinds of entry update is one per entry per batch that holds it.
+    expect(real.inserted).toBeGreaterThanOrEqual(12_500);
+  });
+});

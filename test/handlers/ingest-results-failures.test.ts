@@ -8,6 +8,8 @@ import { buildCsv, csvRow } from "../helpers/ingest-csv";
 import { order, seedLookups, trackingScript } from "../helpers/ingest-fixtures";
 import {
   BUCKET,
+  clearEntriesAndLedger,
+  comparableFacts,
   type IngestHarness,
   lambdaContext,
   startIngestHarness,
@@ -93,7 +95,8 @@ describe.skipIf(process.env.MONGODB_TEST_URI !== undefined)(
       const event = await harness.putObject("reprocess/outage.csv", buildCsv(rowsOverDays(6)));
       await handler(event, lambdaContext);
       const clean = await comparableEntries();
-      await harness.db.collection("performance_entries").deleteMany({});
+      const cleanFacts = await comparableFacts(harness.db);
+      await clearEntriesAndLedger(harness.db);
 
       // Writes answer slowly; once the first batch's entries exist, the next write fails.
       fault().setLatency(300, "update");
@@ -122,6 +125,14 @@ describe.skipIf(process.env.MONGODB_TEST_URI !== undefined)(
       await handler(event, lambdaContext);
 
       expect(await comparableEntries()).toEqual(clean);
+      // The ledger too: the retry is the same run (same object version) and ends as it would.
+      expect(await comparableFacts(harness.db)).toEqual(cleanFacts);
+      expect(await harness.db.collection("tracking_sync_runs").find().toArray()).toEqual([
+        expect.objectContaining({
+          outcome: "synced",
+          counts: expect.objectContaining({ errors: 0 }),
+        }),
+      ]);
       expect(await harness.readJson("reports/reprocess/outage.csv.json")).toMatchObject({
         success: true,
       });
@@ -139,14 +150,21 @@ describe.skipIf(process.env.MONGODB_TEST_URI !== undefined)(
       const event = await harness.putObject("reprocess/update-outage.csv", buildCsv(changedRows));
       await handler(event, lambdaContext);
       const clean = await comparableEntries();
-      await harness.db.collection("performance_entries").deleteMany({});
-      await handler(before, lambdaContext);
+      const cleanFacts = await comparableFacts(harness.db);
+      await clearEntriesAndLedger(harness.db);
+      // The same two versions again (the key holds the newer one now, so it is put back first).
+      await handler(
+        await harness.putObject("reprocess/update-outage.csv", buildCsv(rowsOverDays(3))),
+        lambdaContext,
+      );
+      const again = await harness.putObject("reprocess/update-outage.csv", buildCsv(changedRows));
 
       fault().failNext({ command: "update", code: 8, errmsg: "simulated outage" });
-      await expect(handler(event, lambdaContext)).rejects.toThrow("simulated outage");
-      await handler(event, lambdaContext);
+      await expect(handler(again, lambdaContext)).rejects.toThrow("simulated outage");
+      await handler(again, lambdaContext);
 
       expect(await comparableEntries()).toEqual(clean);
+      expect(await comparableFacts(harness.db)).toEqual(cleanFacts);
     });
 
     it("throws fast when MongoDB is unreachable, without the connection string anywhere", async () => {

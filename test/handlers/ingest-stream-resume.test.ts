@@ -14,8 +14,11 @@ import { buildCsv, type CsvRowValues, csvRow } from "../helpers/ingest-csv";
 import { order, seedLookups, trackingScript } from "../helpers/ingest-fixtures";
 import {
   BUCKET,
+  clearEntriesAndLedger,
+  comparableFacts,
   type IngestHarness,
   lambdaContext,
+  comparableEntries as sharedComparableEntries,
   startIngestHarness,
 } from "../helpers/ingest-harness";
 
@@ -88,20 +91,14 @@ const BODY = buildCsv(rows());
 /** Inside the 21st line's record, so the cut splits a record, not a line ending. */
 const MID_RECORD = BODY.split("\n").slice(0, 20).join("\n").length + 7;
 
-async function comparableEntries(): Promise<Document[]> {
-  return harness.db
-    .collection("performance_entries")
-    .find({}, { projection: { _id: 0, createdAt: 0, updatedAt: 0, enteredAt: 0 } })
-    .sort({ orderId: 1, itemPath: 1, dateStart: 1 })
-    .toArray();
-}
+const comparableEntries = () => sharedComparableEntries(harness.db);
 
 type Report = Record<string, unknown>;
 const reportOf = (key: string) => harness.readJson<Report>(`reports/${key}.json`);
 
 /** The report without what differs between any two runs (key, clocks). */
 function comparable(report: Report | undefined) {
-  const { source, startedAt, finishedAt, duration, rejects, ...rest } = report ?? {};
+  const { source, startedAt, finishedAt, duration, rejects, run, ...rest } = report ?? {};
   return { ...rest, rejectedRows: (rejects as { rows?: number } | undefined)?.rows };
 }
 
@@ -110,10 +107,11 @@ async function uncutRun(key: string) {
   await handler(await harness.putObject(key, BODY), lambdaContext);
   const uncut = {
     entries: await comparableEntries(),
+    facts: await comparableFacts(harness.db),
     report: await reportOf(key),
     rejects: await harness.readText(`rejects/${key}`),
   };
-  await harness.db.collection("performance_entries").deleteMany({});
+  await clearEntriesAndLedger(harness.db);
   return uncut;
 }
 
@@ -140,6 +138,7 @@ describe("ingestResults: a download that breaks mid-file", () => {
 
     expect(response).toMatchObject({ success: true, stats: { rowsFromAthena: 40 } });
     expect(await comparableEntries()).toEqual(uncut.entries);
+    expect(await comparableFacts(harness.db)).toEqual(uncut.facts);
     const report = await reportOf(key);
     expect(comparable(report)).toEqual({ ...comparable(uncut.report), streamResumes: 1 });
     expect(uncut.report?.streamResumes).toBe(0);
@@ -180,6 +179,7 @@ describe("ingestResults: a download that breaks mid-file", () => {
     ]);
     await handler(event, lambdaContext);
     expect(await comparableEntries()).toEqual(uncut.entries);
+    expect(await comparableFacts(harness.db)).toEqual(uncut.facts);
     expect(await reportOf(key)).toMatchObject({ success: true, streamResumes: 0 });
   });
 
@@ -234,6 +234,7 @@ describe("ingestResults: a download that breaks mid-file", () => {
     expect(resumeLogs().map((line) => line.byteOffset)).toEqual([checkpoint.byteOffset + 37]);
     expect(response).toMatchObject({ success: true, stats: { rowsFromAthena: 40 } });
     expect(await comparableEntries()).toEqual(uncut.entries);
+    expect(await comparableFacts(harness.db)).toEqual(uncut.facts);
     const report = await reportOf(key);
     expect(report).toMatchObject({ invocations: 2, streamResumes: 2, outcome: "synced" });
     expect(report?.stats).toEqual(uncut.report?.stats);

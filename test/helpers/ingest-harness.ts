@@ -1,6 +1,6 @@
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { Context, S3Event } from "aws-lambda";
-import { type Db, MongoClient } from "mongodb";
+import { type Db, type Document, MongoClient } from "mongodb";
 import { composeIngest, createIngestClients } from "../../handlers/ingest/compose";
 import { loadIngestConfig } from "../../handlers/ingest/config";
 import { createIngestHandler } from "../../handlers/ingest/ingest-event";
@@ -121,4 +121,40 @@ export async function startIngestHarness(): Promise<IngestHarness> {
     },
   };
   return harness;
+}
+
+/**
+ * The entries without their clocks, sorted by upsert key, each contribution's `run` checked
+ * to be the one run of the file and then left out: the same rows ingested under two keys
+ * are two runs, and otherwise equal.
+ */
+export async function comparableEntries(db: Db): Promise<Document[]> {
+  const stored = await db
+    .collection("performance_entries")
+    .find({}, { projection: { _id: 0, createdAt: 0, updatedAt: 0, enteredAt: 0 } })
+    .sort({ orderId: 1, itemPath: 1, dateStart: 1 })
+    .toArray();
+  const runs = new Set(stored.flatMap((entry) => entry.contributions.map((c: Document) => c.run)));
+  if (runs.size > 1) throw new Error(`contributions name ${runs.size} runs, expected one`);
+  return stored.map((entry) => ({
+    ...entry,
+    contributions: entry.contributions.map(({ run, ...contribution }: Document) => contribution),
+  }));
+}
+
+/** The facts without their clock, sorted by id, `run` and `seen.run` left out (see comparableEntries). */
+export async function comparableFacts(db: Db): Promise<Document[]> {
+  const stored = await db.collection("tracking_sync_facts").find().sort({ _id: 1 }).toArray();
+  return stored.map(({ updatedAt, run, seen, replaced, ...fact }) => ({
+    ...fact,
+    seenLine: seen?.line,
+    replaced: replaced ? { ...replaced, run: undefined } : null,
+  }));
+}
+
+/** Empties the entries and the ledger: the next run starts from an empty database. */
+export async function clearEntriesAndLedger(db: Db): Promise<void> {
+  for (const name of ["performance_entries", "tracking_sync_facts", "tracking_sync_runs"]) {
+    await db.collection(name).deleteMany({});
+  }
 }
