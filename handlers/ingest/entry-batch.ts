@@ -12,16 +12,15 @@ import type { ValidRow } from "./validate-row";
 export interface ResolvedRow {
   row: ValidRow;
   target: EntryTarget;
-  /** The row's original values, kept for the rejects file should its write fail. */
-  fields?: readonly (string | null)[];
 }
 
-export interface GroupedUpdates {
+/** `R`: the caller's rows, handed back as given (with what it keeps for a failed write). */
+export interface GroupedUpdates<R extends ResolvedRow = ResolvedRow> {
   updates: EntryUpdate[];
   /** For each update, how many rows it carries (their contributions, superseded ones included). */
   rowCounts: number[];
   /** For each update, the rows it carries (for write failures). */
-  rowsOf: ResolvedRow[][];
+  rowsOf: R[][];
   /** Rows whose contribution a later row of the same batch replaced (same creative, code, channel, size and day). */
   superseded: number;
 }
@@ -32,10 +31,10 @@ export interface GroupedUpdates {
  * earlier one replaces it, as a row-by-row upsert would (Athena's grouped output never
  * repeats one).
  */
-export function groupIntoUpdates(rows: readonly ResolvedRow[]): GroupedUpdates {
+export function groupIntoUpdates<R extends ResolvedRow>(rows: readonly R[]): GroupedUpdates<R> {
   const groups = new Map<
     string,
-    { first: ResolvedRow; contributions: Map<string, Contribution>; rows: ResolvedRow[] }
+    { first: R; contributions: Map<string, Contribution>; rows: R[] }
   >();
   let superseded = 0;
   for (const resolved of rows) {
@@ -67,7 +66,7 @@ export function groupIntoUpdates(rows: readonly ResolvedRow[]): GroupedUpdates {
   }
   const updates: EntryUpdate[] = [];
   const rowCounts: number[] = [];
-  const rowsOf: ResolvedRow[][] = [];
+  const rowsOf: R[][] = [];
   // A batch spans a few days: parse each day's bounds once (the Dates are never mutated).
   const days = new Map<string, [Date, Date]>();
   for (const group of groups.values()) {
