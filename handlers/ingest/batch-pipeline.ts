@@ -1,5 +1,5 @@
 import type { Logger } from "../shared/logger";
-import type { CsvRecord } from "./csv-rows";
+import type { CsvEnd, CsvRecord } from "./csv-rows";
 import { groupIntoUpdates, type PlacedRow, type ResolvedRow } from "./entry-batch";
 import type { FactLedger, LedgerBatch } from "./ledger";
 import type { OrderResolver } from "./order-resolver";
@@ -10,24 +10,52 @@ import type { Tally } from "./tally";
 import { type ColumnIndex, type ValidRow, validateRecord } from "./validate-row";
 import type { BatchWriteResult, EntryWriter, RemovalResult } from "./writer";
 
+/** A resolved row and the record it was read from (for the rejects and the line counts). */
+type PipelineRow = ResolvedRow & { record: CsvRecord };
+/** The same row as the ledger placed it (the ledger hands the caller's rows back). */
+type PlacedPipelineRow = PlacedRow & { record: CsvRecord };
+
 /** Records read since the last batch boundary, in file order (the unit of one bulk write). */
 export class RowBatch {
-  readonly valid: { row: ValidRow; fields: readonly (string | null)[] }[] = [];
+  readonly valid: { row: ValidRow; record: CsvRecord }[] = [];
   readonly rejected: (RejectedRow & { bucket: "error" | "skip" })[] = [];
   records = 0;
+  /** Blank lines between the end of the previous batch and this batch's last record. */
+  blankLines = 0;
   /** Byte offset just past the batch's last record, and the line after it. */
   endByte = 0;
   nextLine = 1;
 
-  addValid(row: ValidRow, fields: readonly (string | null)[]): void {
-    this.valid.push({ row, fields });
+  addValid(row: ValidRow, record: CsvRecord): void {
+    this.valid.push({ row, record });
     this.records++;
   }
 
-  addError(line: number, fields: readonly (string | null)[], reason: string): void {
-    this.rejected.push({ line, fields, reason, bucket: "error" });
+  addError(record: CsvRecord, reason: string): void {
+    this.rejected.push({ ...rejectedRow(record, reason), bucket: "error" });
     this.records++;
   }
+}
+
+/** A record as the rejects file keeps it: its values, its lines and, when kept, its text. */
+function rejectedRow(record: CsvRecord, reason: string): RejectedRow {
+  const row: RejectedRow = {
+    line: record.line,
+    lastLine: record.nextLine - 1,
+    fields: record.fields,
+    reason,
+  };
+  if (record.raw !== undefined) row.raw = record.raw;
+  return row;
+}
+
+/** How many lines a row takes (a record spans lines when a quoted field does). */
+function linesOf(row: { line: number; lastLine: number }): number {
+  return row.lastLine - row.line + 1;
+}
+
+function recordLines(record: CsvRecord): number {
+  return record.nextLine - record.line;
 }
 
 /** Where a fresh invocation could resume: everything before it is committed. */
@@ -43,7 +71,7 @@ export interface Checkpoint {
 /** What one batch's writes did: the ledger's placement, the entry upserts, the moves. */
 interface BatchOutcome {
   placed: LedgerBatch;
-  rowsOf: PlacedRow[][];
+  rowsOf: PlacedPipelineRow[][];
   rowCounts: number[];
   result: BatchWriteResult;
   /** Moved contributions taken out of their old entries (and late writes taken back). */
@@ -78,6 +106,8 @@ export interface BatchPipelineOptions {
   run: PipelineProgress;
   /** Where each required column stands in the file's records, and the header's width. */
   columns: { index: ColumnIndex; width: number };
+  /** The line the records start on: after the header, or at the resumed checkpoint. */
+  startLine: number;
   logger: Logger;
   rowLog: RowLog;
   batchSize: number;
@@ -94,35 +124,49 @@ export class BatchPipeline {
   private readonly queue: InFlight[] = [];
   /** Report dates already validated: most rows repeat a handful. */
   private readonly knownDates = new Set<string>();
+  /** The line after the last record added: blank lines are the gaps between records. */
+  private nextLine: number;
 
-  constructor(private readonly options: BatchPipelineOptions) {}
+  constructor(private readonly options: BatchPipelineOptions) {
+    this.nextLine = options.startLine;
+  }
 
   /**
    * Reads the records into batches of `batchSize` and writes them. After each submitted
    * batch `shouldStop` may end the reading there (a batch boundary); either way every
-   * batch in flight commits before this returns. Throws the first failed write.
+   * batch in flight commits before this returns. Throws the first failed write. The
+   * records' source returns where it ended (csv-rows.ts), for the blank lines after the
+   * last record.
    */
   async readAll(
-    records: AsyncIterable<CsvRecord[]>,
+    records: AsyncIterator<CsvRecord[], CsvEnd | undefined>,
     shouldStop: () => boolean = () => false,
   ): Promise<{ stopped: boolean }> {
     let batch = new RowBatch();
-    for await (const chunk of records) {
-      for (const record of chunk) {
-        this.add(batch, record);
-        if (batch.records < this.options.batchSize) continue;
-        await this.submit(batch);
-        batch = new RowBatch();
-        // Stop pulling records; the in-flight batches commit below.
-        if (shouldStop()) {
-          await this.finish();
-          return { stopped: true };
+    try {
+      let next = await records.next();
+      while (!next.done) {
+        for (const record of next.value) {
+          this.add(batch, record);
+          if (batch.records < this.options.batchSize) continue;
+          await this.submit(batch);
+          batch = new RowBatch();
+          // Stop pulling records; the in-flight batches commit below.
+          if (shouldStop()) {
+            await this.finish();
+            return { stopped: true };
+          }
         }
+        next = await records.next();
       }
+      if (batch.records > 0) await this.submit(batch);
+      await this.finish();
+      if (next.value) this.countEnd(next.value);
+      return { stopped: false };
+    } finally {
+      // As `for await` does: leaving early (stopped or failed) closes the source.
+      await records.return?.();
     }
-    if (batch.records > 0) await this.submit(batch);
-    await this.finish();
-    return { stopped: false };
   }
 
   /** Lets outstanding writes settle without committing (the object is failing anyway). */
@@ -133,8 +177,10 @@ export class BatchPipeline {
   /** Validates one record into the batch: a valid row, or an error with its reason. */
   private add(batch: RowBatch, record: CsvRecord): void {
     const { columns, run, rowLog } = this.options;
+    batch.blankLines += record.line - this.nextLine;
+    this.nextLine = record.nextLine;
     if (record.malformed) {
-      batch.addError(record.line, record.fields, record.malformed);
+      batch.addError(record, record.malformed);
     } else {
       const validation = validateRecord(
         record.fields,
@@ -144,14 +190,14 @@ export class BatchPipeline {
         this.knownDates,
       );
       if (!validation.ok) {
-        batch.addError(record.line, record.fields, validation.reason);
+        batch.addError(record, validation.reason);
         rowLog.warn("Row rejected", {
           line: record.line,
           reason: validation.reason,
           detail: validation.detail,
         });
       } else {
-        batch.addValid(validation.row, record.fields);
+        batch.addValid(validation.row, record);
         run.tally.seeDate(validation.row.reportDate);
         for (const warning of validation.warnings ?? []) {
           run.tally.warn(warning);
@@ -172,7 +218,7 @@ export class BatchPipeline {
       const publicationId = directory.lookup(item.row.publicationCode);
       publicationIds[index] = publicationId;
       if (publicationId === undefined) {
-        this.skip(batch, item.row, item.fields, "unknown-publication");
+        this.skip(batch, item.row, item.record, "unknown-publication");
       } else if (!resolver.knows(item.row.creativeId)) {
         unseen.add(item.row.creativeId);
       }
@@ -183,16 +229,16 @@ export class BatchPipeline {
     } finally {
       this.options.run.countLookupQueries(resolver.queries - queriesBefore);
     }
-    const resolved: ResolvedRow[] = [];
+    const resolved: PipelineRow[] = [];
     for (const [index, item] of batch.valid.entries()) {
       const publicationId = publicationIds[index];
       if (publicationId === undefined) continue;
       const resolution = resolver.get(item.row.creativeId, publicationId);
       if (resolution.kind === "skipped") {
-        this.skip(batch, item.row, item.fields, resolution.reason, resolution.detail);
+        this.skip(batch, item.row, item.record, resolution.reason, resolution.detail);
         continue;
       }
-      resolved.push({ row: item.row, target: resolution.target, fields: item.fields });
+      resolved.push({ row: item.row, target: resolution.target, record: item.record });
     }
     const entry: InFlight = { batch, settled: false, done: Promise.resolve() };
     entry.done = this.write(resolved).then(
@@ -222,7 +268,7 @@ export class BatchPipeline {
   private async write(resolved: ResolvedRow[]): Promise<BatchOutcome> {
     const { ledger, writer } = this.options;
     const placed = await ledger.place(resolved);
-    const grouped = groupIntoUpdates(placed.placed);
+    const grouped = groupIntoUpdates(placed.placed as PlacedPipelineRow[]);
     const result =
       grouped.updates.length > 0
         ? await writer.write(grouped.updates)
@@ -248,14 +294,21 @@ export class BatchPipeline {
     await this.commitSettled();
   }
 
+  /** The object is read to its end: the blank lines after its last record are counted. */
+  private countEnd(end: CsvEnd): void {
+    const { lines } = this.options.run.tally;
+    lines.blank += end.nextLine - this.nextLine;
+    lines.read = end.nextLine - 1;
+  }
+
   private skip(
     batch: RowBatch,
     row: ValidRow,
-    fields: readonly (string | null)[],
+    record: CsvRecord,
     reason: string,
     detail?: string,
   ): void {
-    batch.rejected.push({ line: row.line, fields, reason, bucket: "skip" });
+    batch.rejected.push({ ...rejectedRow(record, reason), bucket: "skip" });
     this.options.rowLog.warn("Row skipped", {
       line: row.line,
       reason,
@@ -282,22 +335,35 @@ export class BatchPipeline {
       }
       const rejected: RejectedRow[] = [];
       for (const item of entry.batch.rejected) {
-        if (item.bucket === "skip") tally.skip(item.reason);
-        else tally.error(item.reason);
+        if (item.bucket === "skip") {
+          tally.skip(item.reason);
+          tally.lines.skipped += linesOf(item);
+        } else {
+          tally.error(item.reason);
+          tally.lines.errors += linesOf(item);
+        }
         rejected.push(item);
       }
       const failedUpdates = new Set(result.failed.map((failure) => failure.index));
-      tally.synced += outcome.placed.supersededRows;
+      tally.synced += outcome.placed.unplaced.length;
+      for (const row of outcome.placed.unplaced) {
+        tally.lines.synced += recordLines((row as PipelineRow).record);
+      }
       outcome.rowCounts.forEach((count, index) => {
+        const rows = outcome.rowsOf[index] ?? [];
         if (!failedUpdates.has(index)) {
           tally.synced += count;
+          for (const { record } of rows) tally.lines.synced += recordLines(record);
           return;
         }
-        for (const { row, fields } of outcome.rowsOf[index] ?? []) {
+        for (const { record } of rows) {
           tally.error("write-failed");
-          rejected.push({ line: row.line, fields: fields ?? [], reason: "write-failed" });
+          tally.lines.errors += recordLines(record);
+          rejected.push(rejectedRow(record, "write-failed"));
         }
       });
+      tally.lines.blank += entry.batch.blankLines;
+      tally.lines.read = entry.batch.nextLine - 1;
       for (const failure of result.failed) {
         this.options.logger.error("Entry write failed", {
           code: failure.code,

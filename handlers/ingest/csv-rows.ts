@@ -1,4 +1,5 @@
 import type { Readable } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
 import { type CsvError, type Info, Parser } from "csv-parse";
 
 /** One CSV record as read, before any interpretation of its columns. */
@@ -16,6 +17,20 @@ export interface CsvRecord {
   nextLine: number;
   /** Set when the record could not be parsed at all (its fields are then empty). */
   malformed?: "unclosed-quote" | "record-too-large";
+  /**
+   * The record's text as it is in the file, without its final line ending, when its fields
+   * may not be what the file meant: it is `malformed`, its field count is not the header's,
+   * or it spans lines (how a quote that never closes swallows the next line). So the text
+   * is still there to fix by hand once its fields are cut to the header's width. For
+   * `record-too-large`, only its first MAX_RECORD_BYTES bytes: the reader holds no more.
+   */
+  raw?: string;
+}
+
+/** Where the input ended: past its last byte, and the line after its last (blank lines too). */
+export interface CsvEnd {
+  endByte: number;
+  nextLine: number;
 }
 
 export interface ReadCsvOptions {
@@ -23,6 +38,11 @@ export interface ReadCsvOptions {
   startByte?: number;
   /** Line number of the first record of the input. */
   startLine?: number;
+  /**
+   * The header's field count, for an input that does not start with the header (a ranged
+   * GET resumes mid-file); otherwise the first record's. Records of another width keep `raw`.
+   */
+  headerWidth?: number;
 }
 
 const LINE_FEED = 10;
@@ -44,7 +64,8 @@ export const MAX_RECORD_BYTES = 1024 * 1024;
  * that cannot be parsed is one whose quote never closes; it swallows the rest of the
  * file and is yielded once, `malformed`, at its start line. So is a record that grows
  * past MAX_RECORD_BYTES (`record-too-large`): from there on the reader only counts lines,
- * so memory stays bounded whatever follows.
+ * so memory stays bounded whatever follows. Records whose fields may not be what the
+ * file meant keep their text (`raw`).
  */
 export async function* readCsvRecords(
   source: Readable | AsyncIterable<Uint8Array>,
@@ -57,13 +78,18 @@ export async function* readCsvRecords(
 
 /**
  * The records of `readCsvRecords`, one array per chunk of input (never an empty one):
- * a caller that loops over each array saves an async iteration per record.
+ * a caller that loops over each array saves an async iteration per record. Returns where
+ * the input ended, so trailing blank lines are counted too.
  */
 export async function* readCsvChunks(
   source: Readable | AsyncIterable<Uint8Array>,
   options: ReadCsvOptions = {},
-): AsyncGenerator<CsvRecord[]> {
-  const reader = new CsvRecordReader(options.startByte ?? 0, options.startLine ?? 1);
+): AsyncGenerator<CsvRecord[], CsvEnd> {
+  const reader = new CsvRecordReader(
+    options.startByte ?? 0,
+    options.startLine ?? 1,
+    options.headerWidth,
+  );
   // From the start of the file, the first three bytes decide whether there is a BOM; they
   // may arrive in more than one chunk, so they are held until there are three.
   let head: Buffer | undefined = (options.startByte ?? 0) === 0 ? EMPTY : undefined;
@@ -88,6 +114,7 @@ export async function* readCsvChunks(
   }
   const records = reader.end();
   if (records.length > 0) yield records;
+  return reader.position();
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -133,8 +160,8 @@ function createParserCore(): ParserCore {
  * about as much again as the parsing) and without its `raw` option (which copies every
  * byte once more): a record's end offset is `info.bytes` when it is pushed. Its text is
  * looked at only when the record needs it: a record that spans lines (csv-parse's line
- * count moved by more than its line ending), or has an empty field (NULL or `""`, a
- * blank line). So the input chunks are kept from the start of the current record on.
+ * count moved by more than its line ending), has an empty field (NULL or `""`, a
+ * blank line), or has another width than the header. So the input chunks are kept from the start of the current record on.
  */
 class CsvRecordReader {
   private readonly core = createParserCore();
@@ -157,9 +184,12 @@ class CsvRecordReader {
    * Set once the current record has grown past MAX_RECORD_BYTES: the rest of the input
    * is that record, and only its line feeds (and whether it ends in one) are counted.
    */
-  private oversized: { lineFeeds: number; endsInLineFeed: boolean } | undefined;
+  private oversized: { lineFeeds: number; endsInLineFeed: boolean; head: Buffer } | undefined;
+  /** Records of another field count keep their text; unknown until the header is read. */
+  private width: number | undefined;
 
-  constructor(startByte: number, startLine: number) {
+  constructor(startByte: number, startLine: number, headerWidth: number | undefined) {
+    this.width = headerWidth;
     this.base = startByte;
     this.byte = startByte;
     this.keptFrom = startByte;
@@ -191,7 +221,9 @@ class CsvRecordReader {
       const rest = this.text(this.byte, this.fed);
       this.kept = [];
       this.keptFrom = this.fed;
-      this.oversized = { lineFeeds: 0, endsInLineFeed: false };
+      // A copy, so the chunks it came from are not held; the rest is only counted.
+      const head = Buffer.from(rest.subarray(0, MAX_RECORD_BYTES));
+      this.oversized = { lineFeeds: 0, endsInLineFeed: false, head };
       this.countRest(rest);
     }
     return this.take();
@@ -200,14 +232,8 @@ class CsvRecordReader {
   /** The last records: one without a final line ending, or the unclosed quote's. */
   end(): CsvRecord[] {
     if (this.oversized) {
-      const { lineFeeds, endsInLineFeed } = this.oversized;
-      this.records.push({
-        line: this.line,
-        fields: [],
-        endByte: this.fed,
-        nextLine: this.line + (endsInLineFeed ? lineFeeds : lineFeeds + 1),
-        malformed: "record-too-large",
-      });
+      const { lineFeeds, endsInLineFeed, head } = this.oversized;
+      this.pushRest("record-too-large", endsInLineFeed ? lineFeeds : lineFeeds + 1, head);
       return this.take();
     }
     const error = this.core.parse(undefined, true, this.push, this.close);
@@ -215,15 +241,30 @@ class CsvRecordReader {
       // With relaxed quotes and column counts, the only error csv-parse can raise.
       if (error.code !== "CSV_QUOTE_NOT_CLOSED") throw error;
       const raw = this.text(this.byte, this.fed);
-      this.records.push({
-        line: this.line,
-        fields: [],
-        endByte: this.fed,
-        nextLine: this.line + countLines(raw),
-        malformed: "unclosed-quote",
-      });
+      this.pushRest("unclosed-quote", countLines(raw), raw);
     }
     return this.take();
+  }
+
+  /** After `end`: the end of the input, past any blank lines after the last record. */
+  position(): CsvEnd {
+    const left = this.fed > this.byte ? countLines(this.text(this.byte, this.fed)) : 0;
+    return { endByte: this.fed, nextLine: this.line + left };
+  }
+
+  /** The rest of the input as one unparseable record of `lines` lines, starting at its text. */
+  private pushRest(malformed: CsvRecord["malformed"], lines: number, head: Buffer): void {
+    const nextLine = this.line + lines;
+    this.records.push({
+      line: this.line,
+      fields: [],
+      endByte: this.fed,
+      nextLine,
+      malformed,
+      raw: rawText(head),
+    });
+    this.byte = this.fed;
+    this.line = nextLine;
   }
 
   private onRecord(fields: (string | null)[]): void {
@@ -241,12 +282,20 @@ class CsvRecordReader {
     this.linesBefore = info.lines;
     this.byte = endByte;
     this.line = nextLine;
+    let text: string | undefined;
     if (fields.includes("")) {
-      const text = (raw ?? this.text(start, endByte)).toString("utf8");
+      text = (raw ?? this.text(start, endByte)).toString("utf8");
       if (fields.length === 1 && text.trim() === "") return; // blank line
       markNulls(fields, text);
     }
-    this.records.push({ line, fields, endByte, nextLine });
+    this.width ??= fields.length;
+    if (raw === undefined && fields.length === this.width) {
+      this.records.push({ line, fields, endByte, nextLine });
+      return;
+    }
+    // Rare: a record on several lines, or of another width than the header's.
+    const kept = withoutLineEnding(text ?? (raw ?? this.text(start, endByte)).toString("utf8"));
+    this.records.push({ line, fields, endByte, nextLine, raw: kept });
   }
 
   private take(): CsvRecord[] {
@@ -287,6 +336,17 @@ class CsvRecordReader {
     }
     return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
   }
+}
+
+/** The text of a record's bytes; a character cut short at their end is left out. */
+function rawText(bytes: Buffer): string {
+  return withoutLineEnding(new StringDecoder("utf8").write(bytes));
+}
+
+/** A record's text without its final `\n` or `\r\n` (a field's own line breaks stay). */
+function withoutLineEnding(text: string): string {
+  if (!text.endsWith("\n")) return text;
+  return text.slice(0, text.endsWith("\r\n") ? -2 : -1);
 }
 
 /**

@@ -12,8 +12,6 @@ import type { ValidRow } from "./validate-row";
 export interface ResolvedRow {
   row: ValidRow;
   target: EntryTarget;
-  /** The row's original values, kept for the rejects file should its write fail. */
-  fields?: readonly (string | null)[];
 }
 
 /** A row as the facts ledger placed it (ledger.ts): the provenance its contribution carries. */
@@ -23,12 +21,13 @@ export interface PlacedRow extends ResolvedRow {
   sameAsThisRun?: boolean;
 }
 
-export interface GroupedUpdates {
+/** `R`: the caller's rows, handed back as given (with what it keeps for a failed write). */
+export interface GroupedUpdates<R extends PlacedRow = PlacedRow> {
   updates: EntryUpdate[];
   /** For each update, how many rows it carries (their contributions, superseded ones included). */
   rowCounts: number[];
   /** For each update, the rows it carries (for write failures). */
-  rowsOf: PlacedRow[][];
+  rowsOf: R[][];
   /** Rows whose contribution a later row of the same batch replaced (same creative, code, channel, size and day). */
   superseded: number;
 }
@@ -39,15 +38,10 @@ export interface GroupedUpdates {
  * earlier one replaces it, as a row-by-row upsert would (Athena's grouped output never
  * repeats one).
  */
-export function groupIntoUpdates(rows: readonly PlacedRow[]): GroupedUpdates {
+export function groupIntoUpdates<R extends PlacedRow>(rows: readonly R[]): GroupedUpdates<R> {
   const groups = new Map<
     string,
-    {
-      first: PlacedRow;
-      contributions: Map<string, Contribution>;
-      rows: PlacedRow[];
-      same?: Set<string>;
-    }
+    { first: R; contributions: Map<string, Contribution>; rows: R[]; same?: Set<string> }
   >();
   let superseded = 0;
   for (const resolved of rows) {
@@ -87,7 +81,7 @@ export function groupIntoUpdates(rows: readonly PlacedRow[]): GroupedUpdates {
   }
   const updates: EntryUpdate[] = [];
   const rowCounts: number[] = [];
-  const rowsOf: PlacedRow[][] = [];
+  const rowsOf: R[][] = [];
   // A batch spans a few days: parse each day's bounds once (the Dates are never mutated).
   const days = new Map<string, [Date, Date]>();
   for (const group of groups.values()) {

@@ -3,7 +3,7 @@ import type { Logger } from "../shared/logger";
 import { redactSecrets } from "../shared/redact";
 import { BatchPipeline } from "./batch-pipeline";
 import type { IngestConfig } from "./config";
-import { type CsvRecord, readCsvChunks } from "./csv-rows";
+import { type CsvEnd, type CsvRecord, readCsvChunks } from "./csv-rows";
 import {
   MissingColumnsError,
   MongoUnavailableError,
@@ -101,8 +101,8 @@ export async function ingestObject(
 
 interface OpenedFile {
   pipeline: BatchPipeline;
-  /** The data records still to read (the header is taken). */
-  records: AsyncIterable<CsvRecord[]>;
+  /** The data records still to read (the header is taken); returns where the object ended. */
+  records: CsvChunks;
   rejects: FileRejects;
 }
 
@@ -133,9 +133,9 @@ async function openFile(
   const writer = await deps.entries.writer(options.dryRun);
 
   const all = readRecordsOf(await openBody(end, deps), run);
-  const { header, records } = run.header
-    ? { header: run.header, records: all }
-    : await splitHeader(all);
+  const { header, records, startLine } = run.header
+    ? { header: run.header, records: all, startLine: run.checkpoint.line }
+    : await splitHeader(all, run);
   run.header = header;
   const columns = indexHeader(header);
   if (!columns.ok) throw new MissingColumnsError(columns.missing, { key: run.object.key });
@@ -153,6 +153,7 @@ async function openFile(
     rejects,
     run,
     columns,
+    startLine,
     logger: end.logger,
     rowLog: new RowLog(end.logger),
     batchSize: deps.settings.batchSize,
@@ -215,21 +216,31 @@ async function openSource(source: SourceStore, run: FileRun): Promise<OpenedSour
   }
 }
 
+/** Records one array per chunk; returns where the object ended (undefined: an empty object). */
+type CsvChunks = AsyncGenerator<CsvRecord[], CsvEnd | undefined>;
+
 /**
  * The records, one array per chunk read (an async step per chunk, not per record). A
  * resumed run starts at a record boundary past the header: line and byte go on from the
- * checkpoint. A stream that stays broken past its resumes surfaces as ObjectUnreadableError.
+ * checkpoint, and the header's width is the one read at the top. A stream that stays
+ * broken past its resumes surfaces as ObjectUnreadableError.
  */
-function readRecordsOf(body: AsyncIterable<Uint8Array>, run: FileRun): AsyncGenerator<CsvRecord[]> {
+function readRecordsOf(body: AsyncIterable<Uint8Array>, run: FileRun): CsvChunks {
   const { object } = run;
   const from = run.readFrom;
   const records = readCsvChunks(
     body,
-    from ? { startByte: from.byteOffset, startLine: run.checkpoint.line } : {},
+    from
+      ? {
+          startByte: from.byteOffset,
+          startLine: run.checkpoint.line,
+          headerWidth: run.header?.length,
+        }
+      : {},
   );
   return (async function* () {
     try {
-      yield* records;
+      return yield* records;
     } catch (error) {
       if (error instanceof TrackingSyncError) throw error;
       throw new ObjectUnreadableError(
@@ -240,21 +251,32 @@ function readRecordsOf(body: AsyncIterable<Uint8Array>, run: FileRun): AsyncGene
   })();
 }
 
-/** The header is the first record of the first chunk; that chunk's other records follow. */
-async function splitHeader(records: AsyncGenerator<CsvRecord[]>): Promise<{
-  header: readonly (string | null)[];
-  records: AsyncIterable<CsvRecord[]>;
-}> {
+/**
+ * The header is the first record of the first chunk; that chunk's other records follow.
+ * Its lines are counted in the run's tally; the data records start on the line after it.
+ */
+async function splitHeader(
+  records: CsvChunks,
+  run: FileRun,
+): Promise<{ header: readonly (string | null)[]; records: CsvChunks; startLine: number }> {
   const first = await records.next();
   const chunk = first.done ? [] : first.value;
   const header = chunk.shift();
-  return { header: header?.fields ?? [], records: startingWith(chunk, records) };
+  if (header) run.tally.countHeader(header.line, header.nextLine);
+  return {
+    header: header?.fields ?? [],
+    records: startingWith(chunk, records),
+    startLine: header?.nextLine ?? 1,
+  };
 }
 
-/** `first` (unless empty), then the rest; breaking out of the loop closes `rest`. */
-async function* startingWith<T>(first: T[], rest: AsyncIterable<T[]>): AsyncGenerator<T[]> {
+/** `first` (unless empty), then the rest and what it returns; closing this closes `rest`. */
+async function* startingWith<T, R>(
+  first: T[],
+  rest: AsyncGenerator<T[], R | undefined>,
+): AsyncGenerator<T[], R | undefined> {
   if (first.length > 0) yield first;
-  yield* rest;
+  return yield* rest;
 }
 
 /** Every failure leaves as a TrackingSyncError whose message carries no connection string. */

@@ -93,7 +93,7 @@ export interface LedgerBatch {
   /** The rows to write to their entries, one per identity and day, with provenance. */
   placed: PlacedRow[];
   /** Rows whose value a later row of this file replaces (counted synced, not written). */
-  supersededRows: number;
+  unplaced: ResolvedRow[];
   /** `duplicate-row-superseded` warnings: rows replaced by a later row of the same file. */
   superseded: number;
   /** Row identities whose entry changed (moves) in this batch. */
@@ -128,7 +128,7 @@ export interface Candidate {
   entry: EntryRef;
   numbers: FactNumbers;
   /** Earlier rows of the batch with the same identity and day (superseded by this one). */
-  earlier: number;
+  earlierRows: ResolvedRow[];
 }
 
 /** The batch's rows, last row per identity and day (a later row replaces an earlier one). */
@@ -158,7 +158,7 @@ export function candidatesOf(rows: readonly ResolvedRow[]): {
         viewableImpressions: row.viewableImpressions,
         uniqueIps: row.uniqueIps,
       },
-      earlier: (earlier?.earlier ?? -1) + 1,
+      earlierRows: earlier ? [...earlier.earlierRows, earlier.resolved] : [],
     });
   }
   return { candidates: [...byId.values()], superseded };
@@ -324,16 +324,16 @@ function removalsOf(
 
 export function ledgerBatch(decisions: readonly Decision[], superseded: number): LedgerBatch {
   const placed: PlacedRow[] = [];
-  let supersededRows = 0;
+  const unplaced: ResolvedRow[] = [];
   let warnings = superseded;
   let moved = 0;
   const stale: { key: string; reportDate: string; rev: number; from: EntryRef[] }[] = [];
   for (const decision of decisions) {
     const { candidate } = decision;
-    supersededRows += candidate.earlier;
+    unplaced.push(...candidate.earlierRows);
     if (decision.supersedesEarlier || decision.supersededByLater) warnings++;
     if (decision.supersededByLater) {
-      supersededRows++;
+      unplaced.push(candidate.resolved);
       continue;
     }
     if (decision.moved) moved++;
@@ -351,7 +351,7 @@ export function ledgerBatch(decisions: readonly Decision[], superseded: number):
       });
     }
   }
-  return { placed, supersededRows, superseded: warnings, moved, removals: removalsOf(stale) };
+  return { placed, unplaced, superseded: warnings, moved, removals: removalsOf(stale) };
 }
 
 /**

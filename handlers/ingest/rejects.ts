@@ -15,22 +15,32 @@ import type { FileArtifacts } from "./ports";
 
 /** The columns a rejects file adds; dropped from the input first, so re-rejected rows keep one of each. */
 export const LINE_COLUMN = "line";
+export const LAST_LINE_COLUMN = "last_line";
 export const REASON_COLUMN = "reject_reason";
+export const RAW_RECORD_COLUMN = "raw_record";
+const ADDED_COLUMNS = [LINE_COLUMN, LAST_LINE_COLUMN, REASON_COLUMN, RAW_RECORD_COLUMN];
 
 export interface RejectedRow {
+  /** The first and last line of the record in the source file (a field may span lines). */
   line: number;
+  lastLine: number;
   /** The row's original values (`null` = NULL); empty for an unparseable row. */
   fields: readonly (string | null)[];
   reason: string;
+  /** The record's text as in the file, when its fields may not hold all of it (csv-rows.ts). */
+  raw?: string;
 }
 
 /**
  * The rows that were not synced, as CSV: the original columns in their original order
- * with their original values, plus `line` and `reject_reason`. Strings are quoted and
- * NULL is an unquoted empty field (Athena's dialect), so NULL and `""` survive a
- * round trip through `reprocess/`. Rows stream to a temporary file as they come and
- * are uploaded at the end: memory stays flat however many rows are rejected.
- * Rows with the wrong field count are padded with NULLs or cut to the header's width.
+ * with their original values, plus `line`, `last_line`, `reject_reason` and `raw_record`.
+ * Strings are quoted and NULL is an unquoted empty field (Athena's dialect), so NULL and
+ * `""` survive a round trip through `reprocess/`. Rows stream to a temporary file as they
+ * come and are uploaded at the end: memory stays flat however many rows are rejected.
+ * Rows with the wrong field count are padded with NULLs or cut to the header's width, so
+ * `raw_record` keeps their whole text (a quote that never closed swallows the next line
+ * into such a row). A row on one line with the header's width has all of its text in its
+ * columns already: its `raw_record` is NULL, which keeps the file about the input's size.
  */
 export class RejectsFile {
   private stringifier: Stringifier | undefined;
@@ -49,7 +59,7 @@ export class RejectsFile {
   ) {
     this.keep = header
       .map((name, position) => ({ name: (name ?? "").trim().toLowerCase(), position }))
-      .filter(({ name }) => name !== LINE_COLUMN && name !== REASON_COLUMN)
+      .filter(({ name }) => !ADDED_COLUMNS.includes(name))
       .map(({ position }) => position);
   }
 
@@ -62,7 +72,7 @@ export class RejectsFile {
       const record: (string | number | null)[] = this.keep.map(
         (position) => row.fields[position] ?? null,
       );
-      record.push(row.line, row.reason);
+      record.push(row.line, row.lastLine, row.reason, row.raw ?? null);
       mustDrain = !stringifier.write(record) || mustDrain;
       this.count++;
     }
@@ -93,8 +103,7 @@ export class RejectsFile {
     if (!this.options.continues)
       stringifier.write([
         ...this.keep.map((position) => this.header[position] ?? ""),
-        LINE_COLUMN,
-        REASON_COLUMN,
+        ...ADDED_COLUMNS,
       ]);
     this.finished = pipeline(stringifier, createWriteStream(this.path));
     this.finished.catch(() => {});

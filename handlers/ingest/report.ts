@@ -2,7 +2,7 @@ import type { Reconciliation } from "../shared/reconciliation";
 import type { DateRange } from "../shared/sync-request";
 import type { Checkpoint } from "./batch-pipeline";
 import type { S3ObjectRef } from "./s3-records";
-import type { Tally } from "./tally";
+import type { LineCounts, Tally } from "./tally";
 
 /** The spec's SyncResponse stats (§5). */
 export interface SyncStats {
@@ -20,6 +20,12 @@ export interface ObjectReport {
   success: boolean;
   dateRange: DateRange;
   stats: SyncStats;
+  /**
+   * The object's physical lines, beside `stats`' records: a record can span lines (a quote
+   * that never closed swallows the next line). `accounted` sums every bucket: the header,
+   * the synced, skipped and error records' lines and the blank lines; it equals `read`.
+   */
+  lines: LineCounts & { accounted: number };
   /** Milliseconds. */
   duration: number;
   error?: string;
@@ -105,6 +111,7 @@ export function buildReport(input: {
       skipped: tally.skipped,
       errors: tally.errors,
     },
+    lines: { ...tally.lines, accounted: tally.linesAccounted },
     duration: input.finishedAt.getTime() - input.startedAt.getTime(),
     ...(input.error !== undefined ? { error: input.error } : {}),
     outcome: input.outcome,

@@ -1,5 +1,22 @@
 import type { DateRange } from "../shared/sync-request";
 
+/**
+ * The object's physical lines, by where each went: the header's, a synced, skipped or
+ * error record's (a record may span lines: a line break inside quotes, or a quote that
+ * never closed swallowing the lines after it), or blank. Lines count as `wc -l` counts
+ * them, plus a last line without a line ending. `read` is how far the object was read: to
+ * the committed checkpoint, and once it is read to its end, all of it. The other counts
+ * sum to `read`: a line lost or counted twice shows as a difference.
+ */
+export interface LineCounts {
+  read: number;
+  header: number;
+  synced: number;
+  skipped: number;
+  errors: number;
+  blank: number;
+}
+
 /** Running counts for one object. Every data row lands in exactly one bucket. */
 export class Tally {
   synced = 0;
@@ -18,6 +35,7 @@ export class Tally {
   readonly errorsByReason: Record<string, number> = {};
   readonly warnings: Record<string, number> = {};
   readonly fieldChanges: Record<string, number> = {};
+  readonly lines: LineCounts = { read: 0, header: 0, synced: 0, skipped: 0, errors: 0, blank: 0 };
   private minDate: string | undefined;
   private maxDate: string | undefined;
 
@@ -33,6 +51,19 @@ export class Tally {
   error(reason: string, count = 1): void {
     this.errors += count;
     this.errorsByReason[reason] = (this.errorsByReason[reason] ?? 0) + count;
+  }
+
+  /** The header took lines `line` to `nextLine - 1`; any lines before it were blank. */
+  countHeader(line: number, nextLine: number): void {
+    this.lines.blank += line - 1;
+    this.lines.header += nextLine - line;
+    this.lines.read = nextLine - 1;
+  }
+
+  /** The lines the buckets and the blank lines account for: `lines.read` when none is lost. */
+  get linesAccounted(): number {
+    const { header, synced, skipped, errors, blank } = this.lines;
+    return header + synced + skipped + errors + blank;
   }
 
   warn(warning: string): void {
@@ -71,6 +102,7 @@ export class Tally {
       errorsByReason: { ...this.errorsByReason },
       warnings: { ...this.warnings },
       fieldChanges: { ...this.fieldChanges },
+      lines: { ...this.lines },
       ...(this.minDate !== undefined ? { minDate: this.minDate } : {}),
       ...(this.maxDate !== undefined ? { maxDate: this.maxDate } : {}),
     };
@@ -93,6 +125,7 @@ export class Tally {
     Object.assign(tally.errorsByReason, snapshot.errorsByReason);
     Object.assign(tally.warnings, snapshot.warnings);
     Object.assign(tally.fieldChanges, snapshot.fieldChanges);
+    Object.assign(tally.lines, snapshot.lines);
     tally.minDate = snapshot.minDate;
     tally.maxDate = snapshot.maxDate;
     return tally;
@@ -113,6 +146,8 @@ export interface TallySnapshot {
   errorsByReason: Record<string, number>;
   warnings: Record<string, number>;
   fieldChanges: Record<string, number>;
+  /** Absent from a continuation handed over before lines were counted. */
+  lines?: LineCounts;
   minDate?: string;
   maxDate?: string;
 }

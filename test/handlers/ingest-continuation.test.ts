@@ -126,11 +126,12 @@ const reportOf = (key: string) => harness.readJson<Report>(`reports/${key}.json`
 
 /** The row counts of a report: they must not depend on how many invocations the file took. */
 function rowCountsOf(report: Report | undefined) {
-  const { stats, dateRange, warnings, skippedByReason, errorsByReason, success, outcome } =
+  const { stats, lines, dateRange, warnings, skippedByReason, errorsByReason, success, outcome } =
     report ?? ({} as Report);
   const rejectedRows = (report?.rejects as { rows?: number } | undefined)?.rows;
   return {
     stats,
+    lines,
     dateRange,
     warnings,
     skippedByReason,
@@ -256,6 +257,9 @@ describe("ingestResults: files beyond one invocation", () => {
       });
       const stats = report?.stats ?? {};
       expect((stats.synced ?? 0) + (stats.skipped ?? 0) + (stats.errors ?? 0)).toBe(42);
+      // Every line of the file once, across the five invocations.
+      const lineCount = body.split("\n").length - 1;
+      expect(report?.lines).toMatchObject({ read: lineCount, header: 1, accounted: lineCount });
       expect(single.rejects).toContain("reject_reason");
       expect(await harness.readText(`rejects/${key}`)).toBe(single.rejects);
       expect(await listKeys(`rejects/${key}.`)).toEqual([]);
@@ -291,6 +295,35 @@ describe("ingestResults: files beyond one invocation", () => {
       });
     },
   );
+
+  it("accounts for every line across invocations: a swallowed line, blank lines, and trailing blank lines read alone", async () => {
+    const [header, ...rows] = buildCsv(
+      Array.from({ length: 11 }, (_, i) =>
+        csvRow({ report_date: `2025-11-${String(i + 1).padStart(2, "0")}` }),
+      ),
+    )
+      .trimEnd()
+      .split("\n");
+    // Row 3 lost its closing quote and swallows row 4: 10 records on 11 lines, two full
+    // batches. The invocation that reads them stops at their end, so the next one reads
+    // only the two trailing blank lines.
+    rows[2] = rows[2]?.slice(0, -1) ?? "";
+    const body = [header, ...rows.slice(0, 6), "", ...rows.slice(6), "", "", ""].join("\n");
+    const key = "reprocess/continued-lines.csv";
+    const single = await singleRun("reprocess/whole-lines.csv", body);
+
+    const { invocations } = await runToTheEnd(await harness.putObject(key, body), 2);
+
+    expect(invocations).toBe(2);
+    const report = await reportOf(key);
+    expect(report).toMatchObject({
+      stats: { rowsFromAthena: 10, synced: 9, errors: 1 },
+      lines: { read: 15, header: 1, synced: 9, skipped: 0, errors: 2, blank: 3, accounted: 15 },
+    });
+    expect(rowCountsOf(report)).toEqual(rowCountsOf(single.report));
+    expect(await harness.readText(`rejects/${key}`)).toBe(single.rejects);
+    expect(single.rejects).toContain(`,4,5,"wrong-field-count",`);
+  });
 
   it("invokes itself asynchronously by name with a small payload, and logs each hand-over", async () => {
     const body = buildCsv(mixedRows());

@@ -2,6 +2,7 @@ import { CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwat
 import { DeleteObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { S3Event } from "aws-lambda";
 import { mockClient } from "aws-sdk-client-mock";
+import { parse } from "csv-parse/sync";
 import type { Document } from "mongodb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { MAX_RECORD_BYTES } from "../../handlers/ingest/csv-rows";
@@ -354,15 +355,62 @@ describe("ingestResults: the CSV", () => {
     });
     expect(await harness.readText("rejects/reprocess/malformed.csv")).toBe(
       [
-        '"report_date","creative_id","publication_code","channel","ad_size","impressions","clicks","viewable_impressions","unique_ips","line","reject_reason"',
-        '"2025-12-10","cr_spring-sale_300x250","chireader","website",,,,,,3,"wrong-field-count"',
-        '"2025-12-10","cr_spring-sale_300x250","chireader","website","300x250","1.5","1","1","1",4,"invalid-impressions"',
-        '"2025-02-30","cr_spring-sale_300x250","chireader","website","300x250","1","1","1","1",5,"invalid-report-date"',
-        '"2025-12-10","","chireader",,"","1","1","1","1",6,"missing-creative-id"',
-        ',,,,,,,,,8,"unclosed-quote"',
+        '"report_date","creative_id","publication_code","channel","ad_size","impressions","clicks","viewable_impressions","unique_ips","line","last_line","reject_reason","raw_record"',
+        '"2025-12-10","cr_spring-sale_300x250","chireader","website",,,,,,3,3,"wrong-field-count","""2025-12-10"",""cr_spring-sale_300x250"",""chireader"",""website"""',
+        '"2025-12-10","cr_spring-sale_300x250","chireader","website","300x250","1.5","1","1","1",4,4,"invalid-impressions",',
+        '"2025-02-30","cr_spring-sale_300x250","chireader","website","300x250","1","1","1","1",5,5,"invalid-report-date",',
+        '"2025-12-10","","chireader",,"","1","1","1","1",6,6,"missing-creative-id",',
+        ',,,,,,,,,8,8,"unclosed-quote","""2025-12-10"",""cr_spring-sale_300x250"",""chireader"",""website"",""300x250"",""1"",""1"",""1"",""1"',
         "",
       ].join("\n"),
     );
+  });
+});
+
+describe("ingestResults: a quote missing its closing quote", () => {
+  it("keeps the whole text of the record that swallowed the next line, and accounts for every line", async () => {
+    await seedSpringSale();
+    const [header, first, broken, swallowed, last] = buildCsv([
+      csvRow(),
+      csvRow({ impressions: 5 }),
+      csvRow({ report_date: "2025-12-09" }),
+      csvRow({ report_date: "2025-12-08" }),
+    ]).split("\n");
+    // Athena's dialect with the last field's closing quote missing: the line after it
+    // becomes part of that field, and the record has more fields than the header.
+    const open = broken?.slice(0, -1);
+    const text = [header, first, open, swallowed, last, ""].join("\n");
+    const event = await harness.putObject("reprocess/swallowed.csv", text);
+
+    const response = await handler(event, lambdaContext);
+
+    expect(response).toMatchObject({
+      success: true,
+      stats: { rowsFromAthena: 3, synced: 2, skipped: 0, errors: 1 },
+    });
+    expect(await report("reprocess/swallowed.csv")).toMatchObject({
+      errorsByReason: { "wrong-field-count": 1 },
+      // Five lines, three records: the error record takes two of them.
+      lines: { read: 5, header: 1, synced: 2, skipped: 0, errors: 2, blank: 0, accounted: 5 },
+      rejects: { key: "rejects/reprocess/swallowed.csv", rows: 1 },
+    });
+    const rejects = parse((await harness.readText("rejects/reprocess/swallowed.csv")) ?? "", {
+      columns: true,
+    }) as Record<string, string>[];
+    expect(rejects).toHaveLength(1);
+    expect(rejects[0]).toMatchObject({
+      report_date: "2025-12-10",
+      line: "3",
+      last_line: "4",
+      reject_reason: "wrong-field-count",
+      raw_record: `${open}\n${swallowed}`,
+    });
+    // The swallowed row's values are in the rejects file, and its day was not synced.
+    expect(rejects[0]?.raw_record).toContain('"2025-12-09"');
+    expect((await entries()).map((entry) => entry.dateStart.toISOString().slice(0, 10))).toEqual([
+      "2025-12-08",
+      "2025-12-10",
+    ]);
   });
 });
 
@@ -372,7 +420,8 @@ describe("ingestResults: a record too large to hold", () => {
     const good = buildCsv([csvRow()]).trimEnd();
     // Unquoted lines cannot close the open quote: the rest of the file is one record.
     const rest = "2025-12-10,cr_spring-sale_300x250,chireader,website,300x250,1,1,1,1\n";
-    const text = `${good}\n"2025-12-10,cr_open\n${rest.repeat(Math.ceil((2 * MAX_RECORD_BYTES) / rest.length))}`;
+    const repeats = Math.ceil((2 * MAX_RECORD_BYTES) / rest.length);
+    const text = `${good}\n"2025-12-10,cr_open\n${rest.repeat(repeats)}`;
     const event = await harness.putObject("reprocess/open-quote.csv", text);
 
     const response = await handler(event, lambdaContext);
@@ -385,9 +434,14 @@ describe("ingestResults: a record too large to hold", () => {
       errorsByReason: { "record-too-large": 1 },
       rejects: { key: "rejects/reprocess/open-quote.csv", rows: 1 },
     });
-    expect((await harness.readText("rejects/reprocess/open-quote.csv"))?.split("\n").at(1)).toBe(
-      ',,,,,,,,,3,"record-too-large"',
+    const rejects = (await harness.readText("rejects/reprocess/open-quote.csv")) ?? "";
+    // Its text runs on over the lines it swallowed, up to MAX_RECORD_BYTES and no further.
+    expect(rejects.split("\n").at(1)).toBe(
+      `,,,,,,,,,3,${3 + repeats},"record-too-large","""2025-12-10,cr_open`,
     );
+    const raw = text.slice(good.length + 1, good.length + 1 + MAX_RECORD_BYTES);
+    expect(rejects.endsWith(`${raw.replaceAll('"', '""')}"\n`)).toBe(true);
+    expect(Buffer.byteLength(rejects)).toBeLessThan(MAX_RECORD_BYTES + 1024);
   });
 });
 
@@ -421,9 +475,9 @@ describe("ingestResults: skipped rows, rejects and reprocess", () => {
     });
     const rejects = await harness.readText("rejects/athena-results/nightly.csv");
     expect(rejects?.split("\n").slice(1)).toEqual([
-      '"2025-12-10","cr_spring-sale_300x250","nowhere","website","300x250","1000","10","800","700",3,"unknown-publication"',
-      '"2025-12-10","cr_abc_1","chireader","website","300x250","1000","10","800","700",4,"order-not-found"',
-      '"2025-12-10","cr_twice_1","chireader",,"","1000","10","800","700",5,"ambiguous-order"',
+      '"2025-12-10","cr_spring-sale_300x250","nowhere","website","300x250","1000","10","800","700",3,3,"unknown-publication",',
+      '"2025-12-10","cr_abc_1","chireader","website","300x250","1000","10","800","700",4,4,"order-not-found",',
+      '"2025-12-10","cr_twice_1","chireader",,"","1000","10","800","700",5,5,"ambiguous-order",',
       "",
     ]);
 

@@ -113,7 +113,13 @@ describe("readCsvRecords", () => {
 
     expect(records).toEqual([
       { line: 1, fields: ["a", "b", "c"], endByte: 13, nextLine: 2 },
-      { line: 2, fields: ["multi\r\nline", null, ""], endByte: 32, nextLine: 4 },
+      {
+        line: 2,
+        fields: ["multi\r\nline", null, ""],
+        endByte: 32,
+        nextLine: 4,
+        raw: '"multi\r\nline",,""',
+      },
       { line: 4, fields: ["4", "5", null], endByte: 42, nextLine: 5 },
     ]);
   });
@@ -216,6 +222,7 @@ describe("readCsvRecords", () => {
       endByte: bytes.length,
       nextLine: 5,
       malformed: "unclosed-quote",
+      raw: '"open,1\n10,é',
     });
     expect(await resumeAfter(bytes, records[1] as CsvRecord)).toEqual(records.slice(2));
   });
@@ -226,6 +233,7 @@ describe("readCsvRecords", () => {
     const lines = Math.ceil((MAX_RECORD_BYTES * 3) / line.length);
     const head = 'a,b,c,d,e\n"x","y","z","1","2"\n"open,1\n';
     const bytes = Buffer.from(head + line.repeat(lines) + "tail", "utf8");
+    const openAt = head.indexOf('"open');
     const chunks: Buffer[] = [];
     for (let i = 0; i < bytes.length; i += 65_536) chunks.push(bytes.subarray(i, i + 65_536));
 
@@ -245,6 +253,8 @@ describe("readCsvRecords", () => {
       // The open line, every full line after it, and the last line without a newline.
       nextLine: 3 + 1 + lines + 1,
       malformed: "record-too-large",
+      // Its first MAX_RECORD_BYTES only: the reader holds no more.
+      raw: bytes.subarray(openAt, openAt + MAX_RECORD_BYTES).toString("utf8"),
     });
     // Reported only at the end of the input, after every chunk was read.
     expect(batches.at(-1)).toEqual([records[2]]);
@@ -262,6 +272,75 @@ describe("readCsvRecords", () => {
       [2 + big.length / 2 + 1, "3", undefined],
     ]);
     expect(records[1]?.fields[0]).toBe(big);
+  });
+});
+
+describe("readCsvRecords keeps the text of a record whose fields may not be the file's", () => {
+  it("keeps the whole text of a record whose closing quote is missing, the line it swallowed too", async () => {
+    const bytes = Buffer.from('"a","b","c"\n"1","2","3\n"4","5","6"\n"7","8","9"\n', "utf8");
+
+    const records = await readAll(bytes, 5);
+
+    expect(records.map(({ line, nextLine, raw }) => ({ line, nextLine, raw }))).toEqual([
+      { line: 1, nextLine: 2, raw: undefined },
+      { line: 2, nextLine: 4, raw: '"1","2","3\n"4","5","6"' },
+      { line: 4, nextLine: 5, raw: undefined },
+    ]);
+    expect(records[1]?.fields).toHaveLength(5);
+  });
+
+  it("keeps the text of a record of another width than the header's, also on resume", async () => {
+    const bytes = Buffer.from("a,b,c\r\n1,2\r\n3,4,5\r\n6,7,8,9\r\n", "utf8");
+
+    const records = await readAll(bytes, 4);
+    // Resumed at the short record: only the header's width, passed in, tells it is short.
+    const resumed = await readAll(bytes.subarray(7), 4, {
+      startByte: 7,
+      startLine: 2,
+      headerWidth: 3,
+    });
+
+    expect(records.map((record) => record.raw)).toEqual([undefined, "1,2", undefined, "6,7,8,9"]);
+    expect(resumed).toEqual(records.slice(1));
+  });
+
+  it("cuts a record-too-large's text at MAX_RECORD_BYTES, leaving out a character cut in two", async () => {
+    // After the opening quote, 2-byte characters: the record's byte MAX_RECORD_BYTES - 1
+    // is the first half of one.
+    const open = `"${"é".repeat(MAX_RECORD_BYTES)}`;
+    const bytes = Buffer.from(`a,b\n${open}\n`, "utf8");
+
+    const records = await readAll(bytes, 65_536);
+
+    expect(records[1]?.malformed).toBe("record-too-large");
+    expect(records[1]?.raw).toBe(`"${"é".repeat((MAX_RECORD_BYTES - 2) / 2)}`);
+  });
+});
+
+describe("readCsvChunks' end of input", () => {
+  /** The records, and what the generator returns once the input ends. */
+  async function readToEnd(text: string) {
+    const chunks = readCsvChunks(Readable.from([Buffer.from(text, "utf8")]));
+    const records: CsvRecord[] = [];
+    for (;;) {
+      const next = await chunks.next();
+      if (next.done) return { records, end: next.value };
+      records.push(...next.value);
+    }
+  }
+
+  it.each([
+    ["a final newline", "a,b\n1,2\n", 3],
+    ["no final newline", "a,b\n1,2", 3],
+    ["trailing blank lines", "a,b\n1,2\n\n\n", 5],
+    ["trailing blank CRLF lines", "a,b\r\n1,2\r\n\r\n", 4],
+    ["a quote that never closes", 'a,b\n"1,2\n3,4\n', 4],
+    ["a header only", "a,b\n\n", 3],
+  ])("returns the end of the input past its last line (%s)", async (_name, text, nextLine) => {
+    const { records, end } = await readToEnd(text);
+
+    expect(end).toEqual({ endByte: Buffer.byteLength(text), nextLine });
+    expect(records.at(-1)?.nextLine).toBeLessThanOrEqual(nextLine);
   });
 });
 

@@ -484,6 +484,7 @@ export class FakeEntryStore implements EntryStore {
   readonly runs = new Map<string, RunRecord>();
   private failure: Error | undefined;
   private writeFailure: { after: number; error: Error } | undefined;
+  private refused: ((update: EntryUpdate) => boolean) | undefined;
 
   constructor(
     lookups: LookupData = {},
@@ -499,6 +500,11 @@ export class FakeEntryStore implements EntryStore {
   /** MongoDB goes down mid-file: the writes after the first `after` ones throw `error`. */
   failWritesAfter(after: number, error: Error): void {
     this.writeFailure = { after, error };
+  }
+
+  /** A schema validator in effect: matching updates fail for good, the others are written. */
+  refuseUpdates(refuse: (update: EntryUpdate) => boolean): void {
+    this.refused = refuse;
   }
 
   recover(): void {
@@ -594,7 +600,11 @@ export class FakeEntryStore implements EntryStore {
   private upsert(updates: readonly EntryUpdate[]): BatchWriteResult {
     const result: BatchWriteResult = { inserted: 0, updated: 0, unchanged: 0, failed: [] };
     const now = this.now();
-    for (const update of updates) {
+    for (const [index, update] of updates.entries()) {
+      if (this.refused?.(update)) {
+        result.failed.push({ index, code: 121, message: "Document failed validation" });
+        continue;
+      }
       const key = upsertKeyOf(update.key);
       const applied = applyEntryUpdate(this.entries.get(key) ?? null, update, now);
       this.entries.set(key, applied.document);

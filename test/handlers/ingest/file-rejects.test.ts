@@ -10,14 +10,15 @@ import { BUCKET, FakeArtifactStore, objectRef } from "./fakes";
 const SOURCE_KEY = "reprocess/big.csv";
 const CHAIN = "0b6f1a2c-3d4e-4f50-8a6b-7c8d9e0f1a2b";
 const HEADER = ["report_date", "creative_id", "impressions"];
-const HEADER_LINE = '"report_date","creative_id","impressions","line","reject_reason"\n';
+const HEADER_LINE =
+  '"report_date","creative_id","impressions","line","last_line","reject_reason","raw_record"\n';
 const NOTHING_EARLIER: RejectsProgress = { rows: 0, parts: [] };
 
 function row(line: number, reason = "invalid-impressions"): RejectedRow {
-  return { line, fields: ["2025-12-10", `cr_${line}`, "-5"], reason };
+  return { line, lastLine: line, fields: ["2025-12-10", `cr_${line}`, "-5"], reason };
 }
 const rowLine = (line: number, reason = "invalid-impressions") =>
-  `"2025-12-10","cr_${line}","-5",${line},"${reason}"\n`;
+  `"2025-12-10","cr_${line}","-5",${line},${line},"${reason}",\n`;
 
 function setup() {
   const store = new FakeArtifactStore();
@@ -43,12 +44,16 @@ describe("RejectsFile", () => {
   it("writes the original columns, then line and reason, keeping NULL apart from the empty string", async () => {
     const file = new RejectsFile(["a", "b", "c"]);
 
-    await file.add([{ line: 2, fields: ["x", null, ""], reason: "missing-creative-id" }]);
+    await file.add([
+      { line: 2, lastLine: 2, fields: ["x", null, ""], reason: "missing-creative-id" },
+    ]);
     const closed = await file.close();
     const text = closed ? await readFile(closed.path, "utf8") : undefined;
     await file.discard();
 
-    expect(text).toBe('"a","b","c","line","reject_reason"\n"x",,"",2,"missing-creative-id"\n');
+    expect(text).toBe(
+      '"a","b","c","line","last_line","reject_reason","raw_record"\n"x",,"",2,2,"missing-creative-id",\n',
+    );
     expect(closed?.size).toBe(Buffer.byteLength(text ?? ""));
     expect(file.count).toBe(1);
   });
@@ -56,12 +61,54 @@ describe("RejectsFile", () => {
   it("drops an input's own line and reject_reason columns, so a re-rejected row keeps one of each", async () => {
     const file = new RejectsFile(["a", "LINE", "reject_reason"]);
 
-    await file.add([{ line: 7, fields: ["x", "3", "old"], reason: "order-not-found" }]);
+    await file.add([
+      { line: 7, lastLine: 7, fields: ["x", "3", "old"], reason: "order-not-found" },
+    ]);
     const closed = await file.close();
     const text = closed ? await readFile(closed.path, "utf8") : undefined;
     await file.discard();
 
-    expect(text).toBe('"a","line","reject_reason"\n"x",7,"order-not-found"\n');
+    expect(text).toBe(
+      '"a","line","last_line","reject_reason","raw_record"\n"x",7,7,"order-not-found",\n',
+    );
+  });
+
+  it("drops an input's own last_line and raw_record columns too", async () => {
+    const file = new RejectsFile(["a", "line", "Last_Line", "reject_reason", "raw_record"]);
+
+    await file.add([
+      { line: 7, lastLine: 7, fields: ["x", "3", "3", "old", null], reason: "order-not-found" },
+    ]);
+    const closed = await file.close();
+    const text = closed ? await readFile(closed.path, "utf8") : undefined;
+    await file.discard();
+
+    expect(text).toBe(
+      '"a","line","last_line","reject_reason","raw_record"\n"x",7,7,"order-not-found",\n',
+    );
+  });
+
+  it("keeps a record's whole text, line breaks and quotes included, beside its cut fields", async () => {
+    const file = new RejectsFile(["a", "b", "c"]);
+    const raw = '"1","2","3\n"4","5","6"';
+
+    await file.add([
+      {
+        line: 2,
+        lastLine: 3,
+        fields: ["1", "2", '"3\n"4"', "5", "6"],
+        reason: "wrong-field-count",
+        raw,
+      },
+    ]);
+    const closed = await file.close();
+    const text = closed ? await readFile(closed.path, "utf8") : undefined;
+    await file.discard();
+
+    expect(text).toBe(
+      '"a","b","c","line","last_line","reject_reason","raw_record"\n' +
+        '"1","2","""3\n""4""",2,3,"wrong-field-count","""1"",""2"",""3\n""4"",""5"",""6"""\n',
+    );
   });
 
   it("closes to nothing when no row was added", async () => {

@@ -157,12 +157,12 @@ describe("ingestObject of a clean file", () => {
     });
     const lines = fake.artifacts.rejects(object)?.trimEnd().split("\n");
     expect(lines?.[0]).toBe(
-      `${INGEST_COLUMNS.map((name) => `"${name}"`).join(",")},"line","reject_reason"`,
+      `${INGEST_COLUMNS.map((name) => `"${name}"`).join(",")},"line","last_line","reject_reason","raw_record"`,
     );
-    expect(lines?.slice(1).map((line) => line.split(",").slice(-2).join(","))).toEqual([
-      '3,"unknown-publication"',
-      '4,"order-not-found"',
-      '5,"invalid-impressions"',
+    expect(lines?.slice(1).map((line) => line.split(",").slice(-4).join(","))).toEqual([
+      '3,3,"unknown-publication",',
+      '4,4,"order-not-found",',
+      '5,5,"invalid-impressions",',
     ]);
   });
 
@@ -186,6 +186,65 @@ describe("ingestObject of a clean file", () => {
     expect(fake.logs.map((line) => line.message)).toContain(
       "Publishing metrics failed; the sync itself is unaffected",
     );
+  });
+});
+
+describe("ingestObject counts the lines of the file", () => {
+  const header = INGEST_COLUMNS.map((name) => `"${name}"`).join(",");
+  const good = (day: string) =>
+    `"${day}","cr_spring-sale_300x250","chireader","website","300x250","1000","10","800","700"`;
+
+  it("gives every line to the header, a record's bucket or the blank lines, a swallowed line too", async () => {
+    const fake = createFakeIngest({ lookups: LOOKUPS });
+    const csv = [
+      header,
+      good("2025-12-10"),
+      "",
+      // The closing quote of the last field is missing: the next line becomes part of it.
+      '"2025-12-10","cr_spring-sale_300x250","chireader","website","300x250","1","1","1","1',
+      good("2025-12-09"),
+      '"2025-12-08","cr_spring-sale_300x250","nowhere","website","300x250","1","1","1","1"',
+      good("2025-12-07"),
+      "",
+      "",
+    ].join("\n");
+
+    const { object, report } = await ingest(fake, MANUAL_KEY, csv);
+
+    expect(report.stats).toEqual({ rowsFromAthena: 4, synced: 2, skipped: 1, errors: 1 });
+    // Eight lines as `wc -l` counts them: the file ends in a blank line and its line feed.
+    expect(report.lines).toEqual({
+      read: 8,
+      header: 1,
+      synced: 2,
+      skipped: 1,
+      errors: 2,
+      blank: 2,
+      accounted: 8,
+    });
+    const rejects = fake.artifacts.rejects(object) ?? "";
+    expect(rejects).toContain(
+      `,4,5,"wrong-field-count","""2025-12-10"",""cr_spring-sale_300x250"",""chireader"",""website"",""300x250"",""1"",""1"",""1"",""1\n${good("2025-12-09").replaceAll('"', '""')}"\n`,
+    );
+    expect(rejects).toContain(',6,6,"unknown-publication",\n');
+  });
+
+  it("counts the lines of rows whose write failed for good as errors", async () => {
+    const fake = createFakeIngest({ lookups: LOOKUPS });
+    fake.entries.refuseUpdates(
+      (update) => update.key.dateStart.getTime() === Date.parse("2025-12-09"),
+    );
+    const csv = buildCsv([
+      csvRow(),
+      csvRow({ report_date: "2025-12-09", creative_id: "cr_spring-sale_300x250" }),
+    ]);
+
+    const { object, report } = await ingest(fake, MANUAL_KEY, csv);
+
+    expect(report.stats).toMatchObject({ synced: 1, errors: 1 });
+    expect(report.errorsByReason).toEqual({ "write-failed": 1 });
+    expect(report.lines).toMatchObject({ read: 3, header: 1, synced: 1, errors: 1, accounted: 3 });
+    expect(fake.artifacts.rejects(object)).toContain(',3,3,"write-failed",\n');
   });
 });
 
