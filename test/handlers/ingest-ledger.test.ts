@@ -2,6 +2,7 @@ import { CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwat
 import { mockClient } from "aws-sdk-client-mock";
 import type { Document } from "mongodb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { upgradeLedger } from "../../handlers/ingest/ledger-upgrade";
 import { buildCsv, type CsvRowValues, csvRow } from "../helpers/ingest-csv";
 import { order, seedLookups, trackingScript } from "../helpers/ingest-fixtures";
 import { type IngestHarness, lambdaContext, startIngestHarness } from "../helpers/ingest-harness";
@@ -351,5 +352,76 @@ describe("ingestResults: exact dry runs", () => {
     expect(real.warnings).toEqual({ "duplicate-row-superseded": 10 });
     // The sum of both kinds of entry update is one per entry per batch that holds it.
     expect(real.inserted).toBeGreaterThanOrEqual(12_500);
+  });
+});
+
+describe("ledger:upgrade: entries written before the ledger", () => {
+  /** An entry as the ingest wrote it before the ledger: contributions without rev, run or line. */
+  async function preLedgerEntry(orderId: string, creatives: [string, string, number][]) {
+    await harness.db.collection("performance_entries").insertOne({
+      orderId,
+      itemPath: "tracking-display",
+      dateStart: new Date(`${DAY}T00:00:00.000Z`),
+      source: "automated",
+      contributions: creatives.map(([creativeId, adSize, impressions]) => ({
+        key: JSON.stringify([creativeId, "chireader", "website", adSize]),
+        creativeId,
+        publicationCode: "chireader",
+        channel: "website",
+        adSize,
+        itemName: creativeId,
+        impressions,
+        clicks: 10,
+        viewableImpressions: 800,
+        uniqueIps: 700,
+      })),
+      metrics: { impressions: creatives.reduce((sum, [, , n]) => sum + n, 0) },
+      updatedAt: new Date(),
+    });
+  }
+
+  it("records facts from old contributions, so a move of one is caught and a double count is undone", async () => {
+    const { spring, summer } = await seedTwoCampaigns();
+    await preLedgerEntry(spring, [
+      [X, "300x250", 1000],
+      [Y, "728x90", 2000],
+    ]);
+    // A pre-ledger double count: Y also sits, older, in another automated entry of the day.
+    await preLedgerEntry(summer, [[Y, "728x90", 2000]]);
+    await harness.db
+      .collection("performance_entries")
+      .updateOne({ orderId: summer }, { $set: { updatedAt: new Date(0) } });
+    await harness.db.collection("performance_entries").insertOne({
+      orderId: spring,
+      itemPath: "hand-entered",
+      dateStart: new Date(`${DAY}T00:00:00.000Z`),
+      source: "manual",
+      contributions: [{ key: "k", creativeId: "manual" }],
+    });
+
+    const result = await upgradeLedger(harness.db);
+
+    expect(result).toEqual({ entries: 2, factsCreated: 2, alreadyRecorded: 0, duplicates: 1 });
+    expect(await fact(Y)).toMatchObject({
+      entry: { orderId: spring },
+      rev: 1,
+      run: "pre-ledger",
+      stale: [{ orderId: summer }],
+    });
+    expect(await upgradeLedger(harness.db)).toEqual({
+      entries: 2,
+      factsCreated: 0,
+      alreadyRecorded: 2,
+      duplicates: 1,
+    });
+
+    await remap(X, "summer-fest");
+    await ingest("reprocess/day.csv", [rowX(), rowY()]);
+
+    expect(await dayEntries()).toEqual({ [spring]: [[Y], 2000], [summer]: [[X], 1000] });
+    expect(await fact(Y)).toMatchObject({ stale: [] });
+    expect(
+      await harness.db.collection("performance_entries").countDocuments({ source: "manual" }),
+    ).toBe(1);
   });
 });
