@@ -25,7 +25,12 @@ import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  S3Client,
+} from "@aws-sdk/client-s3";
 import { MongoClient } from "mongodb";
 import type { IngestResponse } from "../handlers/ingest/response";
 import { CONTAINER_HEAP_FLAGS, INGEST_MEMORY_MB, INGEST_V8_FLAGS } from "../infra/ingest-memory";
@@ -302,13 +307,22 @@ async function runIngest(options: {
   latencyMs: number;
   dir: string;
   profileDir?: string;
+  /** A database to run against and keep (the data's life runs); by default a fresh one, stopped after. */
+  mongo?: MongoChild;
+  key?: string;
 }): Promise<IngestRun> {
   const { label, services, universe, tally, latencyMs } = options;
-  const key = `athena-results/bench-${label}.csv`;
+  const key = options.key ?? `athena-results/bench-${label}.csv`;
   progress(`${label}: uploading ${tally.rows.toLocaleString("en-US")} rows to the S3 stand-in`);
   const object = await uploadObject(services.s3, options.csvPath, key);
-  progress(`${label}: starting MongoDB (latency ${latencyMs} ms) and seeding lookup data`);
-  const mongo = await seededMongo(universe, latencyMs);
+  let mongo = options.mongo;
+  if (mongo) {
+    await mongo.resetCommandCounts();
+  } else {
+    progress(`${label}: starting MongoDB (latency ${latencyMs} ms) and seeding lookup data`);
+    mongo = await seededMongo(universe, latencyMs);
+  }
+  const db = mongo;
   const logFile = join(options.dir, `ingest-${label}.log`);
   const logFd = openSync(logFile, "w");
   try {
@@ -327,7 +341,7 @@ async function runIngest(options: {
       stdout: logFd,
     });
     const ticker = setInterval(() => {
-      void mongo
+      void db
         .commandCounts()
         .then(({ updateStatements, insertedDocuments }) =>
           progress(
@@ -349,7 +363,7 @@ async function runIngest(options: {
       insertedDocuments,
       requestBytes,
       cpuSeconds: serverCpuSeconds,
-    } = await mongo.commandCounts();
+    } = await db.commandCounts();
     if (result.error !== undefined) throw new Error(`${label}: the handler threw: ${result.error}`);
     const stats = result.response?.stats;
     if (!stats || stats.rowsFromAthena !== tally.rows) {
@@ -388,8 +402,86 @@ async function runIngest(options: {
     };
   } finally {
     closeSync(logFd);
-    await mongo.stop();
+    if (!options.mongo) await db.stop();
   }
+}
+
+/**
+ * Re-maps `fraction` of the scripted creatives: each one's tracking scripts move to another
+ * campaign with a live order at the same publication (so every row still syncs, to another
+ * entry). Returns how many creatives moved.
+ */
+async function remapCreatives(uri: string, fraction: number): Promise<number> {
+  const client = new MongoClient(uri);
+  try {
+    const db = client.db(DB_NAME);
+    const orders = await db
+      .collection("publication_insertion_orders")
+      .find({ deletedAt: { $exists: false } }, { projection: { campaignId: 1, publicationId: 1 } })
+      .toArray();
+    const campaignsAt = new Map<number, string[]>();
+    for (const order of orders) {
+      const list = campaignsAt.get(order.publicationId) ?? [];
+      list.push(order.campaignId);
+      campaignsAt.set(order.publicationId, list);
+    }
+    const creativeIds = (await db.collection("tracking_scripts").distinct("creativeId")).sort();
+    const every = Math.round(1 / fraction);
+    const moving = creativeIds.filter((_, index) => index % every === 0);
+    const scripts = await db
+      .collection("tracking_scripts")
+      .find({ creativeId: { $in: moving } })
+      .toArray();
+    const live = new Set(orders.map((order) => `${order.campaignId}\u0000${order.publicationId}`));
+    const updates = [];
+    for (const script of scripts) {
+      // Only scripts whose rows sync today move, and only to a campaign live there too.
+      if (!live.has(`${script.campaignId}\u0000${script.publicationId}`)) continue;
+      const others = (campaignsAt.get(script.publicationId) ?? []).filter(
+        (campaign) => campaign !== script.campaignId,
+      );
+      const target = others[script.creativeId.length % Math.max(others.length, 1)];
+      if (target === undefined) continue;
+      updates.push({
+        updateOne: { filter: { _id: script._id }, update: { $set: { campaignId: target } } },
+      });
+    }
+    if (updates.length > 0) await db.collection("tracking_scripts").bulkWrite(updates);
+    return moving.length;
+  } finally {
+    await client.close();
+  }
+}
+
+/** A data's-life run: what it did to the entries, and what it cost. */
+interface LifeRun {
+  figures: IngestFigures;
+  requestBytesPerRow: number;
+  commandsPer10kRows: number;
+  cpuMicrosPerRow: number;
+  counts: { inserted: number; updated: number; unchanged: number; moved: number; deleted: number };
+}
+
+async function lifeRun(run: IngestRun, services: Services, key: string): Promise<LifeRun> {
+  const report = JSON.parse(
+    (await (
+      await services.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: `reports/${key}.json` }))
+    ).Body?.transformToString("utf-8")) ?? "{}",
+  );
+  const rows = run.figures.rows;
+  return {
+    figures: run.figures,
+    requestBytesPerRow: run.requestBytes / rows,
+    commandsPer10kRows: (run.figures.commands / rows) * 10_000,
+    cpuMicrosPerRow: (run.figures.cpuSeconds / rows) * 1e6,
+    counts: {
+      inserted: report.inserted,
+      updated: report.updated,
+      unchanged: report.unchanged,
+      moved: report.moved,
+      deleted: report.deleted,
+    },
+  };
 }
 
 /** The ingest must have done the work the data was designed for, or its speed means nothing. */
@@ -475,6 +567,8 @@ interface BenchReport {
     baselineCommandsPerRow: number;
     baselineSynced: number;
   };
+  /** The same file again, then with 10% of the creatives re-mapped, on the 0 ms run's database. */
+  life: { reingest: LifeRun; moved: LifeRun & { creativesRemapped: number } };
   ratios: Ratios;
   targets: TargetCheck[];
 }
@@ -530,6 +624,8 @@ async function main(): Promise<void> {
   }
 
   phase("ingest 0 ms");
+  progress("0 ms: starting MongoDB and seeding lookup data (kept for the data's life runs)");
+  const lifeMongo = await seededMongo(universe, 0);
   const ingest = await runIngest({
     label: `${options.rows}-0ms`,
     workerBundle,
@@ -539,8 +635,49 @@ async function main(): Promise<void> {
     tally: file,
     latencyMs: 0,
     dir,
+    mongo: lifeMongo,
     ...(profileDir ? { profileDir } : {}),
   });
+  // The data's life on the same database: the same file dropped again, then again once
+  // 10% of the creatives were re-mapped to other campaigns (their contributions move).
+  let life: BenchReport["life"];
+  try {
+    phase("re-ingest");
+    const againKey = "reprocess/bench-again.csv";
+    const again = await runIngest({
+      label: "re-ingest",
+      workerBundle,
+      services,
+      universe,
+      csvPath,
+      tally: file,
+      latencyMs: 0,
+      dir,
+      mongo: lifeMongo,
+      key: againKey,
+    });
+    phase("moved");
+    const movedCreatives = await remapCreatives(lifeMongo.uri, 0.1);
+    const movedKey = "reprocess/bench-moved.csv";
+    const moved = await runIngest({
+      label: "10%-moved",
+      workerBundle,
+      services,
+      universe,
+      csvPath,
+      tally: file,
+      latencyMs: 0,
+      dir,
+      mongo: lifeMongo,
+      key: movedKey,
+    });
+    life = {
+      reingest: await lifeRun(again, services, againKey),
+      moved: { ...(await lifeRun(moved, services, movedKey)), creativesRemapped: movedCreatives },
+    };
+  } finally {
+    await lifeMongo.stop();
+  }
   phase(`ingest ${options.latencyMs} ms`);
   const ingestAtLatency = await runIngest({
     label: `${options.rows}-${options.latencyMs}ms`,
@@ -617,6 +754,7 @@ async function main(): Promise<void> {
       baselineCommandsPerRow: baseline.commands / baseline.rows,
       baselineSynced: baseline.synced,
     },
+    life,
     ratios,
     targets: checkTargets(ratios),
   };
@@ -632,6 +770,24 @@ async function main(): Promise<void> {
 
 const fmt = (value: number, digits = 0) =>
   value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+function lifeRows(label: string, run: LifeRun): [string, string][] {
+  const c = run.counts;
+  return [
+    [
+      `${label}: CPU µs/row, peak RSS`,
+      `${fmt(run.cpuMicrosPerRow, 2)}, ${fmt(run.figures.maxRssBytes / 1024 / 1024)} MB`,
+    ],
+    [
+      `${label}: Mongo commands per 10k rows, bytes sent per row`,
+      `${fmt(run.commandsPer10kRows, 2)}, ${fmt(run.requestBytesPerRow)}`,
+    ],
+    [
+      `${label}: entries inserted/updated/unchanged/deleted, moved`,
+      `${fmt(c.inserted)}/${fmt(c.updated)}/${fmt(c.unchanged)}/${fmt(c.deleted)}, ${fmt(c.moved)}`,
+    ],
+  ];
+}
 
 function formatReport(report: BenchReport): string {
   const { figures: f, ratios: r, machine: m } = report;
@@ -665,6 +821,11 @@ function formatReport(report: BenchReport): string {
       "ingest 0 ms: Mongo commands (per 10k rows)",
       `${fmt(f.ingest.commands)} (${fmt(r.commandsPer10kRows, 2)})`,
     ],
+    ...lifeRows("re-ingest of the same file", report.life.reingest),
+    ...lifeRows(
+      `${fmt(report.life.moved.creativesRemapped)} creatives (10%) re-mapped, same file`,
+      report.life.moved,
+    ),
     [`ingest ${f.ingestAtLatency.latencyMs} ms: rows/s`, fmt(r.ingestAtLatencyRowsPerSecond)],
     [
       `ingest ${f.ingestAtLatency.latencyMs} ms: CPU-s per 1M rows`,
