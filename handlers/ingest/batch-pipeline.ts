@@ -273,6 +273,12 @@ export class BatchPipeline {
       grouped.updates.length > 0
         ? await writer.write(grouped.updates)
         : { inserted: 0, updated: 0, unchanged: 0, failed: [] };
+    if (result.failed.length > 0) {
+      ledger.writeFailed(
+        placed,
+        result.failed.flatMap((failure) => grouped.rowsOf[failure.index] ?? []),
+      );
+    }
     const removed = await writer.remove(placed.removals);
     const takenBack = await writer.remove(await ledger.settle(placed));
     return {

@@ -5,7 +5,7 @@ import {
   type Document,
   MongoBulkWriteError,
 } from "mongodb";
-import { startOfDay } from "../shared/dates";
+import { startOfDay, toIsoDate } from "../shared/dates";
 import { CompactMap, digest64 } from "./compact-map";
 import type { PlacedRow, ResolvedRow } from "./entry-batch";
 import { contributionKey, type EntryKey, type Removal, SOURCE } from "./entry-update";
@@ -115,7 +115,49 @@ export interface FactLedger {
    * settled moves' stale entries.
    */
   settle(batch: LedgerBatch): Promise<RemovalTarget[]>;
+  /**
+   * The entry updates of `rows` failed for good: their moves stay pending (the old entry
+   * keeps the old contribution, the fact keeps it stale), so reprocessing the rows
+   * completes them. Call before the batch's removals are sent.
+   */
+  writeFailed(batch: LedgerBatch, rows: readonly ResolvedRow[]): void;
 }
+
+/** Takes the failed rows' identities out of the batch's removals (see `FactLedger.writeFailed`). */
+export function keepMovesPending(batch: LedgerBatch, rows: readonly ResolvedRow[]): Set<string> {
+  const ids = new Set(
+    rows.map(({ row }) =>
+      factId(
+        contributionKey(row.creativeId, row.publicationCode, row.channel, row.adSize),
+        row.reportDate,
+      ),
+    ),
+  );
+  if (ids.size === 0) return ids;
+  batch.removals = batch.removals
+    .map((target) => ({
+      key: target.key,
+      removals: target.removals.filter(
+        (removal) => !ids.has(factId(removal.key, toIsoDate(target.key.dateStart))),
+      ),
+    }))
+    .filter((target) => target.removals.length > 0);
+  return ids;
+}
+
+/** What placing a row reads of its fact (the identity's own fields are in `_id`). */
+const READ_FIELDS = {
+  rev: 1,
+  entry: 1,
+  itemName: 1,
+  numbers: 1,
+  run: 1,
+  line: 1,
+  stale: 1,
+  seen: 1,
+} as const;
+/** What settling reads back: whose the fact is now. */
+const SETTLE_FIELDS = { rev: 1, entry: 1 } as const;
 
 /** Compare-and-set rounds before a batch gives up (contention on one fact is brief). */
 const MAX_PLACE_ATTEMPTS = 5;
@@ -431,10 +473,16 @@ export class MongoFactLedger implements FactLedger {
     return batch;
   }
 
+  writeFailed(batch: LedgerBatch, rows: readonly ResolvedRow[]): void {
+    const ids = keepMovesPending(batch, rows);
+    const written = this.written.get(batch);
+    for (const id of ids) written?.delete(id);
+  }
+
   async settle(batch: LedgerBatch): Promise<RemovalTarget[]> {
     const written = this.written.get(batch);
     if (!written || written.size === 0) return [];
-    const stored = await this.read([...written.keys()]);
+    const stored = await this.read([...written.keys()], SETTLE_FIELDS);
     const takeBack: { key: string; reportDate: string; rev: number; from: EntryRef[] }[] = [];
     const clear: AnyBulkWriteOperation<FactDocument>[] = [];
     for (const [id, mine] of written) {
@@ -467,10 +515,14 @@ export class MongoFactLedger implements FactLedger {
     return removalsOf(takeBack);
   }
 
-  private async read(ids: string[]): Promise<Map<string, FactDocument>> {
+  /** The stored facts of `ids`, with only what placing needs (`READ_FIELDS`), or settling (`SETTLE_FIELDS`). */
+  private async read(
+    ids: string[],
+    projection: Document = READ_FIELDS,
+  ): Promise<Map<string, FactDocument>> {
     try {
       const documents = await this.facts
-        .find({ _id: { $in: ids } }, { batchSize: ids.length + 1 })
+        .find({ _id: { $in: ids } }, { batchSize: ids.length + 1, projection })
         .toArray();
       return new Map(documents.map((document) => [document._id, document]));
     } catch (error) {
@@ -576,6 +628,10 @@ export class DryRunFactLedger implements FactLedger {
       stale: [],
       moved: false,
     };
+  }
+
+  writeFailed(batch: LedgerBatch, rows: readonly ResolvedRow[]): void {
+    keepMovesPending(batch, rows);
   }
 
   async settle(): Promise<RemovalTarget[]> {

@@ -13,6 +13,7 @@ import {
   decide,
   type FactDocument,
   type FactLedger,
+  keepMovesPending,
   ledgerBatch,
   nextFact,
   type RunRecord,
@@ -584,6 +585,9 @@ export class FakeEntryStore implements EntryStore {
           }
         }
         return ledgerBatch(decisions, superseded);
+      },
+      writeFailed(batch, rows) {
+        keepMovesPending(batch, rows);
       },
       async settle() {
         return [];
