@@ -3,6 +3,7 @@ import {
   type AnyBulkWriteOperation,
   type Collection,
   type Document,
+  type Filter,
   MongoBulkWriteError,
 } from "mongodb";
 import { startOfDay, toIsoDate } from "../shared/dates";
@@ -325,8 +326,14 @@ function factOperation(
   now: Date,
 ): AnyBulkWriteOperation<FactDocument> {
   const fact = nextFact(decision, stored, run, now);
-  if (!stored) return { insertOne: { document: fact } };
-  const filter = { _id: fact._id, rev: stored.rev };
+  // One kind of operation, so a batch's facts go in one command: a new fact is an upsert
+  // filtered on a `rev` no stored fact has (null), which collides on `_id` (E11000) when
+  // another run inserted it first, as a stale `rev` does.
+  const filter = { _id: fact._id, rev: stored ? stored.rev : null } as Filter<FactDocument>;
+  if (!stored) {
+    const { _id, ...fields } = fact;
+    return { updateOne: { filter, update: { $set: fields }, upsert: true } };
+  }
   if (decision.same || decision.supersededByLater) {
     // Only who saw it last (and what is still stale) changes: a small update.
     return {
@@ -372,18 +379,18 @@ export function ledgerBatch(decisions: readonly Decision[], superseded: number):
   const stale: { key: string; reportDate: string; rev: number; from: EntryRef[] }[] = [];
   for (const decision of decisions) {
     const { candidate } = decision;
-    unplaced.push(...candidate.earlierRows);
+    for (const earlier of candidate.earlierRows) unplaced.push(earlier);
     if (decision.supersedesEarlier || decision.supersededByLater) warnings++;
     if (decision.supersededByLater) {
       unplaced.push(candidate.resolved);
       continue;
     }
     if (decision.moved) moved++;
-    placed.push({
-      ...candidate.resolved,
-      provenance: decision.provenance,
-      ...(decision.sameAsThisRun ? { sameAsThisRun: true } : {}),
-    });
+    // The caller's row itself, given its provenance (a copy per row is garbage to collect).
+    const row = candidate.resolved as PlacedRow;
+    row.provenance = decision.provenance;
+    if (decision.sameAsThisRun) row.sameAsThisRun = true;
+    placed.push(row);
     if (decision.stale.length > 0) {
       stale.push({
         key: candidate.key,

@@ -219,29 +219,32 @@ export class MongoEntryWriter implements EntryWriter {
   }
 
   /**
-   * One ordered `bulkWrite`: per old entry, the removal pipeline (never an upsert), then
-   * a `deleteOne` of that entry if no contribution is left. The filters carry
-   * `source: "automated"`, so no other entry is ever touched.
+   * Two unordered `bulkWrite`s: the removal pipelines of the old entries (never an
+   * upsert), then a `deleteOne` of each of them that was left with no contribution (one
+   * command each: an ordered bulk that alternates updates and deletes costs a command per
+   * operation). The filters carry `source: "automated"`, so no other entry is touched.
    */
   async remove(targets: readonly RemovalTarget[]): Promise<RemovalResult> {
     if (targets.length === 0) return { updated: 0, deleted: 0 };
-    const operations: AnyBulkWriteOperation[] = [];
-    for (const target of targets) {
-      operations.push({
-        updateOne: { filter: target.key, update: buildRemovalPipeline(target.removals) },
-      });
-      operations.push({ deleteOne: { filter: { ...target.key, ...EMPTY_ENTRY } } });
-    }
-    let outcome: BulkWriteResult;
+    let modified: number;
+    let deleted: number;
     try {
-      outcome = await this.entries.bulkWrite(operations, { ordered: true });
+      const updates = await this.entries.bulkWrite(
+        targets.map((target) => ({
+          updateOne: { filter: target.key, update: buildRemovalPipeline(target.removals) },
+        })),
+        { ordered: false },
+      );
+      modified = updates.modifiedCount;
+      const deletes = await this.entries.bulkWrite(
+        targets.map((target) => ({ deleteOne: { filter: { ...target.key, ...EMPTY_ENTRY } } })),
+        { ordered: false },
+      );
+      deleted = deletes.deletedCount;
     } catch (error) {
       throw asMongoUnavailable(error, "taking moved contributions out of performance_entries");
     }
-    return {
-      updated: outcome.modifiedCount - outcome.deletedCount,
-      deleted: outcome.deletedCount,
-    };
+    return { updated: modified - deleted, deleted };
   }
 
   private remember(keys: readonly string[]): void {

@@ -543,6 +543,34 @@ describe("compare-and-set on facts", () => {
     expect(await facts.countDocuments()).toBe(3);
   });
 
+  it("inserts a new fact through an upsert filtered on rev: null, and fails it with E11000 when the _id exists", async () => {
+    const facts = freshCollection("ledger_upsert_null_rev", "tracking_sync_facts");
+    await facts.insertOne({ _id: Y as never, rev: 1, run: "other" });
+
+    const error = await rejectionOf(
+      facts.bulkWrite(
+        [X, Y].map((id) => ({
+          updateOne: {
+            filter: { _id: id as never, rev: null },
+            update: { $set: { rev: 1, run: "mine" } },
+            upsert: true,
+          },
+        })),
+        { ordered: false },
+      ),
+    );
+
+    const bulkError = error as MongoBulkWriteError;
+    expect([bulkError.writeErrors].flat().map((e) => [e.index, e.code])).toEqual([[1, 11000]]);
+    expect(bulkError.result.upsertedCount).toBe(1);
+    expect(await facts.find({}).sort({ _id: 1 }).toArray()).toEqual(
+      [
+        { _id: X, rev: 1, run: "mine" },
+        { _id: Y, rev: 1, run: "other" },
+      ].sort((a, b) => (a._id < b._id ? -1 : 1)),
+    );
+  });
+
   it("matches nothing and inserts nothing for a plain updateOne on a stale rev", async () => {
     const facts = freshCollection("ledger_cas_plain", "tracking_sync_facts");
     await facts.insertOne({ _id: X as never, rev: 2, stale: [{ orderId: "o" }] });

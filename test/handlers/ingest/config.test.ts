@@ -15,7 +15,7 @@ describe("loadIngestConfig", () => {
       ingestPrefixes: ["athena-results/", "reprocess/"],
       metricsNamespace: "EmpowerLocal/TrackingSync",
       publicationCodeOverrides: {},
-      batchSize: 1000,
+      batchSize: 2500,
       maxInFlight: 2,
       streamResume: { attempts: 3, backoffMs: 200 },
       continuation: { marginMs: 75_000, functionName: undefined },
