@@ -12,7 +12,8 @@ import { basename } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import type { Context } from "aws-lambda";
-import type { Document, WithId } from "mongodb";
+import { stringify } from "csv-stringify/sync";
+import { type Db, type Document, ObjectId, type WithId } from "mongodb";
 import {
   athenaResultKey,
   FAN_OUT_KEY,
@@ -66,6 +67,8 @@ export interface DemoResult {
   workGroup: string;
   database: string;
   steps: DemoStep[];
+  /** A creative re-mapped to another campaign and its day dropped again: the move, and provenance. */
+  remap?: RemapDemo;
   /** The hourly freshness check, run against a nightly query whose result never landed. */
   freshness: FreshnessDemo;
   /** A backfill of every sample day, fanned out into one query per day. */
@@ -81,7 +84,8 @@ export type StepName =
   | "redelivery"
   | "same-night"
   | "reprocess-dry-run"
-  | "reprocess";
+  | "reprocess"
+  | "remap";
 
 export interface DemoStep {
   name: StepName;
@@ -156,6 +160,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       sample.dateRange,
     );
     await runReprocessSteps(run, await reprocessDrops(options, pipeline, reprocessDate));
+    const remap = options.reprocessFile ? undefined : await runRemapStep(run, reprocessDate);
     const freshness = await runFreshnessCheck(run);
     const backfill = await runBackfill(run);
     run.checks.push({
@@ -177,6 +182,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       workGroup: pipeline.workGroup,
       database: pipeline.dbName,
       steps: run.steps,
+      ...(remap ? { remap } : {}),
       freshness,
       backfill,
       checks: run.checks,
@@ -539,6 +545,212 @@ async function runReprocessSteps(
       });
     }
   }
+}
+
+export interface RemapDemo {
+  creativeId: string;
+  date: string;
+  fromCampaign: string;
+  toCampaign: string;
+  /** Impressions of the entry the creative left, before and after. */
+  oldEntry: { before: number; after: number };
+  /** The day's impressions over all automated entries, before and after. */
+  dayTotal: { before: number; after: number };
+  /** Where the numbers of the creative's new entry came from (the README's provenance query). */
+  provenance: { creativeId: string; impressions: number; key?: string; line: number }[];
+}
+
+/**
+ * Re-maps one creative of an entry with several creatives to another campaign at the same
+ * publication, then drops that day's numbers again under reprocess/: its contribution
+ * moves (the old entry goes down by it, the day's total stays), and the provenance query
+ * names the file and line of each number of its new entry.
+ */
+async function runRemapStep(run: DemoRun, date: string): Promise<RemapDemo | undefined> {
+  const { pipeline, timeoutMs, checks } = run;
+  const db = pipeline.db;
+  const dayStart = new Date(`${date}T00:00:00.000Z`);
+  const entries = await db
+    .collection(ENTRIES)
+    .find({ source: "automated", dateStart: dayStart })
+    .sort({ orderId: 1, itemPath: 1 })
+    .toArray();
+  const orders = await db
+    .collection("publication_insertion_orders")
+    .find({ deletedAt: { $exists: false } })
+    .toArray();
+  // An entry with several creatives (its numbers go down, it stays), and a creative of it
+  // whose script is corrected to a campaign the publication has one live order for.
+  let pick: { entry: Document; contribution: Document; toCampaign: string } | undefined;
+  for (const entry of entries.filter((candidate) => candidate.contributions?.length >= 2)) {
+    const contribution = (entry.contributions as Document[])[0];
+    const others = orders.filter(
+      (order) =>
+        order.publicationId === entry.publicationId && order.campaignId !== entry.campaignId,
+    );
+    let target = others.find(
+      (order) => others.filter((other) => other.campaignId === order.campaignId).length === 1,
+    );
+    if (!target) {
+      // No other campaign runs there yet: its order arrives now (a copy of this entry's order).
+      const own = orders.find((order) => String(order._id) === entry.orderId);
+      if (!own) continue;
+      target = { ...own, _id: new ObjectId(), campaignId: `${entry.campaignId}-corrected` };
+      await db.collection("publication_insertion_orders").insertOne(target);
+    }
+    if (contribution) {
+      pick = { entry, contribution, toCampaign: String(target.campaignId) };
+      break;
+    }
+  }
+  if (!pick) {
+    checks.push({ name: "a re-mapped creative moved", ok: false, detail: "no creative to re-map" });
+    return undefined;
+  }
+  const { entry, contribution, toCampaign } = pick;
+  const fromCampaign = String(entry.campaignId);
+  const total = (list: Document[]) =>
+    list.reduce((sum, item) => sum + (item.metrics?.impressions ?? 0), 0);
+  const dayBefore = total(entries);
+  // Its tracking script corrected to the other campaign (a script wins over the name).
+  await db.collection("tracking_scripts").updateOne(
+    { creativeId: contribution.creativeId, publicationId: entry.publicationId },
+    {
+      $set: { campaignId: toCampaign },
+      $setOnInsert: {
+        channel: contribution.channel ?? "website",
+        creative: { name: contribution.itemName },
+      },
+    },
+    { upsert: true },
+  );
+  // The day as the entries hold it, one row per contribution: the same numbers again.
+  const body = stringify(
+    entries.flatMap((held) =>
+      (held.contributions as Document[]).map((c) => ({
+        report_date: date,
+        creative_id: c.creativeId,
+        publication_code: c.publicationCode,
+        channel: c.channel,
+        ad_size: c.adSize,
+        impressions: c.impressions,
+        clicks: c.clicks,
+        viewable_impressions: c.viewableImpressions,
+        unique_ips: c.uniqueIps,
+      })),
+    ),
+    { header: true, quoted: true },
+  );
+  const key = `reprocess/${date} after re-mapping ${contribution.creativeId}.csv`;
+  const before = pipeline.ingestInvocations.length;
+  await pipeline.putObject(key, body);
+  const invocation = await pipeline.waitForIngest(key, { timeoutMs, after: before });
+  const ingest = await describeIngest(pipeline, key, invocation);
+  await run.record({
+    name: "remap",
+    title: `${contribution.creativeId}'s tracking script corrected from ${fromCampaign} to ${toCampaign}, its day dropped again`,
+    trigger: { put: `s3://${pipeline.bucket}/${key}`, bytes: Buffer.byteLength(body) },
+    ingest,
+  });
+  const after = await db
+    .collection(ENTRIES)
+    .find({ source: "automated", dateStart: dayStart })
+    .toArray();
+  const oldAfter = after.find(
+    (item) => item.orderId === entry.orderId && item.itemPath === entry.itemPath,
+  );
+  const moved = after.find((item) =>
+    (item.contributions as Document[]).some((c) => c.key === contribution.key),
+  );
+  const provenance = moved ? await provenanceOf(db, moved) : [];
+  const result: RemapDemo = {
+    creativeId: String(contribution.creativeId),
+    date,
+    fromCampaign,
+    toCampaign,
+    oldEntry: { before: entry.metrics.impressions, after: oldAfter?.metrics?.impressions ?? 0 },
+    dayTotal: { before: dayBefore, after: total(after) },
+    provenance,
+  };
+  const i = 3;
+  run.print(
+    [
+      row(
+        "old entry",
+        `${fmt(result.oldEntry.before)} → ${fmt(result.oldEntry.after)} impressions (${contribution.creativeId}'s ${fmt(contribution.impressions)} left it)`,
+        i,
+      ),
+      row(
+        "day total",
+        `${fmt(result.dayTotal.before)} → ${fmt(result.dayTotal.after)} impressions`,
+        i,
+      ),
+      row(
+        "provenance",
+        `where the numbers of ${contribution.creativeId}'s new entry came from:`,
+        i,
+      ),
+      ...provenance.map((origin) =>
+        row(
+          "",
+          `${origin.creativeId}  ${fmt(origin.impressions)} impressions  ${origin.key ?? "?"} line ${origin.line}`,
+          i + 2,
+        ),
+      ),
+      "",
+    ].join("\n"),
+  );
+  checks.push({
+    name: "a re-mapped creative moved, the day's total stayed",
+    ok:
+      result.oldEntry.after === result.oldEntry.before - contribution.impressions &&
+      result.dayTotal.after === result.dayTotal.before &&
+      moved !== undefined &&
+      moved.orderId !== entry.orderId &&
+      (ingest.report?.moved as number | undefined) === 1,
+    detail: `old entry ${fmt(result.oldEntry.before)} → ${fmt(result.oldEntry.after)}, day ${fmt(result.dayTotal.before)} → ${fmt(result.dayTotal.after)}`,
+  });
+  const own = provenance.find((origin) => origin.creativeId === contribution.creativeId);
+  checks.push({
+    name: "its new entry names the file and line its numbers came from",
+    ok: own?.key === key && own.line >= 2,
+    detail: own ? `${own.key} line ${own.line}` : "not found",
+  });
+  return result;
+}
+
+/** The README's provenance query: each contribution of an entry, with its run's file. */
+async function provenanceOf(db: Db, entry: Document): Promise<RemapDemo["provenance"]> {
+  const origins = await db
+    .collection(ENTRIES)
+    .aggregate([
+      { $match: { _id: entry._id } },
+      { $unwind: "$contributions" },
+      {
+        $lookup: {
+          from: "tracking_sync_runs",
+          localField: "contributions.run",
+          foreignField: "_id",
+          as: "run",
+        },
+      },
+      {
+        $project: {
+          _id: 0,
+          creativeId: "$contributions.creativeId",
+          impressions: "$contributions.impressions",
+          line: "$contributions.line",
+          file: { $first: "$run.source" },
+        },
+      },
+    ])
+    .toArray();
+  return origins.map((origin) => ({
+    creativeId: String(origin.creativeId),
+    impressions: Number(origin.impressions),
+    ...(origin.file?.key ? { key: String(origin.file.key) } : {}),
+    line: Number(origin.line),
+  }));
 }
 
 export class DemoError extends Error {
@@ -998,7 +1210,11 @@ function summarizeReport(report: Record<string, unknown> | undefined): ReportSum
     dryRun: report.dryRun === true,
     skippedByReason: counts(report.skippedByReason),
     errorsByReason: counts(report.errorsByReason),
-    writes: `${count("inserted")} inserted, ${count("updated")} updated, ${count("unchanged")} unchanged`,
+    writes: `${count("inserted")} inserted, ${count("updated")} updated, ${count("unchanged")} unchanged${
+      count("moved") > 0
+        ? `; ${count("moved")} moved from another entry, ${count("deleted")} deleted`
+        : ""
+    }`,
     fieldChanges: counts(report.fieldChanges),
   };
 }
@@ -1045,10 +1261,17 @@ function describeUpdates(
     const shares = new Map(contributionsOf(previous).map((c) => [c.key, JSON.stringify(c)]));
     const changed = contributionsOf(entry).filter((c) => shares.get(c.key) !== JSON.stringify(c));
     const kept = contributionsOf(entry).filter((c) => shares.get(c.key) === JSON.stringify(c));
+    const held = new Set(contributionsOf(entry).map((c) => c.key));
+    const left = contributionsOf(previous).filter((c) => !held.has(c.key));
+    const what = [
+      ...(changed.length > 0 ? [`changed ${creativeNames(changed)}`] : []),
+      ...(left.length > 0 ? [`moved out ${creativeNames(left)}`] : []),
+      ...(kept.length > 0 ? [`kept ${creativeNames(kept)}`] : []),
+    ];
     lines.push(
       `${" ".repeat(indent + 2)}${entry.publicationName} · ${entry.campaignId} · ${entry.itemPath} · ${String(entry.dateStart).slice(0, 10)}`,
       `${pad}impressions ${fmt(was.impressions)} → ${fmt(now.impressions)}  clicks ${fmt(was.clicks)} → ${fmt(now.clicks)}`,
-      `${pad}changed ${creativeNames(changed)}${kept.length > 0 ? `; kept ${creativeNames(kept)}` : ""}`,
+      `${pad}${what.join("; ")}`,
     );
   }
   const count = lines.length / 3;

@@ -258,6 +258,29 @@ describe("runDemo (in process)", () => {
     });
   }, 180_000);
 
+  it("moves a re-mapped creative out of its old entry, keeps the day's total, and names where its numbers came from", () => {
+    const remap = result.remap;
+    expect(remap).toBeDefined();
+    if (!remap) return;
+    expect(remap.oldEntry.after).toBeLessThan(remap.oldEntry.before);
+    expect(remap.oldEntry.after).toBeGreaterThan(0);
+    expect(remap.dayTotal.after).toBe(remap.dayTotal.before);
+    const step = result.steps.find((s) => s.name === "remap");
+    expect(step?.ingest?.report).toMatchObject({ moved: 1, deleted: 0 });
+    const own = remap.provenance.find((origin) => origin.creativeId === remap.creativeId);
+    expect(own?.key).toBe(step?.ingest?.key);
+    expect(own?.line).toBeGreaterThanOrEqual(2);
+    // The moved creative is still held on its day (at the end of the demo, after the backfill).
+    const holders = finalEntries.filter(
+      (entry) =>
+        String(entry.dateStart).startsWith(remap.date) &&
+        (entry.contributions as { creativeId: string }[]).some(
+          (c) => c.creativeId === remap.creativeId,
+        ),
+    );
+    expect(holders.length).toBeGreaterThanOrEqual(1);
+  });
+
   it("syncs yesterday from the schedule event and shows every other way in, as the sample data says", () => {
     expect(result.steps.map((s) => s.name)).toEqual([
       "nightly",
@@ -265,6 +288,7 @@ describe("runDemo (in process)", () => {
       "same-night",
       "reprocess-dry-run",
       "reprocess",
+      "remap",
     ]);
     const yesterday = addDays(toIsoDate(new Date()), -1);
     expect([yesterday, addDays(yesterday, -1)]).toContain(result.steps[0]?.start?.dateRange?.end);
