@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import type { Context } from "aws-lambda";
 import { stringify } from "csv-stringify/sync";
 import { type Db, type Document, ObjectId, type WithId } from "mongodb";
+import { provenancePipeline } from "../handlers/ingest/ledger";
 import {
   athenaResultKey,
   FAN_OUT_KEY,
@@ -723,27 +724,7 @@ async function runRemapStep(run: DemoRun, date: string): Promise<RemapDemo | und
 async function provenanceOf(db: Db, entry: Document): Promise<RemapDemo["provenance"]> {
   const origins = await db
     .collection(ENTRIES)
-    .aggregate([
-      { $match: { _id: entry._id } },
-      { $unwind: "$contributions" },
-      {
-        $lookup: {
-          from: "tracking_sync_runs",
-          localField: "contributions.run",
-          foreignField: "_id",
-          as: "run",
-        },
-      },
-      {
-        $project: {
-          _id: 0,
-          creativeId: "$contributions.creativeId",
-          impressions: "$contributions.impressions",
-          line: "$contributions.line",
-          file: { $first: "$run.source" },
-        },
-      },
-    ])
+    .aggregate(provenancePipeline({ _id: entry._id }))
     .toArray();
   return origins.map((origin) => ({
     creativeId: String(origin.creativeId),

@@ -695,3 +695,33 @@ export async function recordRun(runs: Collection<RunDocument>, record: RunRecord
     throw asMongoUnavailable(error, `writing ${RUNS_COLLECTION}`);
   }
 }
+
+/**
+ * "Where did the numbers of this entry come from": each contribution of the entries
+ * `entry` matches, with its line and the file of its run (`tracking_sync_runs.source`).
+ * The README gives the same pipeline for mongosh.
+ */
+export function provenancePipeline(entry: Document): Document[] {
+  return [
+    { $match: entry },
+    { $unwind: "$contributions" },
+    {
+      $lookup: {
+        from: RUNS_COLLECTION,
+        localField: "contributions.run",
+        foreignField: "_id",
+        as: "run",
+      },
+    },
+    {
+      $project: {
+        _id: 0,
+        creativeId: "$contributions.creativeId",
+        impressions: "$contributions.impressions",
+        line: "$contributions.line",
+        file: { $first: "$run.source" },
+        runStartedAt: { $first: "$run.startedAt" },
+      },
+    },
+  ];
+}

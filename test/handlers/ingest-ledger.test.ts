@@ -2,6 +2,7 @@ import { CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwat
 import { mockClient } from "aws-sdk-client-mock";
 import type { Document } from "mongodb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { provenancePipeline } from "../../handlers/ingest/ledger";
 import { upgradeLedger } from "../../handlers/ingest/ledger-upgrade";
 import { buildCsv, type CsvRowValues, csvRow } from "../helpers/ingest-csv";
 import { order, seedLookups, trackingScript } from "../helpers/ingest-fixtures";
@@ -167,28 +168,7 @@ describe("ingestResults: the facts ledger", () => {
     const [entry] = await harness.db.collection("performance_entries").find().toArray();
     const origins = await harness.db
       .collection("performance_entries")
-      .aggregate([
-        { $match: { _id: entry?._id } },
-        { $unwind: "$contributions" },
-        {
-          $lookup: {
-            from: "tracking_sync_runs",
-            localField: "contributions.run",
-            foreignField: "_id",
-            as: "run",
-          },
-        },
-        {
-          $project: {
-            _id: 0,
-            creativeId: "$contributions.creativeId",
-            impressions: "$contributions.impressions",
-            line: "$contributions.line",
-            file: { $first: "$run.source" },
-            runStartedAt: { $first: "$run.startedAt" },
-          },
-        },
-      ])
+      .aggregate(provenancePipeline({ _id: entry?._id }))
       .toArray();
     expect(origins).toEqual([
       {

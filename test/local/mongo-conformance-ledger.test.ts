@@ -12,7 +12,7 @@ import {
   type EntryUpdate,
   SOURCE,
 } from "../../handlers/ingest/entry-update";
-import { factId } from "../../handlers/ingest/ledger";
+import { factId, provenancePipeline } from "../../handlers/ingest/ledger";
 import { MongoEntryWriter } from "../../handlers/ingest/writer";
 import { startTestMongo, type TestMongo } from "../helpers/mongo.js";
 
@@ -642,30 +642,7 @@ describe("the provenance query", () => {
       contributions: [contribution("w", { impressions: 1 }, 1, { run: "run|1" })],
     });
 
-    const origins = await entries
-      .aggregate([
-        { $match: { _id: insertedId } },
-        { $unwind: "$contributions" },
-        {
-          $lookup: {
-            from: "tracking_sync_runs",
-            localField: "contributions.run",
-            foreignField: "_id",
-            as: "run",
-          },
-        },
-        {
-          $project: {
-            _id: 0,
-            creativeId: "$contributions.creativeId",
-            impressions: "$contributions.impressions",
-            line: "$contributions.line",
-            file: { $first: "$run.source" },
-            runStartedAt: { $first: "$run.startedAt" },
-          },
-        },
-      ])
-      .toArray();
+    const origins = await entries.aggregate(provenancePipeline({ _id: insertedId })).toArray();
 
     expect(origins).toEqual([
       {
