@@ -93,7 +93,7 @@ export class FileRun {
 
   /**
    * The run's id in `tracking_sync_runs` and in the contributions' provenance: the object
-   * version read (known once the source is open).
+   * version read and the upload's event (known once the source is open).
    */
   get runId(): string | undefined {
     if (!this.source) return undefined;
@@ -102,6 +102,7 @@ export class FileRun {
       key: this.object.key,
       versionId: this.object.versionId,
       eTag: this.source.eTag,
+      sequencer: this.object.sequencer,
     });
   }
 

@@ -157,7 +157,9 @@ async function openFile(
     logger: end.logger,
     rowLog: new RowLog(end.logger),
     batchSize: deps.settings.batchSize,
-    maxInFlight: deps.settings.maxInFlight,
+    // A dry run simulates batch after batch on what the earlier ones would have left: one
+    // batch at a time, so no reply that arrives early reorders the simulation.
+    maxInFlight: options.dryRun ? 1 : deps.settings.maxInFlight,
   });
   return { pipeline, records, rejects };
 }

@@ -1,4 +1,10 @@
-import type { AnyBulkWriteOperation, Collection, Db, Document } from "mongodb";
+import {
+  type AnyBulkWriteOperation,
+  type Collection,
+  type Db,
+  type Document,
+  MongoBulkWriteError,
+} from "mongodb";
 import { toIsoDate } from "../shared/dates";
 import type { Contribution } from "./entry-update";
 import { SOURCE } from "./entry-update";
@@ -48,7 +54,9 @@ export async function upgradeLedger(db: Db, now: Date = new Date()): Promise<Led
       { source: SOURCE, "contributions.0": { $exists: true } },
       { projection: { orderId: 1, itemPath: 1, dateStart: 1, contributions: 1 } },
     )
-    .sort({ updatedAt: -1, _id: 1 });
+    // The newest entry keeps an identity held twice; a one-off sort may spill to disk.
+    .sort({ updatedAt: -1, _id: 1 })
+    .allowDiskUse(true);
   let chunk: Document[] = [];
   for await (const entry of cursor) {
     result.entries++;
@@ -108,7 +116,16 @@ async function upgradeChunk(
       result.duplicates++;
     }
   }
-  if (operations.length > 0) await facts.bulkWrite(operations, { ordered: true });
+  if (operations.length === 0) return;
+  try {
+    // Unordered: a fact an ingest inserted meanwhile (E11000 on `_id`) stops nothing else.
+    await facts.bulkWrite(operations, { ordered: false });
+  } catch (error) {
+    const writeErrors = error instanceof MongoBulkWriteError ? [error.writeErrors].flat() : [];
+    if (writeErrors.length === 0 || writeErrors.some((e) => e.code !== 11000)) throw error;
+    result.factsCreated -= writeErrors.length;
+    result.alreadyRecorded += writeErrors.length;
+  }
 }
 
 function preLedgerFact(

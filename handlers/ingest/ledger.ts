@@ -65,19 +65,23 @@ export function factId(key: string, reportDate: string): string {
 }
 
 /**
- * A file run's id in `tracking_sync_runs`, from the object version it reads: a retry or a
- * redelivery of the same version is the same run (so a retry leaves what a clean run
- * leaves); a new version, or the same key dropped again with other bytes, is a new one.
+ * A file run's id in `tracking_sync_runs`, from the upload it reads: the object version
+ * (bucket, key, versionId, ETag) and the upload's event `sequencer`. A retry or a
+ * redelivery of the same event is the same run (so a retry leaves what a clean run
+ * leaves); dropping the same bytes again is a new upload, so a new run.
  */
 export function runIdOf(source: {
   bucket: string;
   key: string;
   versionId?: string | undefined;
   eTag: string;
+  sequencer?: string | undefined;
 }): string {
   return createHash("sha256")
     .update(
-      `${source.bucket}\u0000${source.key}\u0000${source.versionId ?? ""}\u0000${source.eTag}`,
+      [source.bucket, source.key, source.versionId ?? "", source.eTag, source.sequencer ?? ""].join(
+        "\u0000",
+      ),
     )
     .digest("base64url")
     .slice(0, 22);
@@ -309,9 +313,12 @@ export function nextFact(
     numbers: candidate.numbers,
     run,
     line: row.line,
-    replaced: stored
-      ? { entry: stored.entry, numbers: stored.numbers, run: stored.run, line: stored.line }
-      : null,
+    replaced:
+      stored?.run === run
+        ? (stored.replaced ?? null)
+        : stored
+          ? { entry: stored.entry, numbers: stored.numbers, run: stored.run, line: stored.line }
+          : null,
     stale: decision.stale,
     seen,
     updatedAt: now,
@@ -341,6 +348,9 @@ function factOperation(
     };
   }
   const { _id, ...fields } = fact;
+  // A value this run already changed keeps what it replaced: the value before this run
+  // (what an undo of this file restores), not this run's own earlier row.
+  if (stored.run === run) delete (fields as Partial<FactDocument>).replaced;
   return { updateOne: { filter, update: { $set: fields }, upsert: true } };
 }
 

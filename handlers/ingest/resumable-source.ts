@@ -59,7 +59,10 @@ export async function* readResumably(read: ResumableRead): AsyncGenerator<Uint8A
         byteOffset += chunk.byteLength;
         yield chunk;
       }
-      return;
+      if (byteOffset >= end) return;
+      // A body that ends quietly short of its length is a break too: its last record would
+      // otherwise be parsed cut (numbers included).
+      throw new Error(`the body ended at byte ${byteOffset} of ${end}`);
     } catch (error) {
       // Every byte the length announced arrived: a break after the last one loses nothing.
       if (byteOffset >= end) return;

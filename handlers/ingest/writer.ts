@@ -244,7 +244,9 @@ export class MongoEntryWriter implements EntryWriter {
     } catch (error) {
       throw asMongoUnavailable(error, "taking moved contributions out of performance_entries");
     }
-    return { updated: modified - deleted, deleted };
+    // A retry may delete an entry an earlier attempt emptied (or another run's removal
+    // did): such a delete is no update of this run's.
+    return { updated: Math.max(0, modified - deleted), deleted };
   }
 
   private remember(keys: readonly string[]): void {

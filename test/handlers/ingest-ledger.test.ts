@@ -211,7 +211,12 @@ describe("ingestResults: the facts ledger", () => {
     expect(report.warnings).toEqual({ "duplicate-row-superseded": 1 });
     expect(report.stats).toMatchObject({ synced: 3 });
     expect(await dayEntries()).toEqual({ [spring]: [[X, Y], 3500] });
-    expect(await fact(X)).toMatchObject({ line: 4, numbers: { impressions: 1500 } });
+    // Replaced within one run: what it replaced is still the value before the run (none).
+    expect(await fact(X)).toMatchObject({
+      line: 4,
+      numbers: { impressions: 1500 },
+      replaced: null,
+    });
 
     const rerun = await ingest("reprocess/dup.csv", [
       rowX({ impressions: 1100 }),
@@ -219,6 +224,17 @@ describe("ingestResults: the facts ledger", () => {
       rowX({ impressions: 1500 }),
     ]);
     expect(rerun.warnings).toEqual({ "duplicate-row-superseded": 1 });
+
+    // Another file with the same duplicate, other numbers: it replaced the first file's value.
+    await ingest("reprocess/dup-fixed.csv", [
+      rowX({ impressions: 1200 }),
+      rowY(),
+      rowX({ impressions: 1300 }),
+    ]);
+    expect(await fact(X)).toMatchObject({
+      numbers: { impressions: 1300 },
+      replaced: { numbers: { impressions: 1500 }, line: 4 },
+    });
   });
 
   it("leaves entries that are not automated alone", async () => {

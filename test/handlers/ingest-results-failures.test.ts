@@ -12,6 +12,7 @@ import {
   comparableFacts,
   type IngestHarness,
   lambdaContext,
+  comparableEntries as sharedComparableEntries,
   startIngestHarness,
 } from "../helpers/ingest-harness";
 import { s3Event } from "../helpers/s3-event";
@@ -36,14 +37,7 @@ beforeEach(async () => {
 });
 
 /** Entries without ids and clocks: what must be equal between a clean run and a retried one. */
-async function comparableEntries(): Promise<Document[]> {
-  const stored = await harness.db
-    .collection("performance_entries")
-    .find({}, { projection: { _id: 0, createdAt: 0, updatedAt: 0, enteredAt: 0 } })
-    .sort({ orderId: 1, itemPath: 1, dateStart: 1 })
-    .toArray();
-  return stored;
-}
+const comparableEntries = () => sharedComparableEntries(harness.db);
 
 async function seedThreeCampaigns() {
   const orders = ["c1", "c2", "c3"].map((campaignId) => order({ campaignId }));

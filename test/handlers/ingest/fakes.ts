@@ -514,10 +514,23 @@ export class FakeEntryStore implements EntryStore {
   }
 
   /** The stored entries without their clocks, sorted by upsert key: comparable across runs. */
+  /**
+   * The stored entries without their clocks, sorted by upsert key, and without the run
+   * their contributions name (checked to be one run): two uploads of the same rows are two
+   * runs, and otherwise comparable.
+   */
   comparableEntries(): Document[] {
-    return [...this.entries.entries()]
+    const entries = [...this.entries.entries()]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([, { createdAt, updatedAt, enteredAt, ...rest }]) => rest);
+    const runs = new Set(
+      entries.flatMap((entry) => entry.contributions.map((c: Document) => c.run)),
+    );
+    if (runs.size > 1) throw new Error(`contributions name ${runs.size} runs, expected one`);
+    return entries.map((entry) => ({
+      ...entry,
+      contributions: entry.contributions.map(({ run, ...rest }: Document) => rest),
+    }));
   }
 
   async ensureUpsertKeyIndex(): Promise<void> {
