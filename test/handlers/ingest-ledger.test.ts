@@ -4,6 +4,7 @@ import type { Document } from "mongodb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { provenancePipeline } from "../../handlers/ingest/ledger";
 import { upgradeLedger } from "../../handlers/ingest/ledger-upgrade";
+import { createRandom } from "../../local/random";
 import { buildCsv, type CsvRowValues, csvRow } from "../helpers/ingest-csv";
 import { order, seedLookups, trackingScript } from "../helpers/ingest-fixtures";
 import { type IngestHarness, lambdaContext, startIngestHarness } from "../helpers/ingest-harness";
@@ -282,13 +283,12 @@ describe("ingestResults: exact dry runs", () => {
       impressions,
     });
 
-  /** Deterministic shuffle (a seeded LCG), so a failure reproduces. */
+  /** A seeded shuffle (local/random.ts), so a failure reproduces. */
   function shuffled<T>(items: T[]): T[] {
-    let seed = 12345;
+    const random = createRandom(12345);
     const out = [...items];
     for (let i = out.length - 1; i > 0; i--) {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      const j = seed % (i + 1);
+      const j = Math.floor(random() * (i + 1));
       [out[i], out[j]] = [out[j] as T, out[i] as T];
     }
     return out;

@@ -23,6 +23,7 @@ import {
 import { ENTRIES_COLLECTION } from "../../../handlers/ingest/mongo";
 import { MongoEntryWriter } from "../../../handlers/ingest/writer";
 import { toIsoDate } from "../../../handlers/shared/dates";
+import { createRandom } from "../../../local/random";
 import { startTestMongo, type TestMongo } from "../../helpers/mongo";
 
 /**
@@ -165,18 +166,6 @@ function interleavings(names: readonly string[], steps: readonly Step[]): string
     [],
   );
   return out;
-}
-
-/** A small seeded generator (mulberry32): the same sample of interleavings every run. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function randomInterleaving(names: readonly string[], random: () => number): string[] {
@@ -684,7 +673,7 @@ describe("MongoFactLedger: three writers", () => {
     expect(await holdings(db)).toEqual({ "order-1/web-a": [[X, Y], 330] });
   });
 
-  const random = seeded(20251210);
+  const random = createRandom(20251210);
   const sample = Array.from({ length: 40 }, () => randomInterleaving(names, random));
 
   it.each(sample.map((steps) => [steps.join(" "), steps] as [string, string[]]))(
