@@ -641,40 +641,30 @@ async function main(): Promise<void> {
   // The data's life on the same database: the same file dropped again, then again once
   // 10% of the creatives were re-mapped to other campaigns (their contributions move).
   let life: BenchReport["life"];
+  const lifeIngest = async (label: string, key: string) =>
+    lifeRun(
+      await runIngest({
+        label,
+        workerBundle,
+        services,
+        universe,
+        csvPath,
+        tally: file,
+        latencyMs: 0,
+        dir,
+        mongo: lifeMongo,
+        key,
+      }),
+      services,
+      key,
+    );
   try {
     phase("re-ingest");
-    const againKey = "reprocess/bench-again.csv";
-    const again = await runIngest({
-      label: "re-ingest",
-      workerBundle,
-      services,
-      universe,
-      csvPath,
-      tally: file,
-      latencyMs: 0,
-      dir,
-      mongo: lifeMongo,
-      key: againKey,
-    });
+    const reingest = await lifeIngest("re-ingest", "reprocess/bench-again.csv");
     phase("moved");
-    const movedCreatives = await remapCreatives(lifeMongo.uri, 0.1);
-    const movedKey = "reprocess/bench-moved.csv";
-    const moved = await runIngest({
-      label: "10%-moved",
-      workerBundle,
-      services,
-      universe,
-      csvPath,
-      tally: file,
-      latencyMs: 0,
-      dir,
-      mongo: lifeMongo,
-      key: movedKey,
-    });
-    life = {
-      reingest: await lifeRun(again, services, againKey),
-      moved: { ...(await lifeRun(moved, services, movedKey)), creativesRemapped: movedCreatives },
-    };
+    const creativesRemapped = await remapCreatives(lifeMongo.uri, 0.1);
+    const moved = await lifeIngest("10%-moved", "reprocess/bench-moved.csv");
+    life = { reingest, moved: { ...moved, creativesRemapped } };
   } finally {
     await lifeMongo.stop();
   }

@@ -366,6 +366,19 @@ beforeEach(async () => {
   db = await freshDb();
 });
 
+/** Writer W, held between reading its facts and writing them (`gate`, `reached`), and V. */
+function heldWriterW() {
+  const gate = deferred();
+  const reached = deferred();
+  const facts = db.collection<FactDocument>(FACTS_COLLECTION);
+  const w = new Writer(
+    db,
+    "run-w",
+    interceptedFacts(facts, { gate: gate.promise, reached: reached.resolve }),
+  );
+  return { w, v: new Writer(db, "run-v"), gate, reached };
+}
+
 describe("MongoFactLedger: two writers, one identity", () => {
   it("(a) both place before either writes entries; V's entries land first, then W's", async () => {
     const v = new Writer(db, "run-v");
@@ -487,16 +500,8 @@ describe("MongoFactLedger: two writers, one identity", () => {
   it("both read the fact before either writes it: the loser's compare-and-set fails and it places again", async () => {
     const prior = new Writer(db, "run-u");
     await prior.all([resolved(2, X, "web-c", 50)]);
-    const gate = deferred();
-    const reached = deferred();
-    const facts = db.collection<FactDocument>(FACTS_COLLECTION);
     // W reads rev 1 and is held before its write; V reads rev 1 and writes rev 2 meanwhile.
-    const w = new Writer(
-      db,
-      "run-w",
-      interceptedFacts(facts, { gate: gate.promise, reached: reached.resolve }),
-    );
-    const v = new Writer(db, "run-v");
+    const { w, v, gate, reached } = heldWriterW();
     const wPlacing = w.place([resolved(2, X, "web-b", 200)]);
     await reached.promise;
     const vBatch = await v.place([resolved(2, X, "web-a", 100)]);
@@ -528,15 +533,7 @@ describe("MongoFactLedger: two writers, one identity", () => {
   });
 
   it("two first placements of a new identity: the loser's insert fails and it places again as a move", async () => {
-    const gate = deferred();
-    const reached = deferred();
-    const facts = db.collection<FactDocument>(FACTS_COLLECTION);
-    const w = new Writer(
-      db,
-      "run-w",
-      interceptedFacts(facts, { gate: gate.promise, reached: reached.resolve }),
-    );
-    const v = new Writer(db, "run-v");
+    const { w, v, gate, reached } = heldWriterW();
     const wPlacing = w.place([resolved(2, X, "web-b", 200)]);
     await reached.promise;
     await v.all([resolved(2, X, "web-a", 100)]);
