@@ -391,7 +391,9 @@ export class Collection {
    * `exact` says the lookup consumed the whole filter (nothing else to test), which is
    * how mongod answers a point query on an index without a residual filter.
    */
-  candidatesFor(filter: Document): { documents: StoredDocument[]; exact: boolean } | undefined {
+  candidatesFor(
+    filter: Document,
+  ): { documents: StoredDocument[]; exact: boolean; residual?: Document } | undefined {
     const plan = this.plan(filter);
     if (!plan) return undefined;
     const documents: StoredDocument[] = [];
@@ -399,7 +401,9 @@ export class Collection {
       const doc = this.getByIdKey(idKey);
       if (doc) documents.push(doc);
     }
-    return { documents, exact: plan.exact };
+    return plan.residual
+      ? { documents, exact: plan.exact, residual: plan.residual }
+      : { documents, exact: plan.exact };
   }
 
   /**
@@ -420,7 +424,9 @@ export class Collection {
    * on every field of a unique index, `$in` on a single-field unique index, and `$or`
    * whose branches all do (the union, as mongod's OR plan over index scans).
    */
-  private plan(filter: Document): { idKeys: Iterable<string>; exact: boolean } | undefined {
+  private plan(
+    filter: Document,
+  ): { idKeys: Iterable<string>; exact: boolean; residual?: Document } | undefined {
     const filterFields = Object.keys(filter);
     const branches = filter.$or;
     if (Array.isArray(branches) && branches.length > 0) {
@@ -440,14 +446,19 @@ export class Collection {
       return { idKeys: union, exact };
     }
 
-    const idCondition = filter._id;
+    // An _id lookup consumes the _id condition; what else the filter asks is tested on
+    // the documents found (the residual), as mongod's IDHACK or index bounds plus filter.
+    const { _id: idCondition, ...residual } = filter;
+    const exactById = filterFields.length === 1;
     const idEquality = equalityValue(idCondition);
     if (idCondition !== undefined && idEquality.ok) {
-      return { idKeys: [idKeyOf(idEquality.value)], exact: filterFields.length === 1 };
+      const idKeys = [idKeyOf(idEquality.value)];
+      return exactById ? { idKeys, exact: true } : { idKeys, exact: false, residual };
     }
     const idList = inList(idCondition);
     if (idList) {
-      return { idKeys: new Set(idList.map(idKeyOf)), exact: filterFields.length === 1 };
+      const idKeys = new Set(idList.map(idKeyOf));
+      return exactById ? { idKeys, exact: true } : { idKeys, exact: false, residual };
     }
 
     if (this.uniqueIndexes.length === 0 && this.secondaryIndexes.length === 0) return undefined;

@@ -178,7 +178,7 @@ export class MongoEngine {
       yield* lookup.documents;
       return;
     }
-    const query = new Query(filter, queryOptions(filter));
+    const query = new Query(lookup?.residual ?? filter, queryOptions(filter));
     for (const doc of lookup?.documents ?? collection.scan()) {
       if (query.test(doc)) yield doc;
     }
@@ -494,7 +494,10 @@ export class MongoEngine {
     const collection = this.collection(db, name);
     const lookup = collection?.candidatesFor(filter);
     // An exact index lookup already is the match (mongod's numeric equality included).
-    const query = new Query(lookup?.exact ? {} : filter, queryOptions(filter, projection));
+    const query = new Query(
+      lookup?.exact ? {} : (lookup?.residual ?? filter),
+      queryOptions(filter, projection),
+    );
     const source = lookup?.documents ?? collection?.scan() ?? [];
     let cursor = query.find<Document>(source, hasKeys(projection) ? projection : undefined);
     if (hasKeys(sort)) cursor = cursor.sort(sort as Record<string, 1 | -1>);
