@@ -17,6 +17,8 @@
  * be), --baseline-rows N (2,000), --profile (node --cpu-prof on the 0 ms ingest,
  * written to .bench/profiles), --keep (keep the temp dir), --working-tree (measure the
  * uncommitted working tree; by default the bench measures HEAD, see lib/snapshot.ts).
+ * BENCH_WORKER_FLAGS adds node flags to the ingest worker (`--trace-gc`, say: its
+ * output goes to the worker's log in the temp dir, kept with --keep).
  */
 import { execFileSync } from "node:child_process";
 import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync } from "node:fs";
@@ -336,6 +338,7 @@ async function runIngest(options: {
         ...(options.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${options.profileDir}`] : []),
         // The heap the function gets (infra/ingest-memory.ts), not this machine's.
         ...WORKER_HEAP_FLAGS,
+        ...(process.env.BENCH_WORKER_FLAGS?.split(" ").filter(Boolean) ?? []),
       ],
       env: { ...services.workerEnv, MONGODB_URI: mongo.uri },
       stdout: logFd,
