@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import {
   type AnyBulkWriteOperation,
   type Collection,
@@ -53,9 +53,14 @@ export interface FactDocument {
   /** The value this one replaced (null for the first): what an undo restores. */
   replaced: { entry: EntryRef; numbers: FactNumbers; run: string; line: number } | null;
   /** Entries the contribution moved away from and may still sit in until the move settles. */
-  stale: EntryRef[];
+  stale: readonly EntryRef[];
   /** The last run that read this identity, and on which line: duplicate rows across batches and invocations. */
   seen: { run: string; line: number };
+  /**
+   * The batch that last placed the fact (a token of one ledger and batch): settling
+   * reads back only the facts someone else placed since. Absent on upgraded facts.
+   */
+  placedBy?: string;
   updatedAt: Date;
 }
 
@@ -175,8 +180,11 @@ export interface Candidate {
   entry: EntryRef;
   numbers: FactNumbers;
   /** Earlier rows of the batch with the same identity and day (superseded by this one). */
-  earlierRows: ResolvedRow[];
+  earlierRows: readonly ResolvedRow[];
 }
+
+const NO_ROWS: readonly ResolvedRow[] = Object.freeze([]);
+const NO_REFS: readonly EntryRef[] = Object.freeze([]);
 
 /** The batch's rows, last row per identity and day (a later row replaces an earlier one). */
 export function candidatesOf(rows: readonly ResolvedRow[]): {
@@ -205,7 +213,7 @@ export function candidatesOf(rows: readonly ResolvedRow[]): {
         viewableImpressions: row.viewableImpressions,
         uniqueIps: row.uniqueIps,
       },
-      earlierRows: earlier ? [...earlier.earlierRows, earlier.resolved] : [],
+      earlierRows: earlier ? [...earlier.earlierRows, earlier.resolved] : NO_ROWS,
     });
   }
   return { candidates: [...byId.values()], superseded };
@@ -235,7 +243,7 @@ export interface Decision {
   same: boolean;
   rev: number;
   provenance: { rev: number; run: string; line: number };
-  stale: EntryRef[];
+  stale: readonly EntryRef[];
   moved: boolean;
   /** Dry runs: the fact stays as this run already placed it. */
   sameAsThisRun?: boolean;
@@ -263,13 +271,16 @@ export function decide(
     (stored?.run !== run || !sameEntry(stored?.entry, candidate.entry));
   const rev = bump ? (stored?.rev ?? 0) + 1 : (stored?.rev ?? 0);
   // A later row of this run placed the fact already: where it lives stays as that row left it.
-  const stale = supersededByLater
-    ? [...(stored?.stale ?? [])]
-    : (stored?.stale ?? []).filter((ref) => !sameEntry(ref, candidate.entry));
+  let stale: readonly EntryRef[] = NO_REFS;
+  if (stored?.stale && stored.stale.length > 0) {
+    stale = supersededByLater
+      ? [...stored.stale]
+      : stored.stale.filter((ref) => !sameEntry(ref, candidate.entry));
+  }
   const moved =
     !supersededByLater && stored !== undefined && !sameEntry(stored.entry, candidate.entry);
   if (moved && stored && !stale.some((ref) => sameEntry(ref, stored.entry)))
-    stale.push(stored.entry);
+    stale = [...stale, stored.entry];
   return {
     candidate,
     supersededByLater,
@@ -325,26 +336,32 @@ export function nextFact(
   };
 }
 
-/** The fact write of one decision: compare-and-set on the stored revision. */
+/**
+ * The fact write of one decision, a compare-and-set: a new fact is an insert, which
+ * collides on `_id` (E11000) when another run inserted it first; a stored one is an
+ * upsert filtered on `_id` and the stored `rev`, which collides the same way when another
+ * writer changed the revision in between. (A batch of new and stored facts is two
+ * commands, one of each kind; a first ingest is inserts only, a re-ingest updates only.)
+ */
 function factOperation(
   decision: Decision,
   stored: FactDocument | undefined,
   run: string,
   now: Date,
+  placedBy: string,
 ): AnyBulkWriteOperation<FactDocument> {
   const fact = nextFact(decision, stored, run, now);
-  // One kind of operation, so a batch's facts go in one command: a new fact is an upsert
-  // filtered on a `rev` no stored fact has (null), which collides on `_id` (E11000) when
-  // another run inserted it first, as a stale `rev` does.
-  const filter = { _id: fact._id, rev: stored ? stored.rev : null } as Filter<FactDocument>;
-  if (!stored) {
-    const { _id, ...fields } = fact;
-    return { updateOne: { filter, update: { $set: fields }, upsert: true } };
-  }
+  fact.placedBy = placedBy;
+  if (!stored) return { insertOne: { document: fact } };
+  const filter = { _id: fact._id, rev: stored.rev } as Filter<FactDocument>;
   if (decision.same || decision.supersededByLater) {
     // Only who saw it last (and what is still stale) changes: a small update.
     return {
-      updateOne: { filter, update: { $set: { seen: fact.seen, stale: fact.stale } }, upsert: true },
+      updateOne: {
+        filter,
+        update: { $set: { seen: fact.seen, stale: fact.stale, placedBy } },
+        upsert: true,
+      },
     };
   }
   const { _id, ...fields } = fact;
@@ -386,7 +403,7 @@ export function ledgerBatch(decisions: readonly Decision[], superseded: number):
   const unplaced: ResolvedRow[] = [];
   let warnings = superseded;
   let moved = 0;
-  const stale: { key: string; reportDate: string; rev: number; from: EntryRef[] }[] = [];
+  const stale: { key: string; reportDate: string; rev: number; from: readonly EntryRef[] }[] = [];
   for (const decision of decisions) {
     const { candidate } = decision;
     for (const earlier of candidate.earlierRows) unplaced.push(earlier);
@@ -413,6 +430,14 @@ export function ledgerBatch(decisions: readonly Decision[], superseded: number):
   return { placed, unplaced, superseded: warnings, moved, removals: removalsOf(stale) };
 }
 
+/** A placed batch, until it settles: its token and its facts' decisions. */
+interface PlacedFacts {
+  placedBy: string;
+  decisions: Decision[];
+  /** Facts whose entry update failed: their moves stay pending, nothing to settle. */
+  failed: Set<string>;
+}
+
 /**
  * The ledger of a real run, in MongoDB. Per batch: one `find` of the batch's facts, one
  * unordered `bulkWrite` that sets each fact by compare-and-set on its revision (an
@@ -425,11 +450,11 @@ export function ledgerBatch(decisions: readonly Decision[], superseded: number):
  */
 export class MongoFactLedger implements FactLedger {
   private previous: Promise<unknown> = Promise.resolve();
-  /** Per batch: the revision each placed fact was set to, by fact id. */
-  private readonly written = new WeakMap<
-    LedgerBatch,
-    Map<string, { rev: number; entry: EntryRef; key: string; reportDate: string; stale: boolean }>
-  >();
+  /** Per batch: its token (`placedBy`) and the facts it placed, until it settles. */
+  private readonly written = new WeakMap<LedgerBatch, PlacedFacts>();
+  /** This ledger's part of the batch tokens: unique per ledger (so per invocation). */
+  private readonly nonce = randomBytes(9).toString("base64url");
+  private batches = 0;
 
   constructor(
     private readonly facts: Collection<FactDocument>,
@@ -445,6 +470,7 @@ export class MongoFactLedger implements FactLedger {
 
   private async placeNow(rows: readonly ResolvedRow[]): Promise<LedgerBatch> {
     const { candidates, superseded } = candidatesOf(rows);
+    const placedBy = `${this.nonce}.${++this.batches}`;
     const decided = new Map<string, Decision>();
     let pending = candidates;
     for (let attempt = 1; pending.length > 0; attempt++) {
@@ -459,7 +485,7 @@ export class MongoFactLedger implements FactLedger {
         decide(candidate, stored.get(candidate.id), this.run),
       );
       const operations = decisions.map((decision) =>
-        factOperation(decision, stored.get(decision.candidate.id), this.run, now),
+        factOperation(decision, stored.get(decision.candidate.id), this.run, now, placedBy),
       );
       const conflicts = await this.write(operations);
       const retry: Candidate[] = [];
@@ -472,52 +498,54 @@ export class MongoFactLedger implements FactLedger {
     // In file order of the candidates (the batch's last row per identity and day).
     const decisions = candidates.map((candidate) => decided.get(candidate.id) as Decision);
     const batch = ledgerBatch(decisions, superseded);
-    const written = new Map<
-      string,
-      { rev: number; entry: EntryRef; key: string; reportDate: string; stale: boolean }
-    >();
-    for (const decision of decisions) {
-      if (decision.supersededByLater) continue;
-      written.set(decision.candidate.id, {
-        rev: decision.rev,
-        entry: decision.candidate.entry,
-        key: decision.candidate.key,
-        reportDate: decision.candidate.resolved.row.reportDate,
-        stale: decision.stale.length > 0,
-      });
-    }
-    this.written.set(batch, written);
+    this.written.set(batch, {
+      placedBy,
+      decisions: decisions.filter((decision) => !decision.supersededByLater),
+      failed: new Set(),
+    });
     return batch;
   }
 
   writeFailed(batch: LedgerBatch, rows: readonly ResolvedRow[]): void {
     const ids = keepMovesPending(batch, rows);
     const written = this.written.get(batch);
-    for (const id of ids) written?.delete(id);
+    for (const id of ids) written?.failed.add(id);
   }
 
   async settle(batch: LedgerBatch): Promise<RemovalTarget[]> {
     const written = this.written.get(batch);
-    if (!written || written.size === 0) return [];
-    const stored = await this.read([...written.keys()], SETTLE_FIELDS);
+    if (!written) return [];
+    const { placedBy, failed } = written;
+    const mine =
+      failed.size > 0
+        ? written.decisions.filter((decision) => !failed.has(decision.candidate.id))
+        : written.decisions;
+    if (mine.length === 0) return [];
+    // Only the facts another writer (another run, invocation or batch) placed since this
+    // batch did: in a run nobody races, the answer is empty.
+    const changed = await this.read(
+      mine.map((decision) => decision.candidate.id),
+      SETTLE_FIELDS,
+      placedBy,
+    );
     const takeBack: { key: string; reportDate: string; rev: number; from: EntryRef[] }[] = [];
     const clear: AnyBulkWriteOperation<FactDocument>[] = [];
-    for (const [id, mine] of written) {
-      const now = stored.get(id);
-      if (!now) continue;
-      if (now.rev !== mine.rev) {
+    for (const decision of mine) {
+      const { id, entry, key } = decision.candidate;
+      const now = changed.get(id);
+      if (now && now.rev !== decision.rev) {
         // A newer writer owns the fact: what this batch wrote where it no longer lives goes.
-        if (!sameEntry(now.entry, mine.entry)) {
+        if (!sameEntry(now.entry, entry)) {
           takeBack.push({
-            key: mine.key,
-            reportDate: mine.reportDate,
+            key,
+            reportDate: decision.candidate.resolved.row.reportDate,
             rev: now.rev,
-            from: [mine.entry],
+            from: [entry],
           });
         }
-      } else if (mine.stale) {
+      } else if (decision.stale.length > 0) {
         clear.push({
-          updateOne: { filter: { _id: id, rev: mine.rev }, update: { $set: { stale: [] } } },
+          updateOne: { filter: { _id: id, rev: decision.rev }, update: { $set: { stale: [] } } },
         });
       }
     }
@@ -532,14 +560,20 @@ export class MongoFactLedger implements FactLedger {
     return removalsOf(takeBack);
   }
 
-  /** The stored facts of `ids`, with only what placing needs (`READ_FIELDS`), or settling (`SETTLE_FIELDS`). */
+  /**
+   * The stored facts of `ids`, with only what placing needs (`READ_FIELDS`), or settling
+   * (`SETTLE_FIELDS`); with `notPlacedBy`, only those another batch placed last.
+   */
   private async read(
     ids: string[],
     projection: Document = READ_FIELDS,
+    notPlacedBy?: string,
   ): Promise<Map<string, FactDocument>> {
+    const filter: Filter<FactDocument> = { _id: { $in: ids } };
+    if (notPlacedBy !== undefined) filter.placedBy = { $ne: notPlacedBy };
     try {
       const documents = await this.facts
-        .find({ _id: { $in: ids } }, { batchSize: ids.length + 1, projection })
+        .find(filter, { batchSize: ids.length + 1, projection })
         .toArray();
       return new Map(documents.map((document) => [document._id, document]));
     } catch (error) {

@@ -145,7 +145,7 @@ export async function comparableEntries(db: Db): Promise<Document[]> {
 /** The facts without their clock, sorted by id, `run` and `seen.run` left out (see comparableEntries). */
 export async function comparableFacts(db: Db): Promise<Document[]> {
   const stored = await db.collection("tracking_sync_facts").find().sort({ _id: 1 }).toArray();
-  return stored.map(({ updatedAt, run, seen, replaced, ...fact }) => ({
+  return stored.map(({ updatedAt, run, seen, replaced, placedBy, ...fact }) => ({
     ...fact,
     seenLine: seen?.line,
     replaced: replaced ? { ...replaced, run: undefined } : null,

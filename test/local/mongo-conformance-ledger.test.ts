@@ -543,6 +543,52 @@ describe("compare-and-set on facts", () => {
     expect(await facts.countDocuments()).toBe(3);
   });
 
+  it("reports E11000 at the caller's index when an unordered bulkWrite mixes insertOnes and upserts (two commands)", async () => {
+    const facts = freshCollection("ledger_mixed_cas", "tracking_sync_facts");
+    await facts.insertMany([
+      { _id: Y as never, rev: 2, run: "other" },
+      { _id: Z as never, rev: 1, run: "other" },
+    ]);
+
+    const error = await rejectionOf(
+      facts.bulkWrite(
+        [
+          // A stale rev (2 is stored): collides on _id.
+          {
+            updateOne: {
+              filter: { _id: Y as never, rev: 1 },
+              update: { $set: { rev: 2, run: "mine" } },
+              upsert: true,
+            },
+          },
+          { insertOne: { document: { _id: X as never, rev: 1, run: "mine" } } },
+          // Stored already: collides on _id.
+          { insertOne: { document: { _id: Z as never, rev: 1, run: "mine" } } },
+        ],
+        { ordered: false },
+      ),
+    );
+
+    const bulkError = error as MongoBulkWriteError;
+    expect(
+      [bulkError.writeErrors]
+        .flat()
+        .map((e) => [e.index, e.code])
+        .sort(),
+    ).toEqual([
+      [0, 11000],
+      [2, 11000],
+    ]);
+    expect(bulkError.insertedCount).toBe(1);
+    expect(await facts.find({}).sort({ _id: 1 }).toArray()).toEqual(
+      [
+        { _id: X, rev: 1, run: "mine" },
+        { _id: Y, rev: 2, run: "other" },
+        { _id: Z, rev: 1, run: "other" },
+      ].sort((a, b) => (a._id < b._id ? -1 : 1)),
+    );
+  });
+
   it("inserts a new fact through an upsert filtered on rev: null, and fails it with E11000 when the _id exists", async () => {
     const facts = freshCollection("ledger_upsert_null_rev", "tracking_sync_facts");
     await facts.insertOne({ _id: Y as never, rev: 1, run: "other" });
@@ -609,6 +655,36 @@ describe("reading facts", () => {
 
     expect(found.map((fact) => fact._id as unknown as string).sort()).toEqual([...ids].sort());
     expect(found.every((fact) => (fact.n as number) < ids.length)).toBe(true);
+  });
+});
+
+describe("settling reads", () => {
+  const X = factId(contributionKey("cr-x", "PUB-1", "display", null), "2025-12-10");
+  const Y = factId(contributionKey("cr-y", "PUB-1", null, "300x250"), "2025-12-10");
+  const Z = factId(contributionKey("cr-z", "PUB-1", "display", "728x90"), "2025-12-10");
+
+  it("finds by $in and placedBy $ne: the facts another batch placed, and those without placedBy", async () => {
+    const facts = freshCollection("ledger_placed_by", "tracking_sync_facts");
+    await facts.insertMany([
+      { _id: X as never, rev: 1, placedBy: "mine.1" },
+      { _id: Y as never, rev: 2, placedBy: "other.4" },
+      { _id: Z as never, rev: 1 },
+      { _id: `${X}-not-asked` as never, rev: 1, placedBy: "other.4" },
+    ]);
+
+    const found = await facts
+      .find(
+        { _id: { $in: [X, Y, Z] as never[] }, placedBy: { $ne: "mine.1" } },
+        { projection: { rev: 1 } },
+      )
+      .toArray();
+
+    expect(found.sort((a, b) => (String(a._id) < String(b._id) ? -1 : 1))).toEqual(
+      [
+        { _id: Y, rev: 2 },
+        { _id: Z, rev: 1 },
+      ].sort((a, b) => (a._id < b._id ? -1 : 1)),
+    );
   });
 });
 

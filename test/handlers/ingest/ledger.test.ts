@@ -252,9 +252,10 @@ async function problemsOf(db: Db): Promise<string[]> {
 
 /** The stored state, comparable across databases (entry ids and clocks left out). */
 async function snapshot(db: Db): Promise<{ facts: Document[]; entries: Document[] }> {
+  // `placedBy` is a token of the ledger instance and batch that placed the fact last.
   const facts = await db
     .collection<FactDocument>(FACTS_COLLECTION)
-    .find()
+    .find({}, { projection: { placedBy: 0 } })
     .sort({ _id: 1 })
     .toArray();
   const entries = await db
