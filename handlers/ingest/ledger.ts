@@ -169,6 +169,10 @@ const READ_FIELDS = {
 /** What settling reads back: whose the fact is now. */
 const SETTLE_FIELDS = { rev: 1, entry: 1 } as const;
 
+const NO_FACTS: ReadonlyMap<string, FactDocument> = new Map();
+/** A batch reads its facts first when more than 1 in this many of the last batch's existed. */
+const EXISTING_FOR_READ_FIRST = 20;
+
 /** Compare-and-set rounds before a batch gives up (contention on one fact is brief). */
 const MAX_PLACE_ATTEMPTS = 5;
 const DUPLICATE_KEY = 11000;
@@ -455,6 +459,8 @@ export class MongoFactLedger implements FactLedger {
   /** This ledger's part of the batch tokens: unique per ledger (so per invocation). */
   private readonly nonce = randomBytes(9).toString("base64url");
   private batches = 0;
+  /** The last batch's facts were (nearly) all new: the next one inserts first. */
+  private expectNew = false;
 
   constructor(
     private readonly facts: Collection<FactDocument>,
@@ -473,13 +479,19 @@ export class MongoFactLedger implements FactLedger {
     const placedBy = `${this.nonce}.${++this.batches}`;
     const decided = new Map<string, Decision>();
     let pending = candidates;
-    for (let attempt = 1; pending.length > 0; attempt++) {
+    // Insert-first (no read) while the file's facts have turned out new: a first ingest's
+    // batch is then one command. A fact that exists after all collides on `_id` and is
+    // read and placed in the next round, as a lost compare-and-set is.
+    let readFirst = !this.expectNew;
+    for (let attempt = readFirst ? 1 : 0; pending.length > 0; attempt++) {
       if (attempt > MAX_PLACE_ATTEMPTS) {
         throw new MongoUnavailableError(
           `${pending.length} ledger facts kept changing under concurrent runs; the file is retried`,
         );
       }
-      const stored = await this.read(pending.map((candidate) => candidate.id));
+      const stored = readFirst
+        ? await this.read(pending.map((candidate) => candidate.id))
+        : NO_FACTS;
       const now = this.now();
       const decisions = pending.map((candidate) =>
         decide(candidate, stored.get(candidate.id), this.run),
@@ -488,6 +500,12 @@ export class MongoFactLedger implements FactLedger {
         factOperation(decision, stored.get(decision.candidate.id), this.run, now, placedBy),
       );
       const conflicts = await this.write(operations);
+      if (pending === candidates) {
+        // How many of this batch's facts existed already: the next batch reads first if many did.
+        const existing = readFirst ? stored.size : conflicts.size;
+        this.expectNew = existing * EXISTING_FOR_READ_FIRST <= candidates.length;
+      }
+      readFirst = true;
       const retry: Candidate[] = [];
       decisions.forEach((decision, index) => {
         if (conflicts.has(index)) retry.push(decision.candidate);

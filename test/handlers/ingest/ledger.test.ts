@@ -574,6 +574,70 @@ describe("MongoFactLedger: two writers, one identity", () => {
   });
 });
 
+describe("MongoFactLedger: insert-first once a file's facts turn out new", () => {
+  /** The commands on the facts collection while `action` runs. */
+  async function factCommands(action: () => Promise<unknown>): Promise<string[]> {
+    const seen: string[] = [];
+    const listener = (event: CommandStartedEvent) => {
+      if (event.command[event.commandName] === FACTS_COLLECTION) seen.push(event.commandName);
+    };
+    client.on("commandStarted", listener);
+    try {
+      await action();
+    } finally {
+      client.off("commandStarted", listener);
+    }
+    return seen;
+  }
+
+  it("inserts without reading after a batch of new facts, and places a fact that existed after all from what is stored", async () => {
+    const a = new Writer(db, "run-a");
+    await a.all([resolved(2, X, "web-a", 100)]);
+    const b = new Writer(db, "run-b");
+
+    // The first batch of a run reads first; all of it was new.
+    expect(await factCommands(() => b.all([resolved(2, Y, "web-a", 300)]))).toEqual([
+      "find",
+      "insert",
+      "find",
+    ]);
+    // So the next batch inserts first: X exists (run A's), collides, is read and moved.
+    let moving: LedgerBatch | undefined;
+    expect(
+      await factCommands(async () => {
+        moving = await b.all([resolved(3, X, "web-b", 200)]);
+      }),
+      // insert (collides), read, compare-and-set; settle's read-back, then clearing the move's stale entry.
+    ).toEqual(["insert", "find", "update", "find", "update"]);
+    expect(moving?.moved).toBe(1);
+    expect(moving?.removals).toEqual([removalFrom("web-a", [{ key: keyOf(X), rev: 2 }])]);
+    expect(moving?.placed.map((row) => row.provenance)).toEqual([
+      { rev: 2, run: "run-b", line: 3 },
+    ]);
+    // That batch's facts mostly existed: the next one reads first again.
+    const Z = "cr_spring-sale_z";
+    expect(await factCommands(() => b.all([resolved(4, Z, "web-b", 50)]))).toEqual([
+      "find",
+      "insert",
+      "find",
+    ]);
+
+    expect(await problemsOf(db)).toEqual([]);
+    expect(await holdings(db)).toEqual({
+      "order-1/web-a": [[Y], 300],
+      "order-1/web-b": [[X, Z], 250],
+    });
+    expect(await factOf(db, X)).toMatchObject({
+      rev: 2,
+      entry: ref("web-b"),
+      run: "run-b",
+      line: 3,
+      stale: [],
+      replaced: { entry: ref("web-a"), run: "run-a", line: 2 },
+    });
+  });
+});
+
 describe("MongoFactLedger: every interleaving of two writers' steps", () => {
   // U (a clean earlier run) put X and Y in C. V moves X to A and changes Y in C; W moves
   // X to B and Y to A. 70 interleavings of V's and W's four steps each.
