@@ -165,6 +165,8 @@ const READ_FIELDS = {
   line: 1,
   stale: 1,
   seen: 1,
+  "replaced.run": 1,
+  "replaced.entry": 1,
 } as const;
 /** What settling reads back: whose the fact is now. */
 const SETTLE_FIELDS = { rev: 1, entry: 1 } as const;
@@ -285,6 +287,20 @@ export function decide(
     !supersededByLater && stored !== undefined && !sameEntry(stored.entry, candidate.entry);
   if (moved && stored && !stale.some((ref) => sameEntry(ref, stored.entry)))
     stale = [...stale, stored.entry];
+  // Another run replaced this run's value: an earlier attempt of this run that died
+  // before settling may have written its contribution into the entry it named after the
+  // other run had taken it out from there. That entry is stale too (the removal takes out
+  // only contributions older than the fact's revision: a copy that is not there is a no-op).
+  const late =
+    stored?.run !== run && stored?.replaced?.run === run ? stored.replaced.entry : undefined;
+  if (
+    late &&
+    !supersededByLater &&
+    !sameEntry(late, candidate.entry) &&
+    !stale.some((ref) => sameEntry(ref, late))
+  ) {
+    stale = [...stale, late];
+  }
   return {
     candidate,
     supersededByLater,

@@ -825,6 +825,33 @@ describe("MongoFactLedger: a crashed run retried", () => {
     expect(await factOf(db, X)).toMatchObject({ rev: 4, run: "run-v", entry: ref("web-a") });
   });
 
+  it.each([
+    ["another entry", "web-c", 130],
+    ["the newer run's entry, other numbers", "web-b", 130],
+    ["the newer run's entry, its numbers", "web-b", 120],
+    ["its first entry again", "web-a", 130],
+  ] as const)(
+    "(d) W writes its entry after V moved the identity away, dies before settling; W's retry resolving to %s takes the late copy out",
+    async (_, retryEntry, retryImpressions) => {
+      const w = new Writer(db, "run-w");
+      await w.place([resolved(2, X, "web-a", 100)]);
+      // V moves X from A to B and completes: its removal from A finds nothing yet.
+      await new Writer(db, "run-v").all([resolved(2, X, "web-b", 120)]);
+      // W's entry write lands late, and W dies before its read-back.
+      await w.write();
+      expect(await holdings(db)).toEqual({
+        "order-1/web-a": [[X], 100],
+        "order-1/web-b": [[X], 120],
+      });
+
+      const retry = new Writer(db, "run-w");
+      await retry.all([resolved(2, X, retryEntry, retryImpressions)]);
+
+      expect(await problemsOf(db)).toEqual([]);
+      expect(await holdings(db)).toEqual({ [`order-1/${retryEntry}`]: [[X], retryImpressions] });
+    },
+  );
+
   it("(d) a run of two batches crashes after placing the second; the retry from the start equals a clean run", async () => {
     const first = [resolved(2, X, "web-a", 110)];
     const second = [resolved(3, X, "web-a", 130), resolved(4, Y, "web-a", 40)];
