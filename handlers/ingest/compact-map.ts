@@ -10,7 +10,9 @@ export function digest64(text: string): [number, number] {
 
 /** Values a slot holds besides its key. */
 export const VALUE_WIDTH = 4;
-const SLOT = 2 + VALUE_WIDTH;
+/** Unsigned 32-bit words a slot takes: the two key halves and the values. */
+export const SLOT_WORDS = 2 + VALUE_WIDTH;
+const SLOT = SLOT_WORDS;
 const MAX_LOAD = 0.7;
 
 /**
@@ -21,7 +23,7 @@ const MAX_LOAD = 0.7;
  * key (at a million keys, a chance of about 3 in 10^8).
  */
 export class CompactMap {
-  private slots = new Uint32Array(SLOT * 1024);
+  private slots: Uint32Array = new Uint32Array(SLOT * 1024);
   private capacity = 1024;
   size = 0;
 
@@ -72,5 +74,31 @@ export class CompactMap {
   /** Bytes held (the typed array). */
   get bytes(): number {
     return this.slots.byteLength;
+  }
+
+  /** The map's slots and shape, to carry it to another process (`CompactMap.of`). */
+  export(): { capacity: number; size: number; slots: Uint32Array } {
+    return { capacity: this.capacity, size: this.size, slots: this.slots };
+  }
+
+  /** A map from what `export` gave (the slots are taken over, not copied). */
+  static of(exported: { capacity: number; size: number; slots: Uint32Array }): CompactMap {
+    const { capacity, size, slots } = exported;
+    if (
+      !Number.isInteger(capacity) ||
+      capacity < 1024 ||
+      (capacity & (capacity - 1)) !== 0 ||
+      slots.length !== SLOT * capacity ||
+      !Number.isInteger(size) ||
+      size < 0 ||
+      size / capacity > MAX_LOAD
+    ) {
+      throw new Error("not a CompactMap: capacity, size and slots disagree");
+    }
+    const map = new CompactMap();
+    map.capacity = capacity;
+    map.size = size;
+    map.slots = slots;
+    return map;
   }
 }

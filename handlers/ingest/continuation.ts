@@ -72,6 +72,11 @@ export interface ContinuationState {
   rejects: RejectsProgress;
   lookupQueries: number;
   writeBatches: number;
+  /**
+   * A dry run's: the object holding what it simulated so far (`state/checkpoints/<key>
+   * .dry-run-<chain>-<part>`, dry-run-memory.ts), written by invocation `part`.
+   */
+  dryRunMemory?: { part: number; size: number };
 }
 
 export interface ContinuationEvent {
@@ -122,6 +127,13 @@ export function parseContinuation(event: ContinuationEvent): ContinuationState {
   if (!isCount(state.continuation) || state.continuation < 1) return fail("no continuation count");
   if (typeof state.startedAt !== "string" || Number.isNaN(Date.parse(state.startedAt)))
     return fail("no startedAt");
+  const memory = state.dryRunMemory;
+  if (
+    memory !== undefined &&
+    (!state.run.dryRun || !isCount(memory?.part) || memory.part < 1 || !isCount(memory.size))
+  ) {
+    return fail("dry run memory without a dry run, or without its part and size");
+  }
   return state as ContinuationState;
 }
 

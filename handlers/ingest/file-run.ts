@@ -79,6 +79,11 @@ export class FileRun {
     return this.handOverChain;
   }
 
+  /** A continued dry run: where the earlier invocation left what it simulated. */
+  get earlierDryRunMemory(): { part: number; size: number } | undefined {
+    return this.earlier?.dryRunMemory;
+  }
+
   /** The rejects the earlier invocations uploaded. */
   get earlierRejects(): RejectsProgress {
     return this.earlier?.rejects ?? { rows: 0, parts: [] };
@@ -147,7 +152,10 @@ export class FileRun {
   }
 
   /** What the next invocation continues from (the chain is named at the first hand-over). */
-  continuationState(rejects: RejectsProgress): ContinuationState {
+  continuationState(
+    rejects: RejectsProgress,
+    dryRunMemory?: { part: number; size: number },
+  ): ContinuationState {
     if (!this.options || !this.header || !this.source) {
       throw new Error("a file can be handed over only once its header and options are read");
     }
@@ -165,6 +173,7 @@ export class FileRun {
       rejects,
       lookupQueries: this.lookupQueries,
       writeBatches: this.writeBatches,
+      ...(dryRunMemory ? { dryRunMemory } : {}),
     };
   }
 }

@@ -1,4 +1,9 @@
-import { athenaResultKey, checkpointKey, rejectsKey } from "../shared/bucket-layout";
+import {
+  athenaResultKey,
+  checkpointKey,
+  dryRunMemoryKey,
+  rejectsKey,
+} from "../shared/bucket-layout";
 import { type CompletionStores, completeRun } from "../shared/complete-run";
 import type { TrackingSyncError } from "../shared/errors";
 import type { Logger } from "../shared/logger";
@@ -6,6 +11,7 @@ import { type Reconciliation, reconcile, withVerdict } from "../shared/reconcili
 import { redactSecrets } from "../shared/redact";
 import { parseRunManifest, type RunManifest } from "../shared/run-manifest";
 import { type ContinuationEvent, MAX_CONTINUATION_PAYLOAD_BYTES } from "./continuation";
+import { type DryRunMemory, encodeDryRunMemory } from "./dry-run-memory";
 import {
   ContinuationFailedError,
   InvalidManifestError,
@@ -237,10 +243,12 @@ export async function handOver(
   end: FileEnd,
   rejects: FileRejects,
   continueWith: SelfInvoker,
+  dryRunMemory?: DryRunMemory,
 ): Promise<ObjectReport> {
   const { run, logger } = end;
   const chain = run.chainForHandOver();
-  const state = run.continuationState(await rejects.handOver(chain));
+  const memory = dryRunMemory ? await handOverDryRunMemory(end, chain, dryRunMemory) : undefined;
+  const state = run.continuationState(await rejects.handOver(chain), memory);
   const event: ContinuationEvent = { trackingSyncContinuation: state };
   const bytes = Buffer.byteLength(JSON.stringify(event));
   if (bytes > MAX_CONTINUATION_PAYLOAD_BYTES) {
@@ -263,6 +271,7 @@ export async function handOver(
     checkpoint: state.checkpoint,
     rejectsRows: state.rejects.rows,
     payloadBytes: bytes,
+    ...(memory ? { dryRunMemoryBytes: memory.size } : {}),
   });
   await publishMetrics(end);
   return run.report({ outcome: "continued" });
@@ -334,6 +343,51 @@ async function removeContinuationLeftovers(
       leftover: checkpointKey(end.run.object.key),
       error,
     });
+  }
+  await removeDryRunMemories(end);
+}
+
+/**
+ * A dry run continued in a fresh invocation: what it simulated so far goes to an object
+ * of its own (`state/checkpoints/<key>.dry-run-<chain>-<n>`; too large for the payload),
+ * which the next invocation reads, so its counts go on exactly as in one invocation.
+ */
+async function handOverDryRunMemory(
+  end: FileEnd,
+  chain: string,
+  memory: DryRunMemory,
+): Promise<{ part: number; size: number }> {
+  const part = end.run.invocation;
+  const content = encodeDryRunMemory(memory);
+  try {
+    await end.artifacts.writeDryRunMemory(chain, part, content);
+  } catch (error) {
+    throw new ContinuationFailedError(
+      `Could not hand the dry run's memory over: ${(error as Error).message}`,
+      { part, bytes: content.size },
+    );
+  }
+  return { part, size: content.size };
+}
+
+/**
+ * Best effort, once the file is done: the memories every earlier invocation of a
+ * continued dry run handed over (kept until then, so a retried or twice-delivered
+ * continuation still finds the one it reads; a leftover only costs storage).
+ */
+async function removeDryRunMemories(end: FileEnd): Promise<void> {
+  const { run } = end;
+  const chain = run.chain;
+  if (!run.earlierDryRunMemory || !chain) return;
+  for (let part = 1; part < run.invocation; part++) {
+    try {
+      await end.artifacts.removeDryRunMemory(chain, part);
+    } catch (error) {
+      end.logger.warn("Could not remove a continuation leftover", {
+        leftover: dryRunMemoryKey(run.object.key, chain, part),
+        error,
+      });
+    }
   }
 }
 

@@ -4,7 +4,9 @@ import { redactSecrets } from "../shared/redact";
 import { BatchPipeline } from "./batch-pipeline";
 import type { IngestConfig } from "./config";
 import { type CsvEnd, type CsvRecord, readCsvChunks } from "./csv-rows";
+import { type DryRunMemory, decodeDryRunMemory } from "./dry-run-memory";
 import {
+  ContinuationFailedError,
   MissingColumnsError,
   MongoUnavailableError,
   ObjectReplacedError,
@@ -87,7 +89,12 @@ export async function ingestObject(
       invocation.handOver?.shouldStop,
     );
     if (stopped && invocation.handOver && run.hasMore) {
-      return await handOver(end, opened.rejects, invocation.handOver.continueWith);
+      return await handOver(
+        end,
+        opened.rejects,
+        invocation.handOver.continueWith,
+        opened.dryRunMemory(),
+      );
     }
     const bucket = run.object.bucket;
     const completion = { watermark: deps.watermarks(bucket), fanOut: deps.fanOuts(bucket) };
@@ -104,6 +111,8 @@ interface OpenedFile {
   /** The data records still to read (the header is taken); returns where the object ended. */
   records: CsvChunks;
   rejects: FileRejects;
+  /** A dry run's simulation so far, to hand over with the rest of the file. */
+  dryRunMemory: () => DryRunMemory | undefined;
 }
 
 /** Everything reading needs, in the order a failure should surface. */
@@ -130,7 +139,8 @@ async function openFile(
   // A dry run writes nothing to MongoDB, not even the index.
   if (!options.dryRun) await deps.entries.ensureUpsertKeyIndex();
   const { directory, resolver } = await invocation.lookups.get();
-  const writer = await deps.entries.writer(options.dryRun);
+  const memory = options.dryRun ? await readEarlierDryRunMemory(end) : undefined;
+  const writer = await deps.entries.writer(options.dryRun, memory?.entries);
 
   const all = readRecordsOf(await openBody(end, deps), run);
   const { header, records, startLine } = run.header
@@ -141,7 +151,7 @@ async function openFile(
   if (!columns.ok) throw new MissingColumnsError(columns.missing, { key: run.object.key });
 
   const runId = run.runId as string;
-  const ledger = await deps.entries.ledger(options.dryRun, runId);
+  const ledger = await deps.entries.ledger(options.dryRun, runId, memory?.facts);
   if (!run.resumed) await recordRunOf(end, run.report({ outcome: "running" }));
 
   const rejects = new FileRejects(end.artifacts, header, run.earlierRejects, run.object.key);
@@ -161,7 +171,35 @@ async function openFile(
     // batch at a time, so no reply that arrives early reorders the simulation.
     maxInFlight: options.dryRun ? 1 : deps.settings.maxInFlight,
   });
-  return { pipeline, records, rejects };
+  const dryRunMemory = () => {
+    const facts = ledger.memory?.();
+    const entries = writer.memory?.();
+    return options.dryRun && facts && entries ? { facts, entries } : undefined;
+  };
+  return { pipeline, records, rejects, dryRunMemory };
+}
+
+/** What the earlier invocations of a continued dry run simulated (none for a fresh one). */
+async function readEarlierDryRunMemory(end: FileEnd): Promise<DryRunMemory | undefined> {
+  const { run } = end;
+  const earlier = run.earlierDryRunMemory;
+  if (!earlier || !run.chain) return undefined;
+  let bytes: Uint8Array;
+  try {
+    bytes = await end.artifacts.readDryRunMemory(run.chain, earlier.part);
+  } catch (error) {
+    throw new ContinuationFailedError(
+      `Could not read the dry run's memory handed over: ${(error as Error).message}`,
+      { part: earlier.part },
+    );
+  }
+  if (bytes.byteLength !== earlier.size) {
+    throw new ContinuationFailedError(
+      `The dry run's memory handed over is ${bytes.byteLength} bytes, not ${earlier.size}`,
+      { part: earlier.part },
+    );
+  }
+  return decodeDryRunMemory(bytes);
 }
 
 /**

@@ -131,6 +131,8 @@ export interface FactLedger {
    * completes them. Call before the batch's removals are sent.
    */
   writeFailed(batch: LedgerBatch, rows: readonly ResolvedRow[]): void;
+  /** A dry run's: what it would have placed so far, for the next invocation of a continued file. */
+  memory?(): CompactMap;
 }
 
 /** Takes the failed rows' identities out of the batch's removals (see `FactLedger.writeFailed`). */
@@ -644,12 +646,20 @@ export class MongoFactLedger implements FactLedger {
  * them, at about 34 bytes per row identity (34 MB per million).
  */
 export class DryRunFactLedger implements FactLedger {
-  private readonly wrote = new CompactMap();
+  private readonly wrote: CompactMap;
 
+  /** `memory`: what an earlier invocation of this dry run placed (its `memory()`). */
   constructor(
     private readonly facts: Collection<FactDocument>,
     private readonly run: string,
-  ) {}
+    memory?: CompactMap,
+  ) {
+    this.wrote = memory ?? new CompactMap();
+  }
+
+  memory(): CompactMap {
+    return this.wrote;
+  }
 
   async place(rows: readonly ResolvedRow[]): Promise<LedgerBatch> {
     const { candidates, superseded } = candidatesOf(rows);

@@ -18,13 +18,15 @@ export function createMongoEntryStore(connection: MongoConnection): EntryStore {
     async lookups() {
       return new MongoLookupStore(await connection.db());
     },
-    async writer(dryRun) {
+    async writer(dryRun, memory) {
       const entries = (await connection.db()).collection(ENTRIES_COLLECTION);
-      return dryRun ? new DryRunEntryWriter(entries) : new MongoEntryWriter(entries);
+      return dryRun
+        ? new DryRunEntryWriter(entries, undefined, undefined, memory)
+        : new MongoEntryWriter(entries);
     },
-    async ledger(dryRun, run) {
+    async ledger(dryRun, run, memory) {
       const facts = (await connection.db()).collection<FactDocument>(FACTS_COLLECTION);
-      return dryRun ? new DryRunFactLedger(facts, run) : new MongoFactLedger(facts, run);
+      return dryRun ? new DryRunFactLedger(facts, run, memory) : new MongoFactLedger(facts, run);
     },
     async recordRun(record) {
       await recordRun((await connection.db()).collection<RunDocument>(RUNS_COLLECTION), record);

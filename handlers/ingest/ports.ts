@@ -2,6 +2,7 @@ import type { Readable } from "node:stream";
 import type { FanOutStore } from "../shared/fan-out-store";
 import type { Logger } from "../shared/logger";
 import type { WatermarkStore } from "../shared/watermark-store";
+import type { CompactMap } from "./compact-map";
 import type { ContinuationEvent, ContinuationState } from "./continuation";
 import type { FactLedger, RunRecord } from "./ledger";
 import type { IngestMetrics } from "./metrics";
@@ -63,6 +64,10 @@ export interface FileArtifacts {
     part: number,
   ): Promise<{ body: AsyncIterable<Uint8Array>; size: number | undefined }>;
   removeRejectsPart(chain: string, part: number): Promise<void>;
+  /** A continued dry run's memory, handed over by invocation `part` (dry-run-memory.ts). */
+  writeDryRunMemory(chain: string, part: number, content: ByteContent): Promise<void>;
+  readDryRunMemory(chain: string, part: number): Promise<Uint8Array>;
+  removeDryRunMemory(chain: string, part: number): Promise<void>;
 }
 
 /** The artifacts of the file `object` (they live in its bucket). */
@@ -90,9 +95,12 @@ export interface EntryStore {
   ensureUpsertKeyIndex(): Promise<void>;
   lookups(): Promise<IngestLookupStore>;
   /** Where a run's entry updates go: MongoDB, or a simulation for a dry run. */
-  writer(dryRun: boolean): Promise<EntryWriter>;
-  /** The facts ledger of the run `run` (a dry run's reads only). */
-  ledger(dryRun: boolean, run: string): Promise<FactLedger>;
+  writer(dryRun: boolean, memory?: CompactMap): Promise<EntryWriter>;
+  /**
+   * The facts ledger of the run `run` (a dry run's reads only). `memory`: what an earlier
+   * invocation of a continued dry run simulated (its `memory()`), for writer and ledger.
+   */
+  ledger(dryRun: boolean, run: string, memory?: CompactMap): Promise<FactLedger>;
   /** Real runs: records the run in `tracking_sync_runs` (started, then how it ended). */
   recordRun(record: RunRecord): Promise<void>;
 }

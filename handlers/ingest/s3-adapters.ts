@@ -9,6 +9,7 @@ import {
 } from "@aws-sdk/client-s3";
 import {
   checkpointKey,
+  dryRunMemoryKey,
   rejectsKey,
   rejectsPartKey,
   reportKey,
@@ -63,14 +64,14 @@ export function createS3SourceStore(s3: S3Client): SourceStore {
 export function createS3ArtifactStore(s3: S3Client): ArtifactStore {
   return (object) => {
     const { bucket } = object;
-    const put = (key: string, content: ByteContent) =>
+    const put = (key: string, content: ByteContent, contentType = "text/csv") =>
       s3.send(
         new PutObjectCommand({
           Bucket: bucket,
           Key: key,
           Body: content.body as Readable,
           ContentLength: content.size,
-          ContentType: "text/csv",
+          ContentType: contentType,
         }),
       );
     const remove = async (key: string) => {
@@ -103,6 +104,18 @@ export function createS3ArtifactStore(s3: S3Client): ArtifactStore {
         return { body: response.Body as Readable, size: response.ContentLength };
       },
       removeRejectsPart: (chain, part) => remove(rejectsPartKey(object.key, chain, part)),
+      async writeDryRunMemory(chain, part, content) {
+        await put(dryRunMemoryKey(object.key, chain, part), content, "application/octet-stream");
+      },
+      async readDryRunMemory(chain, part) {
+        const response = await s3.send(
+          new GetObjectCommand({ Bucket: bucket, Key: dryRunMemoryKey(object.key, chain, part) }),
+        );
+        return (
+          response.Body as { transformToByteArray(): Promise<Uint8Array> }
+        ).transformToByteArray();
+      },
+      removeDryRunMemory: (chain, part) => remove(dryRunMemoryKey(object.key, chain, part)),
     };
   };
 }

@@ -49,6 +49,8 @@ export interface EntryWriter {
   write(updates: readonly EntryUpdate[]): Promise<BatchWriteResult>;
   /** Takes moved contributions out of the entries they left. */
   remove(targets: readonly RemovalTarget[]): Promise<RemovalResult>;
+  /** A dry run's: the entries it touched so far, for the next invocation of a continued file. */
+  memory?(): CompactMap;
 }
 
 const DUPLICATE_KEY = 11000;
@@ -278,13 +280,22 @@ function recentKey(update: EntryUpdate): string {
 export class DryRunEntryWriter implements EntryWriter {
   /** Entry key → the simulated document (null: this run deleted it). */
   private readonly overlay = new Map<string, Document | null>();
-  private readonly touched = new CompactMap();
+  private readonly touched: CompactMap;
 
+  /** `memory`: the entries an earlier invocation of this dry run touched (its `memory()`). */
   constructor(
     private readonly entries: Collection,
     private readonly now: () => Date = () => new Date(),
     private readonly overlayLimit = 20_000,
-  ) {}
+    memory?: CompactMap,
+  ) {
+    this.touched = memory ?? new CompactMap();
+  }
+
+  /** The entries touched so far (the overlay's documents stay behind, as after an eviction). */
+  memory(): CompactMap {
+    return this.touched;
+  }
 
   async write(updates: readonly EntryUpdate[]): Promise<BatchWriteResult> {
     const result: BatchWriteResult = {

@@ -61,6 +61,15 @@ export function checkpointKey(sourceKey: string): string {
 }
 
 /**
+ * `state/checkpoints/<source key>.dry-run-<chain>-<n>`: what a dry run continued over
+ * several invocations has simulated so far (handed over by invocation n), until the next
+ * invocation has read it.
+ */
+export function dryRunMemoryKey(sourceKey: string, chain: string, part: number): string {
+  return `${STATE_PREFIX}checkpoints/${sourceKey}.dry-run-${chain}-${part}`;
+}
+
+/**
  * `rejects/<source key>.part-<chain>-<n>`: one invocation's rejected rows of a continued
  * file, until the file is done (n from 1, in file order).
  */

@@ -296,6 +296,48 @@ describe("ingestResults: files beyond one invocation", () => {
     },
   );
 
+  it("counts a dry run continued across invocations exactly as the real run then does, and leaves no memory behind", async () => {
+    // Entries met again in later invocations (days repeat every 28 rows), rows repeated
+    // across invocations (a later value wins), some entries stored already.
+    const rows = mixedRows();
+    const repeated = [rows[0], rows[2], rows[5]].map((row) => ({ ...row, impressions: 777 }));
+    const body = buildCsv([...rows, ...(repeated as CsvRowValues[])]);
+    const prior = buildCsv(
+      mixedRows(20).map((row, i) => (i % 4 === 0 ? row : { ...row, clicks: 3 })),
+    );
+    await handler(await harness.putObject("reprocess/prior.csv", prior), lambdaContext);
+    const stored = { entries: await comparableEntries(), facts: await comparableFacts(harness.db) };
+
+    const dryKey = "reprocess/dry-continued-exact.csv";
+    const { invocations, payloads } = await runToTheEnd(
+      await harness.putObject(dryKey, body, { tagging: "dryRun=true" }),
+      2,
+    );
+    const dry = await reportOf(dryKey);
+    expect(invocations).toBe(5);
+    expect(payloads.map((p) => p.trackingSyncContinuation.dryRunMemory?.part)).toEqual([
+      1, 2, 3, 4,
+    ]);
+    // Nothing written to MongoDB, and the handed-over memories are gone once the file is done.
+    expect(await comparableEntries()).toEqual(stored.entries);
+    expect(await comparableFacts(harness.db)).toEqual(stored.facts);
+    expect(await listKeys("state/checkpoints/")).toEqual([]);
+
+    await handler(await harness.putObject("reprocess/real-exact.csv", body), lambdaContext);
+    const real = await reportOf("reprocess/real-exact.csv");
+    const outcome = (report: Report | undefined) => {
+      const { inserted, updated, unchanged, moved, deleted, warnings, stats } = (report ??
+        {}) as Record<string, unknown>;
+      return { inserted, updated, unchanged, moved, deleted, warnings, stats };
+    };
+    expect(dry).toMatchObject({ dryRun: true, invocations: 5 });
+    expect(outcome(real).inserted).toBeGreaterThan(0);
+    expect(outcome(real).updated).toBeGreaterThan(0);
+    // mixedRows repeats its 728x90 rows on one day (8), and the three repeated at the end.
+    expect(outcome(real).warnings).toMatchObject({ "duplicate-row-superseded": 11 });
+    expect(outcome(dry)).toEqual(outcome(real));
+  });
+
   it("accounts for every line across invocations: a swallowed line, blank lines, and trailing blank lines read alone", async () => {
     const [header, ...rows] = buildCsv(
       Array.from({ length: 11 }, (_, i) =>

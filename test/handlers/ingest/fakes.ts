@@ -40,6 +40,7 @@ import type { S3ObjectRef } from "../../../handlers/ingest/s3-records";
 import type { BatchWriteResult, EntryWriter } from "../../../handlers/ingest/writer";
 import {
   checkpointKey,
+  dryRunMemoryKey,
   rejectsKey,
   rejectsPartKey,
   reportKey,
@@ -320,6 +321,16 @@ export class FakeArtifactStore {
         }),
       removeRejectsPart: (chain, part) =>
         remove("removeRejectsPart", rejectsPartKey(object.key, chain, part)),
+      writeDryRunMemory: (chain, part, content) =>
+        putBytes("writeDryRunMemory", dryRunMemoryKey(object.key, chain, part), content),
+      readDryRunMemory: (chain, part) =>
+        run("readDryRunMemory", dryRunMemoryKey(object.key, chain, part), (path) => {
+          const bytes = this.objects.get(path);
+          if (!bytes) throw noSuchKey(dryRunMemoryKey(object.key, chain, part));
+          return Uint8Array.from(bytes);
+        }),
+      removeDryRunMemory: (chain, part) =>
+        remove("removeDryRunMemory", dryRunMemoryKey(object.key, chain, part)),
     };
   }
 }

@@ -7,6 +7,8 @@ import {
   MongoClient,
 } from "mongodb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { CompactMap } from "../../../handlers/ingest/compact-map";
+import { decodeDryRunMemory, encodeDryRunMemory } from "../../../handlers/ingest/dry-run-memory";
 import { groupIntoUpdates, type ResolvedRow } from "../../../handlers/ingest/entry-batch";
 import { type Contribution, contributionKey } from "../../../handlers/ingest/entry-update";
 import { MongoUnavailableError } from "../../../handlers/ingest/errors";
@@ -295,6 +297,12 @@ const removalFrom = (itemPath: string, removals: { key: string; rev: number }[])
   },
   removals,
 });
+
+async function bytesOf(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
 
 /** A promise and its resolver. */
 function deferred(): { promise: Promise<void>; resolve: () => void } {
@@ -1086,16 +1094,23 @@ describe("DryRunFactLedger", () => {
     expect(dry.map((batch) => batch.unplaced)).toEqual([[2, 3], [4], [7]]);
   });
 
-  // KNOWN GAP (expected to fail): a dry run continued into a new invocation gets a new
-  // DryRunFactLedger, whose memory of what the run "placed" is gone, while a real run's
-  // next invocation reads its own facts back. A row repeated across the invocation
-  // boundary is a supersedes-earlier warning in the real run and nothing in the dry run.
-  it.fails("judges duplicates across invocations of one run as the real ledger does", async () => {
+  // A dry run continued into a new invocation gets a new DryRunFactLedger, built from
+  // the memory the earlier invocation handed over (through its bytes, as in S3), while a
+  // real run's next invocation reads its own facts back. A row repeated across the
+  // invocation boundary is a supersedes-earlier warning in both.
+  it("judges duplicates across invocations of one run as the real ledger does", async () => {
     const facts = db.collection<FactDocument>(FACTS_COLLECTION);
     const [first, ...rest] = file;
+    const firstInvocation = new DryRunFactLedger(facts, "run-v");
+    const dryFirst = await decide(firstInvocation, [first ?? []]);
+    const handedOver = decodeDryRunMemory(
+      await bytesOf(
+        encodeDryRunMemory({ facts: firstInvocation.memory(), entries: new CompactMap() }).body,
+      ),
+    );
     const dry = [
-      ...(await decide(new DryRunFactLedger(facts, "run-v"), [first ?? []])),
-      ...(await decide(new DryRunFactLedger(facts, "run-v"), rest)),
+      ...dryFirst,
+      ...(await decide(new DryRunFactLedger(facts, "run-v", handedOver.facts), rest)),
     ];
     const real = [
       ...(await decide(new MongoFactLedger(facts, "run-v", CLOCK), [first ?? []])),
