@@ -285,10 +285,20 @@ export function decide(
       ? [...stored.stale]
       : stored.stale.filter((ref) => !sameEntry(ref, candidate.entry));
   }
-  const moved =
+  const entryChanged =
     !supersededByLater && stored !== undefined && !sameEntry(stored.entry, candidate.entry);
-  if (moved && stored && !stale.some((ref) => sameEntry(ref, stored.entry)))
+  if (entryChanged && stored && !stale.some((ref) => sameEntry(ref, stored.entry)))
     stale = [...stale, stored.entry];
+  // Counted as a move once per run: against the value before this run. A retry meets the
+  // very row its dead attempt placed (same run, same line): the move is the attempt's
+  // from the value it replaced, and the retry counts it again as a clean run would.
+  const retriedRow = seenHere && stored?.run === run && stored.seen.line === row.line;
+  const moved = retriedRow
+    ? !supersededByLater &&
+      stored.replaced !== null &&
+      stored.replaced !== undefined &&
+      !sameEntry(stored.replaced.entry, candidate.entry)
+    : entryChanged;
   // Another run replaced this run's value: an earlier attempt of this run that died
   // before settling may have written its contribution into the entry it named after the
   // other run had taken it out from there. That entry is stale too (the removal takes out

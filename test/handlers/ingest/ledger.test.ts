@@ -804,6 +804,9 @@ describe("MongoFactLedger: a crashed run retried", () => {
         { rev: 2, run: "run-v", line: 3 },
       ]);
       expect(batch.superseded).toBe(0);
+      // X's move from C to A is counted as in the clean run (once), though the crashed
+      // attempt had already pointed the fact at A.
+      expect(batch.moved).toBe(1);
       expect(await problemsOf(db)).toEqual([]);
       expect(await snapshot(db)).toEqual(await cleanState());
     },
