@@ -242,8 +242,10 @@ export function buildUpdatePipeline(update: EntryUpdate): Document[] {
 /**
  * The stored contributions with `incoming` merged in, sorted by key: a stored contribution
  * stays when no incoming one has its key, or when its revision is higher than the
- * incoming one's (a newer run already wrote it); an incoming one is added unless such a
- * newer stored one stays. A contribution written before the ledger has no `rev` (0).
+ * incoming one's (a newer run already wrote it), or when both are of one run and
+ * revision and the stored one is of a later line (a later row of the same file landed
+ * first: batches' writes overlap); an incoming one is added unless such a stored one
+ * stays. A contribution written before the ledger has no `rev` (0).
  */
 function mergedContributions(incoming: readonly Contribution[]): Document {
   return {
@@ -262,6 +264,13 @@ function mergedContributions(incoming: readonly Contribution[]): Document {
                       $or: [
                         { $lt: ["$$i", 0] },
                         { $gt: [STORED_REV, { $arrayElemAt: ["$$n.rev", "$$i"] }] },
+                        {
+                          $and: [
+                            { $eq: [STORED_REV, { $arrayElemAt: ["$$n.rev", "$$i"] }] },
+                            { $eq: ["$$this.run", { $arrayElemAt: ["$$n.run", "$$i"] }] },
+                            { $gt: ["$$this.line", { $arrayElemAt: ["$$n.line", "$$i"] }] },
+                          ],
+                        },
                       ],
                     },
                   },
@@ -435,7 +444,17 @@ export function applyEntryUpdate(
     );
     const kept = stored.filter((contribution) => {
       const other = incoming.get(contribution.key);
-      return other === undefined || (contribution.rev ?? 0) > other.rev;
+      if (other === undefined) return true;
+      const rev = contribution.rev ?? 0;
+      return (
+        rev > other.rev ||
+        (rev === other.rev &&
+          contribution.run !== undefined &&
+          contribution.run === other.run &&
+          contribution.line !== undefined &&
+          other.line !== undefined &&
+          contribution.line > other.line)
+      );
     });
     const keptKeys = new Set(kept.map((contribution) => contribution.key));
     contributions = [

@@ -224,6 +224,44 @@ describe("the entry update pipeline (buildUpdatePipeline)", () => {
     expect(await entries.countDocuments()).toBe(1);
   });
 
+  it("keeps a stored contribution of the same run and rev from a later line (a later row landed first), as the pure twin does", async () => {
+    const entries = await freshEntries("ledger_same_run_lines");
+    const key = entryKey();
+    const run = { run: "run-v" };
+    // Stored: a from line 900 of run-v, b from line 5, c from line 7 of another run, d from before the ledger.
+    const a = contribution("a", { impressions: 100 }, 2, { ...run, line: 900 });
+    const b = contribution("b", { impressions: 200 }, 2, { ...run, line: 5 });
+    const c = contribution("c", { impressions: 300 }, 2, { run: "run-u", line: 7 });
+    const d = { ...contribution("d", { impressions: 400 }, undefined) } as Document;
+    delete d.run;
+    delete d.line;
+    await storeEntry(entries, key, [a, b, c, d as Contribution]);
+    const incoming = {
+      // Same run and rev, earlier line: the stored later line stays.
+      a: contribution("a", { impressions: 111 }, 2, { ...run, line: 10 }),
+      // Same run and rev, later line: replaces.
+      b: contribution("b", { impressions: 222 }, 2, { ...run, line: 800 }),
+      // Same rev, another run, earlier line: replaces (the run's own order decides only within a run).
+      c: contribution("c", { impressions: 333 }, 2, { ...run, line: 3 }),
+      // A stored contribution without run or line: replaced.
+      d: contribution("d", { impressions: 444 }, 0, { ...run, line: 1 }),
+    };
+    const update: EntryUpdate = {
+      key,
+      fields: FIELDS,
+      contributions: [incoming.a, incoming.b, incoming.c, incoming.d],
+    };
+    const before = (await entries.findOne(key)) as Document;
+
+    await entries.updateOne(key, buildUpdatePipeline(update), { upsert: true });
+
+    const stored = (await entries.findOne(key)) as Document;
+    const expected = [a, incoming.b, incoming.c, incoming.d];
+    expect(stored.contributions).toEqual(expected);
+    expect(stored.metrics).toEqual(metricsOf(expected));
+    expect(applyEntryUpdate(before, update, new Date()).document?.contributions).toEqual(expected);
+  });
+
   it("matches without modifying when the same contributions are sent again, and keeps the clocks", async () => {
     const entries = await freshEntries("ledger_unchanged");
     const key = entryKey();

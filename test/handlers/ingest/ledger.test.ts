@@ -646,6 +646,40 @@ describe("MongoFactLedger: insert-first once a file's facts turn out new", () =>
   });
 });
 
+describe("MongoFactLedger: one run's overlapping batches", () => {
+  it("keeps the later row's numbers when its batch's entry write lands before the earlier batch's", async () => {
+    const ledger = new MongoFactLedger(
+      db.collection<FactDocument>(FACTS_COLLECTION),
+      "run-v",
+      CLOCK,
+    );
+    const entries = new MongoEntryWriter(db.collection(ENTRIES_COLLECTION));
+    const earlier = await ledger.place([
+      resolved(10, X, "web-a", 100),
+      resolved(11, Y, "web-a", 5),
+    ]);
+    const later = await ledger.place([resolved(5000, X, "web-a", 300)]);
+    // The same run changed its own value: one revision for both (a clean cut into batches
+    // gives the same revisions), and the later line is the fact's.
+    expect(later.placed.map((row) => row.provenance)).toEqual([
+      { rev: 1, run: "run-v", line: 5000 },
+    ]);
+
+    // The writes overlap (MAX_IN_FLIGHT): the later batch's lands first.
+    for (const batch of [later, earlier]) {
+      const result = await entries.write(groupIntoUpdates(batch.placed).updates);
+      expect(result.failed).toEqual([]);
+    }
+    for (const batch of [later, earlier]) {
+      await entries.remove(batch.removals);
+      await entries.remove(await ledger.settle(batch));
+    }
+
+    expect(await problemsOf(db)).toEqual([]);
+    expect(await holdings(db)).toEqual({ "order-1/web-a": [[X, Y], 305] });
+  });
+});
+
 describe("MongoFactLedger: every interleaving of two writers' steps", () => {
   // U (a clean earlier run) put X and Y in C. V moves X to A and changes Y in C; W moves
   // X to B and Y to A. 70 interleavings of V's and W's four steps each.
