@@ -299,6 +299,13 @@ export class TrackingSyncStack extends Stack {
         { id: "expire-run-manifests", prefix: RUNS_PREFIX, expiration: Duration.days(400) },
         { id: "expire-reports", prefix: REPORTS_PREFIX, expiration: Duration.days(400) },
         { id: "expire-rejects", prefix: REJECTS_PREFIX, expiration: Duration.days(400) },
+        // Hand-overs of continued files (checkpoints, a dry run's memories): removed when the
+        // file is done; what a failed or duplicated line of invocations left goes here.
+        {
+          id: "expire-continuation-leftovers",
+          prefix: `${STATE_PREFIX}checkpoints/`,
+          expiration: Duration.days(30),
+        },
         { id: "expire-noncurrent-versions", noncurrentVersionExpiration: Duration.days(30) },
       ],
     });

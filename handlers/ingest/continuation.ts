@@ -74,9 +74,17 @@ export interface ContinuationState {
   writeBatches: number;
   /**
    * A dry run's: the object holding what it simulated so far (`state/checkpoints/<key>
-   * .dry-run-<chain>-<part>`, dry-run-memory.ts), written by invocation `part`.
+   * .dry-run-<name>`, dry-run-memory.ts; `name` is unique per hand-over, so two copies of
+   * one invocation never share one), and the names the earlier hand-overs of this line of
+   * invocations left, removed with it once the file is done.
    */
-  dryRunMemory?: { part: number; size: number };
+  dryRunMemory?: DryRunMemoryRef;
+}
+
+export interface DryRunMemoryRef {
+  name: string;
+  size: number;
+  earlier: string[];
 }
 
 export interface ContinuationEvent {
@@ -130,11 +138,20 @@ export function parseContinuation(event: ContinuationEvent): ContinuationState {
   const memory = state.dryRunMemory;
   if (
     memory !== undefined &&
-    (!state.run.dryRun || !isCount(memory?.part) || memory.part < 1 || !isCount(memory.size))
+    (!state.run.dryRun ||
+      !isMemoryName(memory?.name) ||
+      !isCount(memory.size) ||
+      !Array.isArray(memory.earlier) ||
+      !memory.earlier.every(isMemoryName))
   ) {
-    return fail("dry run memory without a dry run, or without its part and size");
+    return fail("dry run memory without a dry run, or without its name, size and earlier names");
   }
   return state as ContinuationState;
+}
+
+/** `<chain>-<invocation>-<nonce>`, as `dryRunMemoryName` makes it. */
+function isMemoryName(value: unknown): value is string {
+  return typeof value === "string" && /^[0-9a-f-]{36}-\d+-[0-9a-f]+$/.test(value);
 }
 
 function isCount(value: unknown): value is number {

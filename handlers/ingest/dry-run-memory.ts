@@ -39,30 +39,80 @@ export function encodeDryRunMemory(memory: DryRunMemory): ByteContent {
   };
 }
 
-/** The memory back from `encodeDryRunMemory`'s bytes; throws on anything else. */
-export function decodeDryRunMemory(bytes: Uint8Array): DryRunMemory {
-  // Word views need 4-byte alignment: copy only when the bytes are not aligned.
-  const aligned = bytes.byteOffset % 4 === 0 ? bytes : Uint8Array.from(bytes);
-  if (aligned.byteLength < HEADER_WORDS * 4 || aligned.byteLength % 4 !== 0) {
-    throw new Error(`not a dry run's memory: ${aligned.byteLength} bytes`);
+/** Slots a handed-over map may have: from CompactMap's first size to 2^26 (1.5 GB). */
+const MIN_CAPACITY = 1024;
+const MAX_CAPACITY = 2 ** 26;
+
+/**
+ * The memory back from `encodeDryRunMemory`'s bytes, streamed into the maps' own arrays
+ * (so resuming takes the maps' size once, not twice); throws on anything else. `size`:
+ * the byte size the hand-over recorded.
+ */
+export async function readDryRunMemory(
+  body: AsyncIterable<Uint8Array>,
+  size: number,
+): Promise<DryRunMemory> {
+  const header = new Uint32Array(HEADER_WORDS);
+  /** The arrays the bytes fill, in order: the header, then (once it is read) the two maps' slots. */
+  const targets: Uint32Array[] = [header];
+  let stage = 0;
+  let target: Uint8Array = new Uint8Array(header.buffer);
+  let filled = 0;
+  let received = 0;
+  for await (const chunk of body) {
+    received += chunk.length;
+    if (received > size) throw new Error("not a dry run's memory: longer than handed over");
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (stage === targets.length)
+        throw new Error("not a dry run's memory: longer than its header says");
+      const n = Math.min(chunk.length - offset, target.length - filled);
+      target.set(chunk.subarray(offset, offset + n), filled);
+      filled += n;
+      offset += n;
+      if (filled < target.length) continue;
+      if (stage === 0) targets.push(...slotsFor(header, size));
+      stage++;
+      const words = targets[stage];
+      if (words) target = new Uint8Array(words.buffer);
+      filled = 0;
+    }
   }
-  const words = new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
-  const [format, factsCapacity, factsSize, entriesCapacity, entriesSize] = words;
-  if (format !== FORMAT) throw new Error("not a dry run's memory: unknown format");
-  const factsEnd = HEADER_WORDS + SLOT_WORDS * (factsCapacity as number);
-  if (words.length !== factsEnd + SLOT_WORDS * (entriesCapacity as number)) {
-    throw new Error("not a dry run's memory: its length does not match its header");
+  if (stage !== 3 || received !== size) {
+    throw new Error(`not a dry run's memory: ${received} bytes, ${size} handed over`);
   }
+  const [, factsCapacity, factsSize, entriesCapacity, entriesSize] = header;
   return {
     facts: CompactMap.of({
       capacity: factsCapacity as number,
       size: factsSize as number,
-      slots: words.subarray(HEADER_WORDS, factsEnd),
+      slots: targets[1] as Uint32Array,
     }),
     entries: CompactMap.of({
       capacity: entriesCapacity as number,
       size: entriesSize as number,
-      slots: words.subarray(factsEnd),
+      slots: targets[2] as Uint32Array,
     }),
   };
+}
+
+/** The two maps' slot arrays the header asks for, once it is checked against `size`. */
+function slotsFor(header: Uint32Array, size: number): [Uint32Array, Uint32Array] {
+  const [format, factsCapacity, , entriesCapacity] = header as unknown as number[];
+  if (format !== FORMAT) throw new Error("not a dry run's memory: unknown format");
+  const capacities = [factsCapacity as number, entriesCapacity as number];
+  if (capacities.some((capacity) => capacity < MIN_CAPACITY || capacity > MAX_CAPACITY)) {
+    throw new Error("not a dry run's memory: a map's capacity is out of bounds");
+  }
+  const bytes =
+    4 *
+    (HEADER_WORDS +
+      SLOT_WORDS * (capacities[0] as number) +
+      SLOT_WORDS * (capacities[1] as number));
+  if (bytes !== size)
+    throw new Error("not a dry run's memory: its length does not match its header");
+  return [
+    new Uint32Array(SLOT_WORDS * (capacities[0] as number)),
+    new Uint32Array(SLOT_WORDS * (capacities[1] as number)),
+  ];
 }

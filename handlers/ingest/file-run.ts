@@ -1,6 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { Checkpoint } from "./batch-pipeline";
-import { CONTINUATION_VERSION, type ContinuationState, type RejectsProgress } from "./continuation";
+import {
+  CONTINUATION_VERSION,
+  type ContinuationState,
+  type DryRunMemoryRef,
+  type RejectsProgress,
+} from "./continuation";
 import { runIdOf } from "./ledger";
 import { buildReport, type ObjectReport } from "./report";
 import type { RunOptions } from "./run-options";
@@ -80,7 +85,7 @@ export class FileRun {
   }
 
   /** A continued dry run: where the earlier invocation left what it simulated. */
-  get earlierDryRunMemory(): { part: number; size: number } | undefined {
+  get earlierDryRunMemory(): DryRunMemoryRef | undefined {
     return this.earlier?.dryRunMemory;
   }
 
@@ -152,10 +157,7 @@ export class FileRun {
   }
 
   /** What the next invocation continues from (the chain is named at the first hand-over). */
-  continuationState(
-    rejects: RejectsProgress,
-    dryRunMemory?: { part: number; size: number },
-  ): ContinuationState {
+  continuationState(rejects: RejectsProgress, dryRunMemory?: DryRunMemoryRef): ContinuationState {
     if (!this.options || !this.header || !this.source) {
       throw new Error("a file can be handed over only once its header and options are read");
     }

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import {
   athenaResultKey,
   checkpointKey,
@@ -10,7 +11,11 @@ import type { Logger } from "../shared/logger";
 import { type Reconciliation, reconcile, withVerdict } from "../shared/reconciliation";
 import { redactSecrets } from "../shared/redact";
 import { parseRunManifest, type RunManifest } from "../shared/run-manifest";
-import { type ContinuationEvent, MAX_CONTINUATION_PAYLOAD_BYTES } from "./continuation";
+import {
+  type ContinuationEvent,
+  type DryRunMemoryRef,
+  MAX_CONTINUATION_PAYLOAD_BYTES,
+} from "./continuation";
 import { type DryRunMemory, encodeDryRunMemory } from "./dry-run-memory";
 import {
   ContinuationFailedError,
@@ -349,25 +354,30 @@ async function removeContinuationLeftovers(
 
 /**
  * A dry run continued in a fresh invocation: what it simulated so far goes to an object
- * of its own (`state/checkpoints/<key>.dry-run-<chain>-<n>`; too large for the payload),
+ * of its own (`state/checkpoints/<key>.dry-run-<chain>-<n>-<nonce>`; too large for the payload),
  * which the next invocation reads, so its counts go on exactly as in one invocation.
  */
 async function handOverDryRunMemory(
   end: FileEnd,
   chain: string,
   memory: DryRunMemory,
-): Promise<{ part: number; size: number }> {
-  const part = end.run.invocation;
+): Promise<DryRunMemoryRef> {
+  const { run } = end;
+  // Unique per hand-over: two copies of one invocation (a redelivered event, a retry
+  // after an invoke that did go out) never write, read or remove each other's memory.
+  const name = `${chain}-${run.invocation}-${randomBytes(6).toString("hex")}`;
+  const previous = run.earlierDryRunMemory;
+  const earlier = previous ? [...previous.earlier, previous.name] : [];
   const content = encodeDryRunMemory(memory);
   try {
-    await end.artifacts.writeDryRunMemory(chain, part, content);
+    await end.artifacts.writeDryRunMemory(name, content);
   } catch (error) {
     throw new ContinuationFailedError(
       `Could not hand the dry run's memory over: ${(error as Error).message}`,
-      { part, bytes: content.size },
+      { name, bytes: content.size },
     );
   }
-  return { part, size: content.size };
+  return { name, size: content.size, earlier };
 }
 
 /**
@@ -377,14 +387,14 @@ async function handOverDryRunMemory(
  */
 async function removeDryRunMemories(end: FileEnd): Promise<void> {
   const { run } = end;
-  const chain = run.chain;
-  if (!run.earlierDryRunMemory || !chain) return;
-  for (let part = 1; part < run.invocation; part++) {
+  const last = run.earlierDryRunMemory;
+  if (!last) return;
+  for (const name of [...last.earlier, last.name]) {
     try {
-      await end.artifacts.removeDryRunMemory(chain, part);
+      await end.artifacts.removeDryRunMemory(name);
     } catch (error) {
       end.logger.warn("Could not remove a continuation leftover", {
-        leftover: dryRunMemoryKey(run.object.key, chain, part),
+        leftover: dryRunMemoryKey(run.object.key, name),
         error,
       });
     }

@@ -4,7 +4,7 @@ import { redactSecrets } from "../shared/redact";
 import { BatchPipeline } from "./batch-pipeline";
 import type { IngestConfig } from "./config";
 import { type CsvEnd, type CsvRecord, readCsvChunks } from "./csv-rows";
-import { type DryRunMemory, decodeDryRunMemory } from "./dry-run-memory";
+import { type DryRunMemory, readDryRunMemory } from "./dry-run-memory";
 import {
   ContinuationFailedError,
   MissingColumnsError,
@@ -181,25 +181,20 @@ async function openFile(
 
 /** What the earlier invocations of a continued dry run simulated (none for a fresh one). */
 async function readEarlierDryRunMemory(end: FileEnd): Promise<DryRunMemory | undefined> {
-  const { run } = end;
-  const earlier = run.earlierDryRunMemory;
-  if (!earlier || !run.chain) return undefined;
-  let bytes: Uint8Array;
+  const earlier = end.run.earlierDryRunMemory;
+  if (!earlier) return undefined;
   try {
-    bytes = await end.artifacts.readDryRunMemory(run.chain, earlier.part);
+    const { body, size } = await end.artifacts.readDryRunMemory(earlier.name);
+    if (size !== undefined && size !== earlier.size) {
+      throw new Error(`it is ${size} bytes, the hand-over wrote ${earlier.size}`);
+    }
+    return await readDryRunMemory(body, earlier.size);
   } catch (error) {
     throw new ContinuationFailedError(
       `Could not read the dry run's memory handed over: ${(error as Error).message}`,
-      { part: earlier.part },
+      { name: earlier.name },
     );
   }
-  if (bytes.byteLength !== earlier.size) {
-    throw new ContinuationFailedError(
-      `The dry run's memory handed over is ${bytes.byteLength} bytes, not ${earlier.size}`,
-      { part: earlier.part },
-    );
-  }
-  return decodeDryRunMemory(bytes);
 }
 
 /**

@@ -64,10 +64,12 @@ export interface FileArtifacts {
     part: number,
   ): Promise<{ body: AsyncIterable<Uint8Array>; size: number | undefined }>;
   removeRejectsPart(chain: string, part: number): Promise<void>;
-  /** A continued dry run's memory, handed over by invocation `part` (dry-run-memory.ts). */
-  writeDryRunMemory(chain: string, part: number, content: ByteContent): Promise<void>;
-  readDryRunMemory(chain: string, part: number): Promise<Uint8Array>;
-  removeDryRunMemory(chain: string, part: number): Promise<void>;
+  /** A continued dry run's memory, as the hand-over `name` left it (dry-run-memory.ts). */
+  writeDryRunMemory(name: string, content: ByteContent): Promise<void>;
+  readDryRunMemory(
+    name: string,
+  ): Promise<{ body: AsyncIterable<Uint8Array>; size: number | undefined }>;
+  removeDryRunMemory(name: string): Promise<void>;
 }
 
 /** The artifacts of the file `object` (they live in its bucket). */

@@ -104,18 +104,16 @@ export function createS3ArtifactStore(s3: S3Client): ArtifactStore {
         return { body: response.Body as Readable, size: response.ContentLength };
       },
       removeRejectsPart: (chain, part) => remove(rejectsPartKey(object.key, chain, part)),
-      async writeDryRunMemory(chain, part, content) {
-        await put(dryRunMemoryKey(object.key, chain, part), content, "application/octet-stream");
+      async writeDryRunMemory(name, content) {
+        await put(dryRunMemoryKey(object.key, name), content, "application/octet-stream");
       },
-      async readDryRunMemory(chain, part) {
+      async readDryRunMemory(name) {
         const response = await s3.send(
-          new GetObjectCommand({ Bucket: bucket, Key: dryRunMemoryKey(object.key, chain, part) }),
+          new GetObjectCommand({ Bucket: bucket, Key: dryRunMemoryKey(object.key, name) }),
         );
-        return (
-          response.Body as { transformToByteArray(): Promise<Uint8Array> }
-        ).transformToByteArray();
+        return { body: response.Body as Readable, size: response.ContentLength };
       },
-      removeDryRunMemory: (chain, part) => remove(dryRunMemoryKey(object.key, chain, part)),
+      removeDryRunMemory: (name) => remove(dryRunMemoryKey(object.key, name)),
     };
   };
 }

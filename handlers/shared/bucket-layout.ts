@@ -61,12 +61,12 @@ export function checkpointKey(sourceKey: string): string {
 }
 
 /**
- * `state/checkpoints/<source key>.dry-run-<chain>-<n>`: what a dry run continued over
- * several invocations has simulated so far (handed over by invocation n), until the next
- * invocation has read it.
+ * `state/checkpoints/<source key>.dry-run-<name>`: what a dry run continued over several
+ * invocations has simulated so far, as one hand-over left it (`name`: the chain, the
+ * invocation and a nonce of that hand-over), until the file is done.
  */
-export function dryRunMemoryKey(sourceKey: string, chain: string, part: number): string {
-  return `${STATE_PREFIX}checkpoints/${sourceKey}.dry-run-${chain}-${part}`;
+export function dryRunMemoryKey(sourceKey: string, name: string): string {
+  return `${STATE_PREFIX}checkpoints/${sourceKey}.dry-run-${name}`;
 }
 
 /**

@@ -153,6 +153,13 @@ function entryCountsOf(report: Report | undefined) {
 const entryUpdates = (report: Report | undefined) =>
   Object.values(entryCountsOf(report)).reduce((sum: number, count) => sum + (count ?? 0), 0);
 
+/** What a run did or would do to the entries, warnings and rows: a dry run's must equal the real run's. */
+function entryOutcomeOf(report: Report | undefined) {
+  const { inserted, updated, unchanged, moved, deleted, warnings, stats } = (report ??
+    {}) as Record<string, unknown>;
+  return { inserted, updated, unchanged, moved, deleted, warnings, stats };
+}
+
 function payloadOf(index: number): ContinuationEvent {
   const call = lambda.commandCalls(InvokeCommand)[index];
   if (!call) throw new Error(`no InvokeCommand #${index}`);
@@ -315,8 +322,14 @@ describe("ingestResults: files beyond one invocation", () => {
     );
     const dry = await reportOf(dryKey);
     expect(invocations).toBe(5);
-    expect(payloads.map((p) => p.trackingSyncContinuation.dryRunMemory?.part)).toEqual([
-      1, 2, 3, 4,
+    // Each hand-over names its own memory and the line of earlier ones.
+    const memories = payloads.map((p) => p.trackingSyncContinuation.dryRunMemory);
+    expect(memories.map((memory) => memory?.name.split("-").at(-2))).toEqual(["1", "2", "3", "4"]);
+    expect(memories.map((memory) => memory?.earlier)).toEqual([
+      [],
+      [memories[0]?.name],
+      [memories[0]?.name, memories[1]?.name],
+      [memories[0]?.name, memories[1]?.name, memories[2]?.name],
     ]);
     // Nothing written to MongoDB, and the handed-over memories are gone once the file is done.
     expect(await comparableEntries()).toEqual(stored.entries);
@@ -325,11 +338,7 @@ describe("ingestResults: files beyond one invocation", () => {
 
     await handler(await harness.putObject("reprocess/real-exact.csv", body), lambdaContext);
     const real = await reportOf("reprocess/real-exact.csv");
-    const outcome = (report: Report | undefined) => {
-      const { inserted, updated, unchanged, moved, deleted, warnings, stats } = (report ??
-        {}) as Record<string, unknown>;
-      return { inserted, updated, unchanged, moved, deleted, warnings, stats };
-    };
+    const outcome = entryOutcomeOf;
     expect(dry).toMatchObject({ dryRun: true, invocations: 5 });
     expect(outcome(real).inserted).toBeGreaterThan(0);
     expect(outcome(real).updated).toBeGreaterThan(0);
@@ -447,6 +456,48 @@ describe("ingestResults: files beyond one invocation", () => {
     expect(rowCountsOf(report)).toEqual(rowCountsOf(single.report));
     expect(entryUpdates(report)).toBe(entryUpdates(single.report));
     expect(await harness.readText("rejects/reprocess/twice.csv")).toBe(single.rejects);
+  });
+
+  it("counts a dry run exactly when two copies of one continuation stop at different rows", async () => {
+    // Valid rows only (no rejects parts to share), entries met again every 14 rows.
+    const rows = Array.from({ length: 42 }, (_, i) =>
+      csvRow({
+        report_date: `2025-11-${String((i % 14) + 1).padStart(2, "0")}`,
+        ...(i % 2 === 0
+          ? { impressions: 1000 + i }
+          : { creative_id: "cr_spring-sale_728x90", ad_size: "728x90", impressions: 2000 + i }),
+      }),
+    );
+    const body = buildCsv(rows);
+    const key = "reprocess/dry-twice.csv";
+    await handler(await harness.putObject(key, body, { tagging: "dryRun=true" }), shortDeadline(2));
+    const delivered = payloadOf(0);
+    // Two copies of one continuation (Lambda delivers an async event at least once): the
+    // first stops after two batches, the second after three, and hands over last.
+    await handler(delivered, shortDeadline(2));
+    await handler(delivered, shortDeadline(3));
+    const [first, second] = [payloadOf(1), payloadOf(2)];
+    expect(first.trackingSyncContinuation.checkpoint.rows).toBe(20);
+    expect(second.trackingSyncContinuation.checkpoint.rows).toBe(25);
+    expect(first.trackingSyncContinuation.dryRunMemory?.name).not.toBe(
+      second.trackingSyncContinuation.dryRunMemory?.name,
+    );
+
+    // The first copy's line goes on (the second's is dropped): it reads its own memory,
+    // not the one the second copy wrote after it.
+    for (let next: ContinuationEvent | undefined = first; next; ) {
+      const before = lambda.commandCalls(InvokeCommand).length;
+      await handler(next, shortDeadline(2));
+      const after = lambda.commandCalls(InvokeCommand).length;
+      next = after > before ? payloadOf(after - 1) : undefined;
+    }
+    const dry = await reportOf(key);
+
+    await handler(await harness.putObject("reprocess/dry-twice-real.csv", body), lambdaContext);
+    const real = await reportOf("reprocess/dry-twice-real.csv");
+    expect(dry).toMatchObject({ dryRun: true, success: true });
+    expect(entryOutcomeOf(real).inserted).toBe(14);
+    expect(entryOutcomeOf(dry)).toEqual(entryOutcomeOf(real));
   });
 
   it("fails clearly, without mixing the objects, when the object is replaced between invocations", async () => {

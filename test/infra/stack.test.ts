@@ -73,7 +73,7 @@ describe("the results bucket", () => {
     });
   });
 
-  it("expires Athena results after 30 days, aborts stale multipart uploads, keeps reports and rejects longer", () => {
+  it("expires Athena results and continuation leftovers after 30 days, aborts stale multipart uploads, keeps reports and rejects longer", () => {
     template.hasResourceProperties("AWS::S3::Bucket", {
       LifecycleConfiguration: {
         Rules: Match.arrayWith([
@@ -81,6 +81,7 @@ describe("the results bucket", () => {
           Match.objectLike({ Prefix: "athena-results/", ExpirationInDays: 30, Status: "Enabled" }),
           Match.objectLike({ Prefix: "reports/", ExpirationInDays: 400 }),
           Match.objectLike({ Prefix: "rejects/", ExpirationInDays: 400 }),
+          Match.objectLike({ Prefix: "state/checkpoints/", ExpirationInDays: 30 }),
         ]),
       },
     });

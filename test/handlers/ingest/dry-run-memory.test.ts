@@ -1,11 +1,18 @@
 import { describe, expect, it } from "vitest";
 import { CompactMap, digest64 } from "../../../handlers/ingest/compact-map";
-import { decodeDryRunMemory, encodeDryRunMemory } from "../../../handlers/ingest/dry-run-memory";
+import { encodeDryRunMemory, readDryRunMemory } from "../../../handlers/ingest/dry-run-memory";
 
 async function bytesOf(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of body) chunks.push(chunk);
   return Buffer.concat(chunks);
+}
+
+/** The bytes in chunks of `size` (the last one shorter), as an S3 body arrives. */
+async function* chunked(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
+  for (let offset = 0; offset < bytes.length; offset += size) {
+    yield bytes.subarray(offset, offset + size);
+  }
 }
 
 function mapOf(count: number, salt: string): CompactMap {
@@ -14,65 +21,73 @@ function mapOf(count: number, salt: string): CompactMap {
   return map;
 }
 
+async function encoded(facts: CompactMap, entries: CompactMap): Promise<Buffer> {
+  const content = encodeDryRunMemory({ facts, entries });
+  const bytes = await bytesOf(content.body);
+  expect(bytes.length).toBe(content.size);
+  return bytes;
+}
+
 describe("a dry run's memory across invocations", () => {
-  it("comes back from its bytes with every key and value, also after the maps grew", async () => {
-    const facts = mapOf(5_000, "fact-");
-    const entries = mapOf(300, "entry-");
-    const content = encodeDryRunMemory({ facts, entries });
+  it.each([
+    ["one piece", 1 << 30],
+    ["chunks that split the header and the slots", 7],
+    ["64 KB chunks", 65_536],
+  ])(
+    "comes back from its bytes in %s with every key and value, also after the maps grew",
+    async (_, chunk) => {
+      const facts = mapOf(5_000, "fact-");
+      const entries = mapOf(300, "entry-");
+      const bytes = await encoded(facts, entries);
+      expect(bytes.length).toBe(5 * 4 + facts.bytes + entries.bytes);
 
-    const bytes = await bytesOf(content.body);
-    expect(bytes.length).toBe(content.size);
-    expect(content.size).toBe(5 * 4 + facts.bytes + entries.bytes);
-    const back = decodeDryRunMemory(bytes);
+      const back = await readDryRunMemory(chunked(bytes, chunk), bytes.length);
 
-    expect(back.facts.size).toBe(5_000);
-    expect(back.entries.size).toBe(300);
-    for (let i = 0; i < 5_000; i++) {
-      expect(Array.from(back.facts.get(digest64(`fact-${i}`)) ?? [])).toEqual([
-        i,
-        i * 2,
-        7,
-        0x80000000 + i,
+      expect(back.facts.size).toBe(5_000);
+      expect(back.entries.size).toBe(300);
+      for (let i = 0; i < 5_000; i++) {
+        expect(Array.from(back.facts.get(digest64(`fact-${i}`)) ?? [])).toEqual([
+          i,
+          i * 2,
+          7,
+          0x80000000 + i,
+        ]);
+      }
+      expect(back.facts.get(digest64("fact-5000"))).toBeUndefined();
+      expect(Array.from(back.entries.get(digest64("entry-299")) ?? [])).toEqual([
+        299, 598, 7, 0x8000012b,
       ]);
-    }
-    expect(back.facts.get(digest64("fact-5000"))).toBeUndefined();
-    expect(Array.from(back.entries.get(digest64("entry-299")) ?? [])).toEqual([
-      299, 598, 7, 0x8000012b,
-    ]);
-    // The restored map goes on growing as the original would.
-    back.entries.set(digest64("entry-new"), [1, 2, 3, 4]);
-    for (let i = 300; i < 2_000; i++) back.entries.set(digest64(`entry-${i}`), [i, 0, 0, 0]);
-    expect(back.entries.size).toBe(2_001);
-    expect(Array.from(back.entries.get(digest64("entry-new")) ?? [])).toEqual([1, 2, 3, 4]);
-  });
+      // The restored map goes on growing as the original would.
+      back.entries.set(digest64("entry-new"), [1, 2, 3, 4]);
+      for (let i = 300; i < 2_000; i++) back.entries.set(digest64(`entry-${i}`), [i, 0, 0, 0]);
+      expect(back.entries.size).toBe(2_001);
+      expect(Array.from(back.entries.get(digest64("entry-new")) ?? [])).toEqual([1, 2, 3, 4]);
+    },
+  );
 
-  it("reads bytes that do not start on a 4-byte boundary", async () => {
-    const bytes = await bytesOf(
-      encodeDryRunMemory({ facts: mapOf(10, "f"), entries: mapOf(3, "e") }).body,
+  it("refuses bytes that are not a memory, shorter or longer than handed over, or whose header lies", async () => {
+    const bytes = await encoded(mapOf(10, "f"), mapOf(3, "e"));
+    const read = (body: Uint8Array, size = body.length) =>
+      readDryRunMemory(chunked(body, 100), size);
+
+    await expect(read(Buffer.from("fact,entry\n"))).rejects.toThrow(/not a dry run's memory/);
+    await expect(read(bytes.subarray(0, bytes.length - 24), bytes.length)).rejects.toThrow(
+      /bytes, \d+ handed over/,
     );
-    const shifted = new Uint8Array(bytes.length + 1).subarray(1);
-    shifted.set(bytes);
-
-    const back = decodeDryRunMemory(shifted);
-
-    expect(back.facts.size).toBe(10);
-    expect(Array.from(back.entries.get(digest64("e2")) ?? [])).toEqual([2, 4, 7, 0x80000002]);
-  });
-
-  it("refuses bytes that are not a memory, or whose length does not match its header", async () => {
-    const bytes = await bytesOf(
-      encodeDryRunMemory({ facts: mapOf(10, "f"), entries: mapOf(3, "e") }).body,
+    await expect(read(bytes, bytes.length - 24)).rejects.toThrow(
+      /longer than handed over|length does not match/,
     );
-
-    expect(() => decodeDryRunMemory(Buffer.from("fact,entry\n"))).toThrow(/not a dry run's memory/);
-    expect(() => decodeDryRunMemory(bytes.subarray(0, bytes.length - 24))).toThrow(
-      /length does not match/,
+    await expect(read(Buffer.concat([bytes, Buffer.alloc(24)]))).rejects.toThrow(
+      /length does not match|longer than its header/,
     );
     const otherFormat = Buffer.from(bytes);
     otherFormat.writeUInt32LE(0x12345678, 0);
-    expect(() => decodeDryRunMemory(otherFormat)).toThrow(/unknown format/);
+    await expect(read(otherFormat)).rejects.toThrow(/unknown format/);
+    const huge = Buffer.from(bytes);
+    huge.writeUInt32LE(2 ** 30, 4); // the facts' capacity
+    await expect(read(huge)).rejects.toThrow(/capacity is out of bounds/);
     const overfull = Buffer.from(bytes);
     overfull.writeUInt32LE(1_000_000, 8); // the facts' size, over the map's load limit
-    expect(() => decodeDryRunMemory(overfull)).toThrow(/capacity, size and slots disagree/);
+    await expect(read(overfull)).rejects.toThrow(/capacity, size and slots disagree/);
   });
 });

@@ -321,16 +321,15 @@ export class FakeArtifactStore {
         }),
       removeRejectsPart: (chain, part) =>
         remove("removeRejectsPart", rejectsPartKey(object.key, chain, part)),
-      writeDryRunMemory: (chain, part, content) =>
-        putBytes("writeDryRunMemory", dryRunMemoryKey(object.key, chain, part), content),
-      readDryRunMemory: (chain, part) =>
-        run("readDryRunMemory", dryRunMemoryKey(object.key, chain, part), (path) => {
+      writeDryRunMemory: (name, content) =>
+        putBytes("writeDryRunMemory", dryRunMemoryKey(object.key, name), content),
+      readDryRunMemory: (name) =>
+        run("readDryRunMemory", dryRunMemoryKey(object.key, name), (path) => {
           const bytes = this.objects.get(path);
-          if (!bytes) throw noSuchKey(dryRunMemoryKey(object.key, chain, part));
-          return Uint8Array.from(bytes);
+          if (!bytes) throw noSuchKey(dryRunMemoryKey(object.key, name));
+          return { body: chunksOf(bytes, 1000), size: bytes.length };
         }),
-      removeDryRunMemory: (chain, part) =>
-        remove("removeDryRunMemory", dryRunMemoryKey(object.key, chain, part)),
+      removeDryRunMemory: (name) => remove("removeDryRunMemory", dryRunMemoryKey(object.key, name)),
     };
   }
 }

@@ -8,7 +8,7 @@ import {
 } from "mongodb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { CompactMap } from "../../../handlers/ingest/compact-map";
-import { decodeDryRunMemory, encodeDryRunMemory } from "../../../handlers/ingest/dry-run-memory";
+import { encodeDryRunMemory, readDryRunMemory } from "../../../handlers/ingest/dry-run-memory";
 import { groupIntoUpdates, type ResolvedRow } from "../../../handlers/ingest/entry-batch";
 import { type Contribution, contributionKey } from "../../../handlers/ingest/entry-update";
 import { MongoUnavailableError } from "../../../handlers/ingest/errors";
@@ -297,12 +297,6 @@ const removalFrom = (itemPath: string, removals: { key: string; rev: number }[])
   },
   removals,
 });
-
-async function bytesOf(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of body) chunks.push(chunk);
-  return Buffer.concat(chunks);
-}
 
 /** A promise and its resolver. */
 function deferred(): { promise: Promise<void>; resolve: () => void } {
@@ -1140,11 +1134,11 @@ describe("DryRunFactLedger", () => {
     const [first, ...rest] = file;
     const firstInvocation = new DryRunFactLedger(facts, "run-v");
     const dryFirst = await decide(firstInvocation, [first ?? []]);
-    const handedOver = decodeDryRunMemory(
-      await bytesOf(
-        encodeDryRunMemory({ facts: firstInvocation.memory(), entries: new CompactMap() }).body,
-      ),
-    );
+    const content = encodeDryRunMemory({
+      facts: firstInvocation.memory(),
+      entries: new CompactMap(),
+    });
+    const handedOver = await readDryRunMemory(content.body, content.size);
     const dry = [
       ...dryFirst,
       ...(await decide(new DryRunFactLedger(facts, "run-v", handedOver.facts), rest)),
