@@ -497,11 +497,12 @@ describe("deleting an entry its last contribution left", () => {
   });
 });
 
-describe("compare-and-set on facts", () => {
-  const X = factId(contributionKey('cr "x"', "PUB-1", "display", null), "2025-12-10");
-  const Y = factId(contributionKey("cr|y", "PUB-1", null, "300x250"), "2025-12-10");
-  const Z = factId(contributionKey("cr\\z", "PUB-1", "display", "728x90"), "2025-12-10");
+/** Three fact ids with the characters a key can hold (quotes, |, a backslash). */
+const X = factId(contributionKey('cr "x"', "PUB-1", "display", null), "2025-12-10");
+const Y = factId(contributionKey("cr|y", "PUB-1", null, "300x250"), "2025-12-10");
+const Z = factId(contributionKey("cr\\z", "PUB-1", "display", "728x90"), "2025-12-10");
 
+describe("compare-and-set on facts", () => {
   it("fails an upsert filtered on _id and a stale rev with E11000 on _id, at its index in an unordered bulkWrite, and applies the others", async () => {
     const facts = freshCollection("ledger_cas", "tracking_sync_facts");
     await facts.insertMany([
@@ -581,52 +582,6 @@ describe("compare-and-set on facts", () => {
     expect(await facts.countDocuments()).toBe(3);
   });
 
-  it("reports E11000 at the caller's index when an unordered bulkWrite mixes insertOnes and upserts (two commands)", async () => {
-    const facts = freshCollection("ledger_mixed_cas", "tracking_sync_facts");
-    await facts.insertMany([
-      { _id: Y as never, rev: 2, run: "other" },
-      { _id: Z as never, rev: 1, run: "other" },
-    ]);
-
-    const error = await rejectionOf(
-      facts.bulkWrite(
-        [
-          // A stale rev (2 is stored): collides on _id.
-          {
-            updateOne: {
-              filter: { _id: Y as never, rev: 1 },
-              update: { $set: { rev: 2, run: "mine" } },
-              upsert: true,
-            },
-          },
-          { insertOne: { document: { _id: X as never, rev: 1, run: "mine" } } },
-          // Stored already: collides on _id.
-          { insertOne: { document: { _id: Z as never, rev: 1, run: "mine" } } },
-        ],
-        { ordered: false },
-      ),
-    );
-
-    const bulkError = error as MongoBulkWriteError;
-    expect(
-      [bulkError.writeErrors]
-        .flat()
-        .map((e) => [e.index, e.code])
-        .sort(),
-    ).toEqual([
-      [0, 11000],
-      [2, 11000],
-    ]);
-    expect(bulkError.insertedCount).toBe(1);
-    expect(await facts.find({}).sort({ _id: 1 }).toArray()).toEqual(
-      [
-        { _id: X, rev: 1, run: "mine" },
-        { _id: Y, rev: 2, run: "other" },
-        { _id: Z, rev: 1, run: "other" },
-      ].sort((a, b) => (a._id < b._id ? -1 : 1)),
-    );
-  });
-
   it("inserts a new fact through an upsert filtered on rev: null, and fails it with E11000 when the _id exists", async () => {
     const facts = freshCollection("ledger_upsert_null_rev", "tracking_sync_facts");
     await facts.insertOne({ _id: Y as never, rev: 1, run: "other" });
@@ -697,10 +652,6 @@ describe("reading facts", () => {
 });
 
 describe("settling reads", () => {
-  const X = factId(contributionKey("cr-x", "PUB-1", "display", null), "2025-12-10");
-  const Y = factId(contributionKey("cr-y", "PUB-1", null, "300x250"), "2025-12-10");
-  const Z = factId(contributionKey("cr-z", "PUB-1", "display", "728x90"), "2025-12-10");
-
   it("finds by $in and placedBy $ne: the facts another batch placed, and those without placedBy", async () => {
     const facts = freshCollection("ledger_placed_by", "tracking_sync_facts");
     await facts.insertMany([
