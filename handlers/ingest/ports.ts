@@ -22,6 +22,8 @@ import type { EntryWriter } from "./writer";
 export interface ByteContent {
   body: Readable | AsyncIterable<Uint8Array>;
   size: number;
+  /** Aborts the upload (a body that fails mid-way: the request must not wait for the rest). */
+  abortSignal?: AbortSignal;
 }
 
 /** The source object's bytes and what identifies the version read. */

@@ -177,11 +177,25 @@ export class FileRejects {
       }
       const parts = chain === undefined ? [] : this.earlier.parts;
       const size = parts.reduce((sum, partSize) => sum + partSize, own?.size ?? 0);
+      // A part that cannot be joined (replaced or gone) aborts the upload with its own
+      // error; the body then just ends, so no stream error goes unheard inside the SDK
+      // and no request waits for the rest.
+      const upload = new AbortController();
+      let broken: unknown;
+      const abort = (error: unknown) => {
+        broken = error;
+        upload.abort(error);
+      };
       const body =
         parts.length === 0 && own
           ? createReadStream(own.path)
-          : Readable.from(this.joined(chain as string, own?.path), { objectMode: false });
-      await this.artifacts.writeRejects({ body, size });
+          : Readable.from(this.joined(chain as string, own?.path, abort), { objectMode: false });
+      try {
+        await this.artifacts.writeRejects({ body, size, abortSignal: upload.signal });
+      } catch (error) {
+        throw broken ?? error;
+      }
+      if (broken !== undefined) throw broken;
       return rows;
     } finally {
       await this.file.discard();
@@ -211,15 +225,31 @@ export class FileRejects {
     return this.file.discard();
   }
 
-  /** The earlier parts in order, then this invocation's rows. */
-  private async *joined(chain: string, ownPath: string | undefined): AsyncGenerator<Uint8Array> {
+  /**
+   * The earlier parts in order, then this invocation's rows. A part that cannot be read,
+   * or is not the size this chain uploaded, is handed to `abort` and the bytes end there.
+   */
+  private async *joined(
+    chain: string,
+    ownPath: string | undefined,
+    abort: (error: unknown) => void,
+  ): AsyncGenerator<Uint8Array> {
     for (const [index, size] of this.earlier.parts.entries()) {
-      const part = await this.artifacts.readRejectsPart(chain, index + 1);
+      let part: Awaited<ReturnType<FileArtifacts["readRejectsPart"]>>;
+      try {
+        part = await this.artifacts.readRejectsPart(chain, index + 1);
+      } catch (error) {
+        abort(error);
+        return;
+      }
       // A part of another size is not the one this chain uploaded: never mix them.
       if (part.size !== size) {
-        throw new ObjectReplacedError(
-          `Rejects part ${rejectsPartKey(this.sourceKey, chain, index + 1)} has ${part.size} bytes, expected ${size}`,
+        abort(
+          new ObjectReplacedError(
+            `Rejects part ${rejectsPartKey(this.sourceKey, chain, index + 1)} has ${part.size} bytes, expected ${size}`,
+          ),
         );
+        return;
       }
       yield* part.body;
     }

@@ -73,6 +73,7 @@ export function createS3ArtifactStore(s3: S3Client): ArtifactStore {
           ContentLength: content.size,
           ContentType: contentType,
         }),
+        content.abortSignal ? { abortSignal: content.abortSignal } : {},
       );
     const remove = async (key: string) => {
       await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));

@@ -500,6 +500,29 @@ describe("ingestResults: files beyond one invocation", () => {
     expect(entryOutcomeOf(dry)).toEqual(entryOutcomeOf(real));
   });
 
+  it("fails clearly, and settles, when two copies of one continuation stopped at different rows left different rejects parts", async () => {
+    const key = "reprocess/twice-apart.csv";
+    await handler(await harness.putObject(key, buildCsv(mixedRows())), shortDeadline(2));
+    const delivered = payloadOf(0);
+    await handler(delivered, shortDeadline(2));
+    // The second copy reads further and overwrites the first copy's rejects part 2.
+    await handler(delivered, shortDeadline(3));
+
+    let response: IngestResponse | undefined;
+    for (let next: ContinuationEvent | undefined = payloadOf(1); next; ) {
+      const before = lambda.commandCalls(InvokeCommand).length;
+      response = await handler(next, shortDeadline(2));
+      const after = lambda.commandCalls(InvokeCommand).length;
+      next = after > before ? payloadOf(after - 1) : undefined;
+    }
+
+    // The first copy's line cannot join its parts: it says so, it does not hang or crash.
+    expect(response).toMatchObject({ success: false });
+    const report = await reportOf(key);
+    expect(report).toMatchObject({ success: false });
+    expect(String(report?.error)).toMatch(/Rejects part .*part-.*-2 has \d+ bytes, expected \d+/);
+  });
+
   it("fails clearly, without mixing the objects, when the object is replaced between invocations", async () => {
     const body = buildCsv(mixedRows());
     await handler(await harness.putObject("reprocess/replaced.csv", body), shortDeadline(2));
