@@ -17,6 +17,8 @@ export interface ResolvedRow {
 /** A row as the facts ledger placed it (ledger.ts): the provenance its contribution carries. */
 export interface PlacedRow extends ResolvedRow {
   provenance: { rev: number; run: string; line: number };
+  /** The row's contribution key, when the ledger has computed it already. */
+  key?: string;
   /** Dry runs: the contribution is exactly what this run already placed (EntryUpdate.sameAsThisRun). */
   sameAsThisRun?: boolean;
 }
@@ -53,7 +55,8 @@ export function groupIntoUpdates<R extends PlacedRow>(rows: readonly R[]): Group
       groups.set(groupKey, group);
     }
     group.rows.push(resolved);
-    const key = contributionKey(row.creativeId, row.publicationCode, row.channel, row.adSize);
+    const key =
+      resolved.key ?? contributionKey(row.creativeId, row.publicationCode, row.channel, row.adSize);
     if (group.contributions.has(key)) {
       superseded++;
       group.contributions.delete(key);

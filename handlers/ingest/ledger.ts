@@ -185,8 +185,13 @@ export interface Candidate {
   resolved: ResolvedRow;
   id: string;
   key: string;
+  /**
+   * Where the row resolves: its target itself (only `orderId` and `itemPath` are read;
+   * the fact document gets a copy of just those). The row's numbers are read from the
+   * row: a batch's objects live for several round trips, so each one per row is
+   * promoted and collected as old generation (BENCHMARKS.md).
+   */
   entry: EntryRef;
-  numbers: FactNumbers;
   /** Earlier rows of the batch with the same identity and day (superseded by this one). */
   earlierRows: readonly ResolvedRow[];
 }
@@ -214,13 +219,7 @@ export function candidatesOf(rows: readonly ResolvedRow[]): {
       resolved,
       id,
       key,
-      entry: { orderId: target.orderId, itemPath: target.itemPath },
-      numbers: {
-        impressions: row.impressions,
-        clicks: row.clicks,
-        viewableImpressions: row.viewableImpressions,
-        uniqueIps: row.uniqueIps,
-      },
+      entry: target,
       earlierRows: earlier ? [...earlier.earlierRows, earlier.resolved] : NO_ROWS,
     });
   }
@@ -238,6 +237,17 @@ function sameNumbers(a: FactNumbers, b: FactNumbers): boolean {
     a.viewableImpressions === b.viewableImpressions &&
     a.uniqueIps === b.uniqueIps
   );
+}
+
+/** A candidate's numbers, as the fact stores them. */
+function numbersOf(candidate: Candidate): FactNumbers {
+  const { row } = candidate.resolved;
+  return {
+    impressions: row.impressions,
+    clicks: row.clicks,
+    viewableImpressions: row.viewableImpressions,
+    uniqueIps: row.uniqueIps,
+  };
 }
 
 /** What one candidate does to its fact, given the stored one. */
@@ -268,7 +278,7 @@ export function decide(
   const same =
     stored !== undefined &&
     sameEntry(stored.entry, candidate.entry) &&
-    sameNumbers(stored.numbers, candidate.numbers) &&
+    sameNumbers(stored.numbers, candidate.resolved.row) &&
     stored.itemName === target.itemName;
   // A new revision when another run's value is replaced or the identity moves: a value
   // this run already wrote keeps its revision, so the revisions (and the entries) come
@@ -351,9 +361,9 @@ export function nextFact(
     adSize: row.adSize,
     day: startOfDay(row.reportDate),
     rev: decision.rev,
-    entry: candidate.entry,
+    entry: { orderId: candidate.entry.orderId, itemPath: candidate.entry.itemPath },
     itemName: target.itemName,
-    numbers: candidate.numbers,
+    numbers: numbersOf(candidate),
     run,
     line: row.line,
     replaced:
@@ -448,6 +458,7 @@ export function ledgerBatch(decisions: readonly Decision[], superseded: number):
     // The caller's row itself, given its provenance (a copy per row is garbage to collect).
     const row = candidate.resolved as PlacedRow;
     row.provenance = decision.provenance;
+    row.key = candidate.key;
     if (decision.sameAsThisRun) row.sameAsThisRun = true;
     placed.push(row);
     if (decision.stale.length > 0) {
@@ -749,7 +760,8 @@ const FROM_STORED = 0x80000000;
 
 /** 32 bits of a digest of where the row goes and its value: equal when the fact would stay. */
 function valueDigest(candidate: Candidate): number {
-  const { numbers, entry } = candidate;
+  const { entry } = candidate;
+  const numbers = candidate.resolved.row;
   return digest64(
     JSON.stringify([
       entry.orderId,
