@@ -10,14 +10,22 @@ import type { Tally } from "./tally";
 import { type ColumnIndex, type ValidRow, validateRecord } from "./validate-row";
 import type { BatchWriteResult, EntryWriter, RemovalResult } from "./writer";
 
-/** A resolved row and the record it was read from (for the rejects and the line counts). */
-type PipelineRow = ResolvedRow & { record: CsvRecord };
-/** The same row as the ledger placed it (the ledger hands the caller's rows back). */
-type PlacedPipelineRow = PlacedRow & { record: CsvRecord };
+/**
+ * A resolved row and the record it was read from (for the rejects and the line counts),
+ * as the ledger places it: the ledger hands the caller's rows back with their provenance
+ * and key set. It is built with every field the ledger sets, so setting them later does
+ * not give each row a second, out-of-object property store.
+ */
+type PipelineRow = PlacedRow & { record: CsvRecord };
+
+/** A row's provenance until the ledger places it. */
+const UNPLACED: PlacedRow["provenance"] = Object.freeze({ rev: 0, run: "", line: 0 });
 
 /** Records read since the last batch boundary, in file order (the unit of one bulk write). */
 export class RowBatch {
-  readonly valid: { row: ValidRow; record: CsvRecord }[] = [];
+  /** The valid rows and, at the same index, the records they were read from. */
+  readonly validRows: ValidRow[] = [];
+  readonly validRecords: CsvRecord[] = [];
   readonly rejected: (RejectedRow & { bucket: "error" | "skip" })[] = [];
   records = 0;
   /** Blank lines between the end of the previous batch and this batch's last record. */
@@ -27,7 +35,8 @@ export class RowBatch {
   nextLine = 1;
 
   addValid(row: ValidRow, record: CsvRecord): void {
-    this.valid.push({ row, record });
+    this.validRows.push(row);
+    this.validRecords.push(record);
     this.records++;
   }
 
@@ -71,7 +80,7 @@ export interface Checkpoint {
 /** What one batch's writes did: the ledger's placement, the entry upserts, the moves. */
 interface BatchOutcome {
   placed: LedgerBatch;
-  rowsOf: PlacedPipelineRow[][];
+  rowsOf: PipelineRow[][];
   rowCounts: number[];
   result: BatchWriteResult;
   /** Moved contributions taken out of their old entries (and late writes taken back). */
@@ -212,15 +221,17 @@ export class BatchPipeline {
   private async submit(batch: RowBatch): Promise<void> {
     const { resolver, directory, writer } = this.options;
     // Publication per row, then one lookup round for the creatives not seen before.
-    const publicationIds: (number | undefined)[] = new Array(batch.valid.length);
+    const { validRows, validRecords } = batch;
+    const publicationIds: (number | undefined)[] = new Array(validRows.length);
     const unseen = new Set<string>();
-    for (const [index, item] of batch.valid.entries()) {
-      const publicationId = directory.lookup(item.row.publicationCode);
+    for (let index = 0; index < validRows.length; index++) {
+      const row = validRows[index] as ValidRow;
+      const publicationId = directory.lookup(row.publicationCode);
       publicationIds[index] = publicationId;
       if (publicationId === undefined) {
-        this.skip(batch, item.row, item.record, "unknown-publication");
-      } else if (!resolver.knows(item.row.creativeId)) {
-        unseen.add(item.row.creativeId);
+        this.skip(batch, row, validRecords[index] as CsvRecord, "unknown-publication");
+      } else if (!resolver.knows(row.creativeId)) {
+        unseen.add(row.creativeId);
       }
     }
     const queriesBefore = resolver.queries;
@@ -230,15 +241,24 @@ export class BatchPipeline {
       this.options.run.countLookupQueries(resolver.queries - queriesBefore);
     }
     const resolved: PipelineRow[] = [];
-    for (const [index, item] of batch.valid.entries()) {
+    for (let index = 0; index < validRows.length; index++) {
       const publicationId = publicationIds[index];
       if (publicationId === undefined) continue;
-      const resolution = resolver.get(item.row.creativeId, publicationId);
+      const row = validRows[index] as ValidRow;
+      const record = validRecords[index] as CsvRecord;
+      const resolution = resolver.get(row.creativeId, publicationId);
       if (resolution.kind === "skipped") {
-        this.skip(batch, item.row, item.record, resolution.reason, resolution.detail);
+        this.skip(batch, row, record, resolution.reason, resolution.detail);
         continue;
       }
-      resolved.push({ row: item.row, target: resolution.target, record: item.record });
+      resolved.push({
+        row,
+        target: resolution.target,
+        record,
+        provenance: UNPLACED,
+        key: undefined,
+        sameAsThisRun: undefined,
+      });
     }
     const entry: InFlight = { batch, settled: false, done: Promise.resolve() };
     entry.done = this.write(resolved).then(
@@ -268,7 +288,7 @@ export class BatchPipeline {
   private async write(resolved: ResolvedRow[]): Promise<BatchOutcome> {
     const { ledger, writer } = this.options;
     const placed = await ledger.place(resolved);
-    const grouped = groupIntoUpdates(placed.placed as PlacedPipelineRow[]);
+    const grouped = groupIntoUpdates(placed.placed as PipelineRow[]);
     const result =
       grouped.updates.length > 0
         ? await writer.write(grouped.updates)

@@ -41,32 +41,20 @@ export interface GroupedUpdates<R extends PlacedRow = PlacedRow> {
  * repeats one).
  */
 export function groupIntoUpdates<R extends PlacedRow>(rows: readonly R[]): GroupedUpdates<R> {
-  const groups = new Map<
-    string,
-    { first: R; contributions: Map<string, Contribution>; rows: R[]; same?: Set<string> }
-  >();
+  const groups = new Map<string, Group<R>>();
   let superseded = 0;
   for (const resolved of rows) {
     const { row, target } = resolved;
     const groupKey = `${target.orderId}\u0000${target.itemPath}\u0000${row.reportDate}`;
     let group = groups.get(groupKey);
     if (!group) {
-      group = { first: resolved, contributions: new Map(), rows: [] };
+      group = { first: resolved, contributions: [], rows: [] };
       groups.set(groupKey, group);
     }
     group.rows.push(resolved);
     const key =
       resolved.key ?? contributionKey(row.creativeId, row.publicationCode, row.channel, row.adSize);
-    if (group.contributions.has(key)) {
-      superseded++;
-      group.contributions.delete(key);
-      group.same?.delete(key);
-    }
-    if (resolved.sameAsThisRun) {
-      group.same ??= new Set();
-      group.same.add(key);
-    }
-    group.contributions.set(key, {
+    const contribution: Contribution = {
       key,
       creativeId: row.creativeId,
       publicationCode: row.publicationCode.toLowerCase(),
@@ -80,7 +68,15 @@ export function groupIntoUpdates<R extends PlacedRow>(rows: readonly R[]): Group
       rev: resolved.provenance.rev,
       run: resolved.provenance.run,
       line: resolved.provenance.line,
-    });
+    };
+    if (setContribution(group, contribution)) {
+      superseded++;
+      group.same?.delete(key);
+    }
+    if (resolved.sameAsThisRun) {
+      group.same ??= new Set();
+      group.same.add(key);
+    }
   }
   const updates: EntryUpdate[] = [];
   const rowCounts: number[] = [];
@@ -108,13 +104,54 @@ export function groupIntoUpdates<R extends PlacedRow>(rows: readonly R[]): Group
         publicationName: target.publicationName,
         channel: target.channel,
       },
-      contributions: sortedByKey([...group.contributions.values()]),
+      contributions: sortedByKey(group.contributions),
       ...(group.same ? { sameAsThisRun: group.same } : {}),
     });
     rowCounts.push(group.rows.length);
     rowsOf.push(group.rows);
   }
   return { updates, rowCounts, rowsOf, superseded };
+}
+
+/** One entry's rows of a batch and their contributions, one per contribution key. */
+interface Group<R> {
+  first: R;
+  contributions: Contribution[];
+  /** Where each key is in `contributions`, once the entry has more than a few. */
+  index?: Map<string, number>;
+  rows: R[];
+  same?: Set<string>;
+}
+
+/** An entry has a handful of contributions: a scan finds a key faster than a Map per entry. */
+const SCAN_UP_TO = 8;
+
+/** Adds the contribution, or replaces the one with its key (true then). */
+function setContribution(group: Group<unknown>, contribution: Contribution): boolean {
+  const { contributions } = group;
+  let at = -1;
+  if (group.index) {
+    at = group.index.get(contribution.key) ?? -1;
+  } else {
+    for (let i = 0; i < contributions.length; i++) {
+      if ((contributions[i] as Contribution).key === contribution.key) {
+        at = i;
+        break;
+      }
+    }
+  }
+  // The order within the entry does not matter: the contributions are sorted by key.
+  if (at >= 0) {
+    contributions[at] = contribution;
+    return true;
+  }
+  contributions.push(contribution);
+  if (group.index) {
+    group.index.set(contribution.key, contributions.length - 1);
+  } else if (contributions.length > SCAN_UP_TO) {
+    group.index = new Map(contributions.map((c, i) => [c.key, i]));
+  }
+  return false;
 }
 
 function sortedByKey(contributions: Contribution[]): Contribution[] {

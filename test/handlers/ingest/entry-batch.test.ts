@@ -108,4 +108,25 @@ describe("groupIntoUpdates", () => {
     expect(grouped.rowCounts).toEqual([2]);
     expect(grouped.rowsOf[0]).toEqual([first, second]);
   });
+
+  it("replaces by key in an entry of many contributions too (past the scan, by index)", () => {
+    const shared = target();
+    const rows = Array.from({ length: 12 }, (_, i) =>
+      resolved({ creativeId: `cr_spring-sale_${i}`, impressions: i }, shared),
+    );
+    rows.push(resolved({ creativeId: "cr_spring-sale_1", impressions: 1000 }, shared));
+    rows.push(resolved({ creativeId: "cr_spring-sale_11", impressions: 1100 }, shared));
+    const grouped = groupIntoUpdates(rows);
+
+    expect(grouped.superseded).toBe(2);
+    const contributions = grouped.updates[0]?.contributions ?? [];
+    expect(contributions).toHaveLength(12);
+    expect(new Set(contributions.map((c) => c.key)).size).toBe(12);
+    const byCreative = Object.fromEntries(contributions.map((c) => [c.creativeId, c.impressions]));
+    expect(byCreative["cr_spring-sale_1"]).toBe(1000);
+    expect(byCreative["cr_spring-sale_11"]).toBe(1100);
+    expect(byCreative["cr_spring-sale_5"]).toBe(5);
+    expect(contributions.map((c) => c.key)).toEqual(contributions.map((c) => c.key).sort());
+    expect(grouped.rowCounts).toEqual([14]);
+  });
 });
