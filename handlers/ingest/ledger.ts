@@ -516,7 +516,9 @@ export class MongoFactLedger implements FactLedger {
   private async placeNow(rows: readonly ResolvedRow[]): Promise<LedgerBatch> {
     const { candidates, superseded } = candidatesOf(rows);
     const placedBy = `${this.nonce}.${++this.batches}`;
-    const decided = new Map<string, Decision>();
+    // The decisions in the candidates' order; a lost compare-and-set is decided again.
+    const decided: Decision[] = new Array(candidates.length);
+    const positions = new Map<Candidate, number>();
     let pending = candidates;
     // Insert-first (no read) while the file's facts have turned out new: a first ingest's
     // batch is then one command. A fact that exists after all collides on `_id` and is
@@ -546,14 +548,20 @@ export class MongoFactLedger implements FactLedger {
       }
       readFirst = true;
       const retry: Candidate[] = [];
+      const first = pending === candidates;
       decisions.forEach((decision, index) => {
-        if (conflicts.has(index)) retry.push(decision.candidate);
-        else decided.set(decision.candidate.id, decision);
+        const position = first ? index : (positions.get(decision.candidate) as number);
+        if (!conflicts.has(index)) {
+          decided[position] = decision;
+          return;
+        }
+        retry.push(decision.candidate);
+        positions.set(decision.candidate, position);
       });
       pending = retry;
     }
     // In file order of the candidates (the batch's last row per identity and day).
-    const decisions = candidates.map((candidate) => decided.get(candidate.id) as Decision);
+    const decisions = decided;
     const batch = ledgerBatch(decisions, superseded);
     this.written.set(batch, {
       placedBy,
