@@ -42,8 +42,14 @@ export const MAX_CONTINUATION_PAYLOAD_BYTES = 200_000;
 export interface RejectsProgress {
   /** Rejected rows written so far (in all parts). */
   rows: number;
-  /** Byte size of each uploaded part, in file order (`rejects/<key>.part-<n>`, n from 1). */
+  /** Byte size of each uploaded part, in file order. */
   parts: number[];
+  /**
+   * Each part's name (`rejects/<key>.part-<name>`): `<chain>-<invocation>-<nonce>`, unique
+   * per hand-over, so two copies of one invocation never overwrite each other's part.
+   * Absent in the state of an earlier version: part n (from 1) is then `<chain>-<n>`.
+   */
+  names?: string[];
 }
 
 /** Everything a fresh invocation needs to continue a file where the previous one stopped. */
@@ -128,8 +134,18 @@ export function parseContinuation(event: ContinuationEvent): ContinuationState {
   if (!Array.isArray(state.header) || state.header.length === 0) return fail("no header");
   if (typeof state.run?.dryRun !== "boolean") return fail("no run options");
   if (!isCount(state.tally?.synced)) return fail("no tally");
-  if (!isCount(state.rejects?.rows) || !Array.isArray(state.rejects?.parts))
-    return fail("no rejects progress");
+  const rejects = state.rejects;
+  if (
+    !isCount(rejects?.rows) ||
+    !Array.isArray(rejects?.parts) ||
+    !rejects.parts.every(isCount) ||
+    (rejects.names !== undefined &&
+      (!Array.isArray(rejects.names) ||
+        rejects.names.length !== rejects.parts.length ||
+        !rejects.names.every(isPartName)))
+  ) {
+    return fail("no rejects progress, or parts without a name each");
+  }
   if (typeof state.chain !== "string" || !/^[0-9a-f-]{36}$/.test(state.chain))
     return fail("no chain id");
   if (!isCount(state.continuation) || state.continuation < 1) return fail("no continuation count");
@@ -152,6 +168,11 @@ export function parseContinuation(event: ContinuationEvent): ContinuationState {
 /** `<chain>-<invocation>-<nonce>`, as `dryRunMemoryName` makes it. */
 function isMemoryName(value: unknown): value is string {
   return typeof value === "string" && /^[0-9a-f-]{36}-\d+-[0-9a-f]+$/.test(value);
+}
+
+/** `<chain>-<invocation>-<nonce>`, or `<chain>-<n>` as earlier versions named a part. */
+function isPartName(value: unknown): value is string {
+  return typeof value === "string" && /^[0-9a-f-]{36}-\d+(-[0-9a-f]+)?$/.test(value);
 }
 
 function isCount(value: unknown): value is number {

@@ -253,7 +253,10 @@ export async function handOver(
   const { run, logger } = end;
   const chain = run.chainForHandOver();
   const memory = dryRunMemory ? await handOverDryRunMemory(end, chain, dryRunMemory) : undefined;
-  const state = run.continuationState(await rejects.handOver(chain), memory);
+  const state = run.continuationState(
+    await rejects.handOver(chain, handOverName(chain, run.invocation)),
+    memory,
+  );
   const event: ContinuationEvent = { trackingSyncContinuation: state };
   const bytes = Buffer.byteLength(JSON.stringify(event));
   if (bytes > MAX_CONTINUATION_PAYLOAD_BYTES) {
@@ -353,6 +356,15 @@ async function removeContinuationLeftovers(
 }
 
 /**
+ * `<chain>-<invocation>-<nonce>`: what one hand-over writes is named for it alone, so two
+ * copies of one invocation (a redelivered event, a retry after an invoke that did go
+ * out) that stopped at different rows never write, read or remove each other's objects.
+ */
+function handOverName(chain: string, invocation: number): string {
+  return `${chain}-${invocation}-${randomBytes(6).toString("hex")}`;
+}
+
+/**
  * A dry run continued in a fresh invocation: what it simulated so far goes to an object
  * of its own (`state/checkpoints/<key>.dry-run-<chain>-<n>-<nonce>`; too large for the payload),
  * which the next invocation reads, so its counts go on exactly as in one invocation.
@@ -363,9 +375,7 @@ async function handOverDryRunMemory(
   memory: DryRunMemory,
 ): Promise<DryRunMemoryRef> {
   const { run } = end;
-  // Unique per hand-over: two copies of one invocation (a redelivered event, a retry
-  // after an invoke that did go out) never write, read or remove each other's memory.
-  const name = `${chain}-${run.invocation}-${randomBytes(6).toString("hex")}`;
+  const name = handOverName(chain, run.invocation);
   const previous = run.earlierDryRunMemory;
   const earlier = previous ? [...previous.earlier, previous.name] : [];
   const content = encodeDryRunMemory(memory);

@@ -59,13 +59,13 @@ export interface FileArtifacts {
   removeCheckpoint(): Promise<void>;
   writeRejects(content: ByteContent): Promise<void>;
   removeRejects(): Promise<void>;
-  writeRejectsPart(chain: string, part: number, content: ByteContent): Promise<void>;
+  /** A continued file's rejects part, by its name (`RejectsProgress.names`). */
+  writeRejectsPart(name: string, content: ByteContent): Promise<void>;
   /** `size` is what the store says the part holds (checked against the hand-over's). */
   readRejectsPart(
-    chain: string,
-    part: number,
+    name: string,
   ): Promise<{ body: AsyncIterable<Uint8Array>; size: number | undefined }>;
-  removeRejectsPart(chain: string, part: number): Promise<void>;
+  removeRejectsPart(name: string): Promise<void>;
   /** A continued dry run's memory, as the hand-over `name` left it (dry-run-memory.ts). */
   writeDryRunMemory(name: string, content: ByteContent): Promise<void>;
   readDryRunMemory(

@@ -141,19 +141,26 @@ export class FileRejects {
     return this.file.add(rows);
   }
 
-  /** Uploads this invocation's rows as the next part of `chain`; the progress to hand over. */
-  async handOver(chain: string): Promise<RejectsProgress> {
-    const progress: RejectsProgress = { rows: this.earlier.rows, parts: [...this.earlier.parts] };
+  /**
+   * Uploads this invocation's rows as the next part of `chain`, named `name` (unique per
+   * hand-over: two copies of one invocation that stopped at different rows each keep
+   * their own part); the progress to hand over.
+   */
+  async handOver(chain: string, name: string): Promise<RejectsProgress> {
+    const progress: RejectsProgress = {
+      rows: this.earlier.rows,
+      parts: [...this.earlier.parts],
+      names: this.earlier.parts.map((_, index) => this.partName(chain, index)),
+    };
     try {
       const chunk = await this.file.close();
       if (chunk) {
-        // Numbered from the handed-over progress: a retried invocation overwrites its own part.
-        const part = progress.parts.length + 1;
-        await this.artifacts.writeRejectsPart(chain, part, {
+        await this.artifacts.writeRejectsPart(name, {
           body: createReadStream(chunk.path),
           size: chunk.size,
         });
         progress.parts.push(chunk.size);
+        progress.names?.push(name);
         progress.rows += this.file.count;
       }
       return progress;
@@ -209,15 +216,21 @@ export class FileRejects {
    */
   async removeParts(chain: string, logger: Logger): Promise<void> {
     for (const [index] of this.earlier.parts.entries()) {
+      const name = this.partName(chain, index);
       try {
-        await this.artifacts.removeRejectsPart(chain, index + 1);
+        await this.artifacts.removeRejectsPart(name);
       } catch (error) {
         logger.warn("Could not remove a continuation leftover", {
-          leftover: rejectsPartKey(this.sourceKey, chain, index + 1),
+          leftover: rejectsPartKey(this.sourceKey, name),
           error,
         });
       }
     }
+  }
+
+  /** The name of earlier part `index` (from 0): as handed over, or as earlier versions numbered it. */
+  private partName(chain: string, index: number): string {
+    return this.earlier.names?.[index] ?? `${chain}-${index + 1}`;
   }
 
   /** Drops this invocation's rows without uploading (a failed run writes no rejects). */
@@ -235,9 +248,10 @@ export class FileRejects {
     abort: (error: unknown) => void,
   ): AsyncGenerator<Uint8Array> {
     for (const [index, size] of this.earlier.parts.entries()) {
+      const name = this.partName(chain, index);
       let part: Awaited<ReturnType<FileArtifacts["readRejectsPart"]>>;
       try {
-        part = await this.artifacts.readRejectsPart(chain, index + 1);
+        part = await this.artifacts.readRejectsPart(name);
       } catch (error) {
         abort(error);
         return;
@@ -246,7 +260,7 @@ export class FileRejects {
       if (part.size !== size) {
         abort(
           new ObjectReplacedError(
-            `Rejects part ${rejectsPartKey(this.sourceKey, chain, index + 1)} has ${part.size} bytes, expected ${size}`,
+            `Rejects part ${rejectsPartKey(this.sourceKey, name)} has ${part.size} bytes, expected ${size}`,
           ),
         );
         return;

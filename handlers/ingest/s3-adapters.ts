@@ -95,16 +95,16 @@ export function createS3ArtifactStore(s3: S3Client): ArtifactStore {
         await put(rejectsKey(object.key), content);
       },
       removeRejects: () => remove(rejectsKey(object.key)),
-      async writeRejectsPart(chain, part, content) {
-        await put(rejectsPartKey(object.key, chain, part), content);
+      async writeRejectsPart(name, content) {
+        await put(rejectsPartKey(object.key, name), content);
       },
-      async readRejectsPart(chain, part) {
+      async readRejectsPart(name) {
         const response = await s3.send(
-          new GetObjectCommand({ Bucket: bucket, Key: rejectsPartKey(object.key, chain, part) }),
+          new GetObjectCommand({ Bucket: bucket, Key: rejectsPartKey(object.key, name) }),
         );
         return { body: response.Body as Readable, size: response.ContentLength };
       },
-      removeRejectsPart: (chain, part) => remove(rejectsPartKey(object.key, chain, part)),
+      removeRejectsPart: (name) => remove(rejectsPartKey(object.key, name)),
       async writeDryRunMemory(name, content) {
         await put(dryRunMemoryKey(object.key, name), content, "application/octet-stream");
       },

@@ -70,9 +70,15 @@ export function dryRunMemoryKey(sourceKey: string, name: string): string {
 }
 
 /**
- * `rejects/<source key>.part-<chain>-<n>`: one invocation's rejected rows of a continued
- * file, until the file is done (n from 1, in file order).
+ * `state/checkpoints/<source key>.rejects-<name>`: one invocation's rejected rows of a
+ * continued file, until the file is done. `name` is `<chain>-<invocation>-<nonce>`, unique
+ * per hand-over; one that is never joined (a hand-over whose invoke failed, the dropped
+ * line of a twice-delivered continuation) expires with the rest of `state/checkpoints/`.
+ * A part named `<chain>-<n>` is one an earlier version handed over, under
+ * `rejects/<source key>.part-<chain>-<n>`.
  */
-export function rejectsPartKey(sourceKey: string, chain: string, part: number): string {
-  return `${rejectsKey(sourceKey)}.part-${chain}-${part}`;
+export function rejectsPartKey(sourceKey: string, name: string): string {
+  return /^[0-9a-f-]{36}-\d+$/.test(name)
+    ? `${rejectsKey(sourceKey)}.part-${name}`
+    : `${STATE_PREFIX}checkpoints/${sourceKey}.rejects-${name}`;
 }

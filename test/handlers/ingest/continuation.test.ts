@@ -5,6 +5,8 @@ import {
   parseContinuation,
 } from "../../../handlers/ingest/continuation";
 
+const CHAIN = "0b6f1a2c-3d4e-4f50-8a6b-7c8d9e0f1a2b";
+
 function state(overrides: Partial<ContinuationState> = {}): ContinuationState {
   return {
     version: 1,
@@ -19,7 +21,7 @@ function state(overrides: Partial<ContinuationState> = {}): ContinuationState {
     },
     source: { eTag: '"abc"', size: 1000 },
     startedAt: "2025-12-11T06:00:00.000Z",
-    chain: "0b6f1a2c-3d4e-4f50-8a6b-7c8d9e0f1a2b",
+    chain: CHAIN,
     continuation: 1,
     checkpoint: { rows: 10, byteOffset: 400, line: 12 },
     header: ["report_date", "creative_id"],
@@ -65,9 +67,30 @@ describe("parseContinuation", () => {
     ["no header", { header: [] }],
     ["a chain id that is not a UUID", { chain: "../../x" }],
     ["no continuation count", { continuation: 0 }],
+    [
+      "a rejects part without a name",
+      { rejects: { rows: 2, parts: [80, 40], names: [`${CHAIN}-1-0a`] } },
+    ],
+    [
+      "a rejects part name that is no hand-over's",
+      { rejects: { rows: 1, parts: [80], names: ["../x"] } },
+    ],
+    ["a rejects part size that is no count", { rejects: { rows: 1, parts: [-1] } }],
   ])("refuses %s", (_, overrides) => {
     expect(() => parseContinuation({ trackingSyncContinuation: state(overrides) })).toThrow(
       /Invalid continuation event/,
+    );
+  });
+
+  it("accepts rejects parts named per hand-over, and an earlier version's numbered parts", () => {
+    const named = state({
+      rejects: { rows: 3, parts: [80, 40], names: [`${CHAIN}-1-0a`, `${CHAIN}-2-0b`] },
+    });
+    const numbered = state({ rejects: { rows: 3, parts: [80, 40] } });
+
+    expect(parseContinuation({ trackingSyncContinuation: named }).rejects).toEqual(named.rejects);
+    expect(parseContinuation({ trackingSyncContinuation: numbered }).rejects).toEqual(
+      numbered.rejects,
     );
   });
 

@@ -311,16 +311,15 @@ export class FakeArtifactStore {
       removeCheckpoint: () => remove("removeCheckpoint", checkpointKey(object.key)),
       writeRejects: (content) => putBytes("writeRejects", rejectsKey(object.key), content),
       removeRejects: () => remove("removeRejects", rejectsKey(object.key)),
-      writeRejectsPart: (chain, part, content) =>
-        putBytes("writeRejectsPart", rejectsPartKey(object.key, chain, part), content),
-      readRejectsPart: (chain, part) =>
-        run("readRejectsPart", rejectsPartKey(object.key, chain, part), (path) => {
+      writeRejectsPart: (name, content) =>
+        putBytes("writeRejectsPart", rejectsPartKey(object.key, name), content),
+      readRejectsPart: (name) =>
+        run("readRejectsPart", rejectsPartKey(object.key, name), (path) => {
           const bytes = this.objects.get(path);
-          if (!bytes) throw noSuchKey(rejectsPartKey(object.key, chain, part));
+          if (!bytes) throw noSuchKey(rejectsPartKey(object.key, name));
           return { body: chunksOf(bytes, 1024), size: bytes.length };
         }),
-      removeRejectsPart: (chain, part) =>
-        remove("removeRejectsPart", rejectsPartKey(object.key, chain, part)),
+      removeRejectsPart: (name) => remove("removeRejectsPart", rejectsPartKey(object.key, name)),
       writeDryRunMemory: (name, content) =>
         putBytes("writeDryRunMemory", dryRunMemoryKey(object.key, name), content),
       readDryRunMemory: (name) =>

@@ -13,6 +13,9 @@ const HEADER = ["report_date", "creative_id", "impressions"];
 const HEADER_LINE =
   '"report_date","creative_id","impressions","line","last_line","reject_reason","raw_record"\n';
 const NOTHING_EARLIER: RejectsProgress = { rows: 0, parts: [] };
+/** The names two hand-overs give their parts (`<chain>-<invocation>-<nonce>`). */
+const FIRST = `${CHAIN}-1-0a0a0a`;
+const SECOND = `${CHAIN}-2-0b0b0b`;
 
 function row(line: number, reason = "invalid-impressions"): RejectedRow {
   return { line, lastLine: line, fields: ["2025-12-10", `cr_${line}`, "-5"], reason };
@@ -26,7 +29,7 @@ function setup() {
   const artifacts = store.store(object);
   const rejectsOf = (earlier: RejectsProgress) =>
     new FileRejects(artifacts, HEADER, earlier, SOURCE_KEY);
-  const partText = (part: number) => store.text(BUCKET, rejectsPartKey(SOURCE_KEY, CHAIN, part));
+  const partText = (name: string) => store.text(BUCKET, rejectsPartKey(SOURCE_KEY, name));
   return { store, object, rejectsOf, partText };
 }
 
@@ -34,10 +37,10 @@ function setup() {
 async function twoPartsHandedOver(rejectsOf: ReturnType<typeof setup>["rejectsOf"]) {
   const first = rejectsOf(NOTHING_EARLIER);
   await first.add([row(3), row(4)]);
-  const afterFirst = await first.handOver(CHAIN);
+  const afterFirst = await first.handOver(CHAIN, FIRST);
   const second = rejectsOf(afterFirst);
   await second.add([row(9)]);
-  return second.handOver(CHAIN);
+  return second.handOver(CHAIN, SECOND);
 }
 
 describe("RejectsFile", () => {
@@ -171,27 +174,29 @@ describe("FileRejects.finish", () => {
   it("fails with ObjectReplacedError when a part is not the size the hand-over recorded", async () => {
     const { store, object, rejectsOf } = setup();
     const progress = await twoPartsHandedOver(rejectsOf);
-    store.put(BUCKET, rejectsPartKey(SOURCE_KEY, CHAIN, 1), `${HEADER_LINE}${rowLine(3)}`);
+    store.put(BUCKET, rejectsPartKey(SOURCE_KEY, FIRST), `${HEADER_LINE}${rowLine(3)}`);
 
     const finishing = rejectsOf(progress).finish(CHAIN);
 
     await expect(finishing).rejects.toBeInstanceOf(ObjectReplacedError);
-    await expect(finishing).rejects.toThrow(/part-0b6f1a2c-3d4e-4f50-8a6b-7c8d9e0f1a2b-1 has/);
+    await expect(finishing).rejects.toThrow(
+      /rejects-0b6f1a2c-3d4e-4f50-8a6b-7c8d9e0f1a2b-1-0a0a0a has/,
+    );
     expect(store.rejects(object)).toBeUndefined();
   });
 });
 
 describe("FileRejects.handOver", () => {
-  it("uploads this invocation's rows, with the header, as part 1 of the chain", async () => {
+  it("uploads this invocation's rows, with the header, as the chain's first part, under the hand-over's name", async () => {
     const { store, rejectsOf, partText } = setup();
     const rejects = rejectsOf(NOTHING_EARLIER);
     await rejects.add([row(3), row(4)]);
 
-    const progress = await rejects.handOver(CHAIN);
+    const progress = await rejects.handOver(CHAIN, FIRST);
 
     const expected = HEADER_LINE + rowLine(3) + rowLine(4);
-    expect(progress).toEqual({ rows: 2, parts: [Buffer.byteLength(expected)] });
-    expect(partText(1)).toBe(expected);
+    expect(progress).toEqual({ rows: 2, parts: [Buffer.byteLength(expected)], names: [FIRST] });
+    expect(partText(FIRST)).toBe(expected);
     expect(store.count("writeRejects")).toBe(0);
   });
 
@@ -202,15 +207,31 @@ describe("FileRejects.handOver", () => {
 
     expect(progress.rows).toBe(3);
     expect(progress.parts).toHaveLength(2);
-    expect(partText(2)).toBe(rowLine(9));
+    expect(progress.names).toEqual([FIRST, SECOND]);
+    expect(partText(SECOND)).toBe(rowLine(9));
     expect(progress.parts[1]).toBe(Buffer.byteLength(rowLine(9)));
+  });
+
+  it("names the parts of a progress handed over by an earlier version as it numbered them", async () => {
+    const { store, object, rejectsOf } = setup();
+    // An earlier version's state: sizes only, part n stored as `<chain>-<n>`.
+    const text = HEADER_LINE + rowLine(3);
+    store.put(BUCKET, rejectsPartKey(SOURCE_KEY, `${CHAIN}-1`), text);
+    const legacy: RejectsProgress = { rows: 1, parts: [Buffer.byteLength(text)] };
+    const rejects = rejectsOf(legacy);
+    await rejects.add([row(9)]);
+
+    const progress = await rejects.handOver(CHAIN, SECOND);
+    expect(progress.names).toEqual([`${CHAIN}-1`, SECOND]);
+    expect(await rejectsOf(progress).finish(CHAIN)).toBe(2);
+    expect(store.rejects(object)).toBe(text + rowLine(9));
   });
 
   it("uploads nothing and hands over the same progress when no row was rejected", async () => {
     const { store, rejectsOf } = setup();
-    const earlier = { rows: 2, parts: [80] };
+    const earlier = { rows: 2, parts: [80], names: [FIRST] };
 
-    const progress = await rejectsOf(earlier).handOver(CHAIN);
+    const progress = await rejectsOf(earlier).handOver(CHAIN, SECOND);
 
     expect(progress).toEqual(earlier);
     expect(store.count("writeRejectsPart")).toBe(0);
@@ -237,13 +258,13 @@ describe("FileRejects.removeParts", () => {
 
     await rejectsOf(progress).removeParts(CHAIN, logger);
 
-    expect(partText(1)).toBeDefined();
-    expect(partText(2)).toBeUndefined();
+    expect(partText(FIRST)).toBeDefined();
+    expect(partText(SECOND)).toBeUndefined();
     expect(lines.map((line) => JSON.parse(line))).toEqual([
       expect.objectContaining({
         level: "warn",
         message: "Could not remove a continuation leftover",
-        leftover: rejectsPartKey(SOURCE_KEY, CHAIN, 1),
+        leftover: rejectsPartKey(SOURCE_KEY, FIRST),
         error: { name: "Error", message: "SlowDown" },
       }),
     ]);

@@ -244,8 +244,12 @@ describe("createIngestHandler with a file beyond one invocation", () => {
     expect(fake.artifacts.checkpoint(object)).toEqual(state);
     expect(fake.artifacts.report(object)).toBeUndefined();
     expect(fake.artifacts.keys(BUCKET)).toEqual([
-      rejectsPartKey(KEY, state?.chain ?? "", 1),
       checkpointKey(KEY),
+      rejectsPartKey(KEY, state?.rejects.names?.[0] ?? ""),
+    ]);
+    // Named for this hand-over alone: the chain, the invocation and a nonce.
+    expect(state?.rejects.names).toEqual([
+      expect.stringMatching(new RegExp(`^${state?.chain}-1-[0-9a-f]{12}$`)),
     ]);
     expect(fake.metrics.published).toHaveLength(1);
     expect(fake.metrics.files).toEqual([]);
