@@ -299,8 +299,9 @@ export class TrackingSyncStack extends Stack {
         { id: "expire-run-manifests", prefix: RUNS_PREFIX, expiration: Duration.days(400) },
         { id: "expire-reports", prefix: REPORTS_PREFIX, expiration: Duration.days(400) },
         { id: "expire-rejects", prefix: REJECTS_PREFIX, expiration: Duration.days(400) },
-        // Hand-overs of continued files (checkpoints, a dry run's memories): removed when the
-        // file is done; what a failed or duplicated line of invocations left goes here.
+        // Hand-overs of continued files: checkpoints and a dry run's memories are removed
+        // when the file is done, rejects parts are left to expire here (a duplicated line
+        // of invocations may still join them), and so is what a failed line left.
         {
           id: "expire-continuation-leftovers",
           prefix: `${STATE_PREFIX}checkpoints/`,
@@ -478,15 +479,16 @@ export class TrackingSyncStack extends Stack {
         REJECTS_PREFIX,
       ),
       wildcardReason:
-        "Read-only on the prefixes the ingest reads: its inputs (athena-results/, reprocess/), run manifests, the watermark, and the rejects parts a file continued over several invocations joins at the end; keys are not known in advance.",
+        "Read-only on the prefixes the ingest reads: its inputs (athena-results/, reprocess/), run manifests, the watermark, and the rejects parts an earlier version of a file continued over several invocations left under rejects/; keys are not known in advance.",
     });
     this.allow(role, {
       sid: "RemoveStaleRejectsPartsAndCheckpoints",
-      // A clean run removes an earlier run's rejects; a continued file its parts and checkpoint.
+      // A clean run removes an earlier run's rejects; a continued file its checkpoint, a dry
+      // run's memories and an earlier version's rejects parts.
       actions: ["s3:DeleteObject"],
       resources: objects(REJECTS_PREFIX, `${STATE_PREFIX}checkpoints/`),
       wildcardReason:
-        "Deletes only under rejects/ (stale rejects, rejects parts) and state/checkpoints/; keys follow the input's key.",
+        "Deletes only under rejects/ (stale rejects, an earlier version's rejects parts) and state/checkpoints/; keys follow the input's key.",
     });
     this.allow(role, {
       sid: "ReadDryRunTagOfInputs",

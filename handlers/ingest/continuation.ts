@@ -45,7 +45,7 @@ export interface RejectsProgress {
   /** Byte size of each uploaded part, in file order. */
   parts: number[];
   /**
-   * Each part's name (`rejects/<key>.part-<name>`): `<chain>-<invocation>-<nonce>`, unique
+   * Each part's name (`state/checkpoints/<key>.rejects-<name>`): `<chain>-<invocation>-<nonce>`, unique
    * per hand-over, so two copies of one invocation never overwrite each other's part.
    * Absent in the state of an earlier version: part n (from 1) is then `<chain>-<n>`.
    */
@@ -142,9 +142,12 @@ export function parseContinuation(event: ContinuationEvent): ContinuationState {
     (rejects.names !== undefined &&
       (!Array.isArray(rejects.names) ||
         rejects.names.length !== rejects.parts.length ||
-        !rejects.names.every(isPartName)))
+        new Set(rejects.names).size !== rejects.names.length ||
+        !rejects.names.every(
+          (name) => isPartName(name) && name.startsWith(`${String(state.chain)}-`),
+        )))
   ) {
-    return fail("no rejects progress, or parts without a name each");
+    return fail("no rejects progress, or parts without a name each of this chain");
   }
   if (typeof state.chain !== "string" || !/^[0-9a-f-]{36}$/.test(state.chain))
     return fail("no chain id");
@@ -170,7 +173,10 @@ function isMemoryName(value: unknown): value is string {
   return typeof value === "string" && /^[0-9a-f-]{36}-\d+-[0-9a-f]+$/.test(value);
 }
 
-/** `<chain>-<invocation>-<nonce>`, or `<chain>-<n>` as earlier versions named a part. */
+/**
+ * `<chain>-<invocation>-<nonce>`, or `<chain>-<n>`: a part an earlier version handed over
+ * keeps that name in the names a later hand-over passes on.
+ */
 function isPartName(value: unknown): value is string {
   return typeof value === "string" && /^[0-9a-f-]{36}-\d+(-[0-9a-f]+)?$/.test(value);
 }

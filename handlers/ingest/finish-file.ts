@@ -335,8 +335,9 @@ async function advanceWatermark(
 }
 
 /**
- * After the report is written: the rejects parts and the checkpoint. Best effort (logged):
- * leftovers trigger nothing, while throwing now would retry a finished file.
+ * After the report is written: the checkpoint, a dry run's memories and an earlier
+ * version's rejects parts (this version's expire: `FileRejects.removeParts`). Best effort
+ * (logged): leftovers trigger nothing, while throwing now would retry a finished file.
  */
 async function removeContinuationLeftovers(
   end: FileEnd,

@@ -54,8 +54,12 @@ export interface FactDocument {
   replaced: { entry: EntryRef; numbers: FactNumbers; run: string; line: number } | null;
   /** Entries the contribution moved away from and may still sit in until the move settles. */
   stale: readonly EntryRef[];
-  /** The last run that read this identity, and on which line: duplicate rows across batches and invocations. */
-  seen: { run: string; line: number };
+  /**
+   * The last run that read this identity, on which line, and the first line that run
+   * read it on: duplicate rows across batches and invocations, also when a retry starts
+   * between two of them (`first` is absent on facts written before it was kept).
+   */
+  seen: { run: string; line: number; first?: number };
   /**
    * The batch that last placed the fact (a token of one ledger and batch): settling
    * reads back only the facts someone else placed since. Absent on upgraded facts.
@@ -255,8 +259,13 @@ export interface Decision {
   candidate: Candidate;
   /** A later row of this run is already applied: nothing to write. */
   supersededByLater: boolean;
-  /** This row replaces an earlier row of this run (a warning). */
-  supersedesEarlier: boolean;
+  /**
+   * The batch's first row of this identity and day is not the run's first: one warning
+   * more than the batch's own duplicates (`candidatesOf`).
+   */
+  earlierInRun: boolean;
+  /** What the fact's `seen` becomes. */
+  seen: FactDocument["seen"];
   /** The value and entry are what the fact holds: its provenance and revision stay. */
   same: boolean;
   rev: number;
@@ -275,6 +284,22 @@ export function decide(
   const { row, target } = candidate.resolved;
   const seenHere = stored?.seen?.run === run;
   const supersededByLater = seenHere && (stored?.seen.line ?? 0) > row.line;
+  // The batch's rows of this identity are the candidate and its earlier rows (file order).
+  const batchFirst = candidate.earlierRows[0]?.row.line ?? row.line;
+  const storedFirst = seenHere ? stored?.seen.first : undefined;
+  // Whether the run met this identity before the batch: by the first line it met it on
+  // (so a retry that starts between two rows of a dead attempt counts as a clean run);
+  // on a fact from before `first` was kept, by its last line, as before.
+  const earlierInRun =
+    seenHere &&
+    (storedFirst !== undefined ? storedFirst < batchFirst : stored?.seen.line !== row.line);
+  const first =
+    !seenHere || storedFirst !== undefined
+      ? Math.min(storedFirst ?? batchFirst, batchFirst)
+      : undefined;
+  const seen: FactDocument["seen"] = supersededByLater
+    ? { ...(stored?.seen as FactDocument["seen"]), ...(first !== undefined ? { first } : {}) }
+    : { run, line: row.line, ...(first !== undefined ? { first } : {}) };
   const same =
     stored !== undefined &&
     sameEntry(stored.entry, candidate.entry) &&
@@ -326,7 +351,8 @@ export function decide(
   return {
     candidate,
     supersededByLater,
-    supersedesEarlier: seenHere && (stored?.seen.line ?? 0) < row.line,
+    earlierInRun,
+    seen,
     same,
     rev,
     provenance:
@@ -345,13 +371,9 @@ export function nextFact(
 ): FactDocument {
   const { candidate } = decision;
   const { row, target } = candidate.resolved;
-  const seen = { run, line: row.line };
+  const { seen } = decision;
   if (stored && (decision.same || decision.supersededByLater)) {
-    return {
-      ...stored,
-      seen: decision.supersededByLater ? stored.seen : seen,
-      stale: decision.stale,
-    };
+    return { ...stored, seen, stale: decision.stale };
   }
   return {
     _id: candidate.id,
@@ -449,7 +471,7 @@ export function ledgerBatch(decisions: readonly Decision[], superseded: number):
   for (const decision of decisions) {
     const { candidate } = decision;
     for (const earlier of candidate.earlierRows) unplaced.push(earlier);
-    if (decision.supersedesEarlier || decision.supersededByLater) warnings++;
+    if (decision.earlierInRun) warnings++;
     if (decision.supersededByLater) {
       unplaced.push(candidate.resolved);
       continue;
@@ -743,7 +765,9 @@ export class DryRunFactLedger implements FactLedger {
     return {
       candidate,
       supersededByLater: (seenLine as number) > line,
-      supersedesEarlier: (seenLine as number) < line,
+      // A dry run is never retried from a dead attempt's facts: its memory is as clean.
+      earlierInRun: (seenLine as number) !== line,
+      seen: { run: this.run, line },
       same,
       rev: nextRev,
       provenance: same

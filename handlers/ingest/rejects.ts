@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { type Stringifier, stringify } from "csv-stringify";
-import { rejectsPartKey } from "../shared/bucket-layout";
+import { isEarlierVersionsPart, rejectsPartKey } from "../shared/bucket-layout";
 import type { Logger } from "../shared/logger";
 import type { RejectsProgress } from "./continuation";
 import { ObjectReplacedError } from "./errors";
@@ -210,13 +210,17 @@ export class FileRejects {
   }
 
   /**
-   * After the report is written: removes the earlier invocations' parts. Best effort
+   * After the report is written: removes the parts an earlier version left under
+   * `rejects/`. The parts under `state/checkpoints/` stay until they expire: another line
+   * of invocations of the same file (a continuation Lambda delivered twice) may still
+   * join the ones both lines share, and would fail if they were gone. Best effort
    * (logged): leftovers trigger nothing, while throwing now would retry a finished file
    * whose parts may already be gone.
    */
   async removeParts(chain: string, logger: Logger): Promise<void> {
     for (const [index] of this.earlier.parts.entries()) {
       const name = this.partName(chain, index);
+      if (!isEarlierVersionsPart(name)) continue;
       try {
         await this.artifacts.removeRejectsPart(name);
       } catch (error) {

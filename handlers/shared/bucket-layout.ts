@@ -78,7 +78,12 @@ export function dryRunMemoryKey(sourceKey: string, name: string): string {
  * `rejects/<source key>.part-<chain>-<n>`.
  */
 export function rejectsPartKey(sourceKey: string, name: string): string {
-  return /^[0-9a-f-]{36}-\d+$/.test(name)
+  return isEarlierVersionsPart(name)
     ? `${rejectsKey(sourceKey)}.part-${name}`
     : `${STATE_PREFIX}checkpoints/${sourceKey}.rejects-${name}`;
+}
+
+/** A rejects part an earlier version named `<chain>-<n>` and kept under `rejects/`. */
+export function isEarlierVersionsPart(name: string): boolean {
+  return /^[0-9a-f-]{36}-\d+$/.test(name);
 }

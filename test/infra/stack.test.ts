@@ -522,7 +522,8 @@ describe("least privilege", () => {
     ]);
     expect(prefixes("s3:GetObjectTagging")).toEqual(["/athena-results/*", "/reprocess/*"]);
     expect(prefixes("s3:PutObject")).toEqual(["/rejects/*", "/reports/*", "/state/*"]);
-    // Stale rejects of a clean re-run, and a continued file's rejects parts and checkpoint.
+    // Stale rejects of a clean re-run; a continued file's checkpoint, dry-run memories and an
+    // earlier version's rejects parts.
     expect(prefixes("s3:DeleteObject")).toEqual(["/rejects/*", "/state/checkpoints/*"]);
   });
 

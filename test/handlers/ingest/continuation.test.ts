@@ -76,6 +76,14 @@ describe("parseContinuation", () => {
       { rejects: { rows: 1, parts: [80], names: ["../x"] } },
     ],
     ["a rejects part size that is no count", { rejects: { rows: 1, parts: [-1] } }],
+    [
+      "a rejects part of another chain",
+      { rejects: { rows: 1, parts: [80], names: ["1b6f1a2c-3d4e-4f50-8a6b-7c8d9e0f1a2b-1-0a"] } },
+    ],
+    [
+      "one rejects part named twice",
+      { rejects: { rows: 2, parts: [80, 80], names: [`${CHAIN}-1-0a`, `${CHAIN}-1-0a`] } },
+    ],
   ])("refuses %s", (_, overrides) => {
     expect(() => parseContinuation({ trackingSyncContinuation: state(overrides) })).toThrow(
       /Invalid continuation event/,

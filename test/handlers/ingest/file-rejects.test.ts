@@ -239,9 +239,31 @@ describe("FileRejects.handOver", () => {
 });
 
 describe("FileRejects.removeParts", () => {
-  it("removes every earlier part of the chain", async () => {
-    const { store, rejectsOf } = setup();
+  /** Two parts as an earlier version handed them over: `rejects/<key>.part-<chain>-<n>`. */
+  function earlierVersionsParts(store: FakeArtifactStore): RejectsProgress {
+    const first = HEADER_LINE + rowLine(3);
+    const second = rowLine(9);
+    store.put(BUCKET, rejectsPartKey(SOURCE_KEY, `${CHAIN}-1`), first);
+    store.put(BUCKET, rejectsPartKey(SOURCE_KEY, `${CHAIN}-2`), second);
+    return { rows: 2, parts: [Buffer.byteLength(first), Buffer.byteLength(second)] };
+  }
+
+  it("leaves this version's parts to expire under state/checkpoints/: another line of the file may still join them", async () => {
+    const { store, rejectsOf, partText } = setup();
     const progress = await twoPartsHandedOver(rejectsOf);
+    const logger = createLogger({}, { write: () => {} });
+
+    await rejectsOf(progress).removeParts(CHAIN, logger);
+
+    expect(partText(FIRST)).toBeDefined();
+    expect(partText(SECOND)).toBeDefined();
+    expect(store.count("removeRejectsPart")).toBe(0);
+    expect(store.keys(BUCKET).every((key) => key.startsWith("state/checkpoints/"))).toBe(true);
+  });
+
+  it("removes the parts an earlier version left under rejects/", async () => {
+    const { store, rejectsOf } = setup();
+    const progress = earlierVersionsParts(store);
     const logger = createLogger({}, { write: () => {} });
 
     await rejectsOf(progress).removeParts(CHAIN, logger);
@@ -251,20 +273,20 @@ describe("FileRejects.removeParts", () => {
 
   it("is best effort: a failed removal is logged and the other parts still go", async () => {
     const { store, rejectsOf, partText } = setup();
-    const progress = await twoPartsHandedOver(rejectsOf);
+    const progress = earlierVersionsParts(store);
     store.failNext("removeRejectsPart", new Error("SlowDown"));
     const lines: string[] = [];
     const logger = createLogger({}, { write: (line) => lines.push(line) });
 
     await rejectsOf(progress).removeParts(CHAIN, logger);
 
-    expect(partText(FIRST)).toBeDefined();
-    expect(partText(SECOND)).toBeUndefined();
+    expect(partText(`${CHAIN}-1`)).toBeDefined();
+    expect(partText(`${CHAIN}-2`)).toBeUndefined();
     expect(lines.map((line) => JSON.parse(line))).toEqual([
       expect.objectContaining({
         level: "warn",
         message: "Could not remove a continuation leftover",
-        leftover: rejectsPartKey(SOURCE_KEY, FIRST),
+        leftover: rejectsPartKey(SOURCE_KEY, `${CHAIN}-1`),
         error: { name: "Error", message: "SlowDown" },
       }),
     ]);

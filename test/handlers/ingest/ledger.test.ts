@@ -896,8 +896,9 @@ describe("MongoFactLedger: a crashed run retried", () => {
     const second = [resolved(3, X, "web-a", 130), resolved(4, Y, "web-a", 40)];
     const reference = await freshDb("clean");
     const clean = new Writer(reference, "run-v");
-    await clean.all(first);
+    const cleanFirst = await clean.all(first);
     const cleanSecond = await clean.all(second);
+    expect(cleanFirst.superseded).toBe(0);
     expect(cleanSecond.superseded).toBe(1);
 
     const crashed = new Writer(db, "run-v");
@@ -905,12 +906,40 @@ describe("MongoFactLedger: a crashed run retried", () => {
     await crashed.place(second);
     const retry = new Writer(db, "run-v");
     const retriedFirst = await retry.all(first);
-    // Line 2 was already replaced by line 3 in this run: counted, not written.
-    expect(retriedFirst).toMatchObject({ placed: [], superseded: 1 });
+    // Line 2 was already replaced by line 3 in this run: not written, and (as in the clean
+    // run) its warning comes with the batch of line 3, the row that replaces it.
+    expect(retriedFirst).toMatchObject({ placed: [], superseded: 0 });
     expect(retriedFirst.unplaced.map((row) => row.row.line)).toEqual([2]);
     const retriedSecond = await retry.all(second);
-    expect(retriedSecond.superseded).toBe(0);
+    expect(retriedSecond.superseded).toBe(1);
 
+    expect(await problemsOf(db)).toEqual([]);
+    expect(await snapshot(db)).toEqual(await snapshot(reference));
+  });
+});
+
+describe("MongoFactLedger: duplicate rows and a retry that starts between them", () => {
+  it("counts the later row's warning when a continuation is retried from a checkpoint after a dead attempt read past it", async () => {
+    const first = [resolved(2, X, "web-a", 110)];
+    const second = [resolved(3, Y, "web-a", 40)];
+    const third = [resolved(4, X, "web-a", 130)];
+    const reference = await freshDb("clean");
+    const clean = new Writer(reference, "run-v");
+    const cleanCounts = [];
+    for (const batch of [first, second, third])
+      cleanCounts.push((await clean.all(batch)).superseded);
+    expect(cleanCounts).toEqual([0, 0, 1]);
+
+    // The run committed batch 1 (its checkpoint), a dead attempt went on through batch 3,
+    // and the retry starts from the checkpoint: it never sees line 2 again.
+    const crashed = new Writer(db, "run-v");
+    await crashed.all(first);
+    await crashed.all(second);
+    await crashed.all(third);
+    const retry = new Writer(db, "run-v");
+    const retried = [(await retry.all(second)).superseded, (await retry.all(third)).superseded];
+
+    expect(retried).toEqual([0, 1]);
     expect(await problemsOf(db)).toEqual([]);
     expect(await snapshot(db)).toEqual(await snapshot(reference));
   });
