@@ -1,6 +1,6 @@
 import type { Logger } from "../shared/logger";
 import type { CsvEnd, CsvRecord } from "./csv-rows";
-import { groupIntoUpdates, type PlacedRow, type ResolvedRow } from "./entry-batch";
+import { groupIntoUpdates, type PlacedRow, type ResolvedRow, UNPLACED } from "./entry-batch";
 import type { FactLedger, LedgerBatch } from "./ledger";
 import type { OrderResolver } from "./order-resolver";
 import type { PublicationDirectory } from "./publications";
@@ -17,9 +17,6 @@ import type { BatchWriteResult, EntryWriter, RemovalResult } from "./writer";
  * not give each row a second, out-of-object property store.
  */
 type PipelineRow = PlacedRow & { record: CsvRecord };
-
-/** A row's provenance until the ledger places it. */
-const UNPLACED: PlacedRow["provenance"] = Object.freeze({ rev: 0, run: "", line: 0 });
 
 /** Records read since the last batch boundary, in file order (the unit of one bulk write). */
 export class RowBatch {

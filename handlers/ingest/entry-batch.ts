@@ -23,6 +23,9 @@ export interface PlacedRow extends ResolvedRow {
   sameAsThisRun?: boolean;
 }
 
+/** A row's provenance until the ledger places it: such a row is never written. */
+export const UNPLACED: PlacedRow["provenance"] = Object.freeze({ rev: 0, run: "", line: 0 });
+
 /** `R`: the caller's rows, handed back as given (with what it keeps for a failed write). */
 export interface GroupedUpdates<R extends PlacedRow = PlacedRow> {
   updates: EntryUpdate[];
@@ -45,6 +48,11 @@ export function groupIntoUpdates<R extends PlacedRow>(rows: readonly R[]): Group
   let superseded = 0;
   for (const resolved of rows) {
     const { row, target } = resolved;
+    if (resolved.provenance === UNPLACED) {
+      throw new Error(
+        `Row on line ${row.line} reached the entry writes without the ledger placing it`,
+      );
+    }
     const groupKey = `${target.orderId}\u0000${target.itemPath}\u0000${row.reportDate}`;
     let group = groups.get(groupKey);
     if (!group) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { groupIntoUpdates, type PlacedRow } from "../../../handlers/ingest/entry-batch";
+import { groupIntoUpdates, type PlacedRow, UNPLACED } from "../../../handlers/ingest/entry-batch";
 import type { EntryTarget } from "../../../handlers/ingest/order-resolver";
 import type { ValidRow } from "../../../handlers/ingest/validate-row";
 
@@ -128,5 +128,11 @@ describe("groupIntoUpdates", () => {
     expect(byCreative["cr_spring-sale_5"]).toBe(5);
     expect(contributions.map((c) => c.key)).toEqual(contributions.map((c) => c.key).sort());
     expect(grouped.rowCounts).toEqual([14]);
+  });
+
+  it("refuses a row the ledger has not placed, instead of writing it without provenance", () => {
+    const row = { ...resolved({}), provenance: UNPLACED };
+
+    expect(() => groupIntoUpdates([row])).toThrow(/without the ledger placing it/);
   });
 });
