@@ -297,9 +297,15 @@ export function decide(
     !seenHere || storedFirst !== undefined
       ? Math.min(storedFirst ?? batchFirst, batchFirst)
       : undefined;
+  // One object per row, and no `first: undefined` (the driver would store it as null).
+  const storedSeen = stored?.seen as FactDocument["seen"];
   const seen: FactDocument["seen"] = supersededByLater
-    ? { ...(stored?.seen as FactDocument["seen"]), ...(first !== undefined ? { first } : {}) }
-    : { run, line: row.line, ...(first !== undefined ? { first } : {}) };
+    ? first !== undefined && first !== storedFirst
+      ? { ...storedSeen, first }
+      : storedSeen
+    : first !== undefined
+      ? { run, line: row.line, first }
+      : { run, line: row.line };
   const same =
     stored !== undefined &&
     sameEntry(stored.entry, candidate.entry) &&
