@@ -286,7 +286,8 @@ export function decide(
   const supersededByLater = seenHere && (stored?.seen.line ?? 0) > row.line;
   // The batch's rows of this identity are the candidate and its earlier rows (file order).
   const batchFirst = candidate.earlierRows[0]?.row.line ?? row.line;
-  const storedFirst = seenHere ? stored?.seen.first : undefined;
+  const storedFirst =
+    seenHere && typeof stored?.seen.first === "number" ? stored.seen.first : undefined;
   // Whether the run met this identity before the batch: by the first line it met it on
   // (so a retry that starts between two rows of a dead attempt counts as a clean run);
   // on a fact from before `first` was kept, by its last line, as before.
