@@ -296,6 +296,13 @@ export class FakeArtifactStore {
       run(operation, key, (path) => {
         this.objects.delete(path);
       });
+    /** A stored object as S3's GetObject streams it, in chunks of `chunk` bytes; NoSuchKey if absent. */
+    const readBytes = (operation: ArtifactOperation, key: string, chunk: number) =>
+      run(operation, key, (path) => {
+        const bytes = this.objects.get(path);
+        if (!bytes) throw noSuchKey(key);
+        return { body: chunksOf(bytes, chunk), size: bytes.length };
+      });
     return {
       writeReport: (report) => putJson("writeReport", reportKey(object.key), report),
       // A conditional PUT: only over the version it names, as S3's If-Match.
@@ -314,20 +321,12 @@ export class FakeArtifactStore {
       writeRejectsPart: (name, content) =>
         putBytes("writeRejectsPart", rejectsPartKey(object.key, name), content),
       readRejectsPart: (name) =>
-        run("readRejectsPart", rejectsPartKey(object.key, name), (path) => {
-          const bytes = this.objects.get(path);
-          if (!bytes) throw noSuchKey(rejectsPartKey(object.key, name));
-          return { body: chunksOf(bytes, 1024), size: bytes.length };
-        }),
+        readBytes("readRejectsPart", rejectsPartKey(object.key, name), 1024),
       removeRejectsPart: (name) => remove("removeRejectsPart", rejectsPartKey(object.key, name)),
       writeDryRunMemory: (name, content) =>
         putBytes("writeDryRunMemory", dryRunMemoryKey(object.key, name), content),
       readDryRunMemory: (name) =>
-        run("readDryRunMemory", dryRunMemoryKey(object.key, name), (path) => {
-          const bytes = this.objects.get(path);
-          if (!bytes) throw noSuchKey(dryRunMemoryKey(object.key, name));
-          return { body: chunksOf(bytes, 1000), size: bytes.length };
-        }),
+        readBytes("readDryRunMemory", dryRunMemoryKey(object.key, name), 1000),
       removeDryRunMemory: (name) => remove("removeDryRunMemory", dryRunMemoryKey(object.key, name)),
     };
   }
