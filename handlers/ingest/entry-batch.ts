@@ -39,7 +39,7 @@ export interface GroupedUpdates<R extends PlacedRow = PlacedRow> {
 
 /**
  * Groups a batch's resolved rows by upsert key into ONE update per entry (one upsert of
- * the batch's bulkWrite). Within an entry, a row with the same contribution key as an
+ * the batch's bulk write). Within an entry, a row with the same contribution key as an
  * earlier one replaces it, as a row-by-row upsert would (Athena's grouped output never
  * repeats one).
  */

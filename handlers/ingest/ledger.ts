@@ -1,17 +1,12 @@
 import { createHash, randomBytes } from "node:crypto";
-import {
-  type AnyBulkWriteOperation,
-  type Collection,
-  type Document,
-  type Filter,
-  MongoBulkWriteError,
-} from "mongodb";
+import type { Collection, Document, Filter } from "mongodb";
 import { startOfDay, toIsoDate } from "../shared/dates";
 import { CompactMap, digest64 } from "./compact-map";
 import type { PlacedRow, ResolvedRow } from "./entry-batch";
 import { contributionKey, type EntryKey, type Removal, SOURCE } from "./entry-update";
 import { MongoUnavailableError } from "./errors";
 import { asMongoUnavailable } from "./mongo";
+import { insertUnordered, type UpdateStatement, updateUnordered } from "./write-commands";
 
 export const FACTS_COLLECTION = "tracking_sync_facts";
 export const RUNS_COLLECTION = "tracking_sync_runs";
@@ -407,6 +402,9 @@ export function nextFact(
   };
 }
 
+/** One fact write: an insert of a new fact, or an update statement of a stored one. */
+export type FactWrite = { insert: FactDocument } | { update: UpdateStatement };
+
 /**
  * The fact write of one decision, a compare-and-set: a new fact is an insert, which
  * collides on `_id` (E11000) when another run inserted it first; a stored one is an
@@ -420,26 +418,22 @@ function factOperation(
   run: string,
   now: Date,
   placedBy: string,
-): AnyBulkWriteOperation<FactDocument> {
+): FactWrite {
   const fact = nextFact(decision, stored, run, now);
   fact.placedBy = placedBy;
-  if (!stored) return { insertOne: { document: fact } };
-  const filter = { _id: fact._id, rev: stored.rev } as Filter<FactDocument>;
+  if (!stored) return { insert: fact };
+  const q = { _id: fact._id, rev: stored.rev };
   if (decision.same || decision.supersededByLater) {
     // Only who saw it last (and what is still stale) changes: a small update.
     return {
-      updateOne: {
-        filter,
-        update: { $set: { seen: fact.seen, stale: fact.stale, placedBy } },
-        upsert: true,
-      },
+      update: { q, u: { $set: { seen: fact.seen, stale: fact.stale, placedBy } }, upsert: true },
     };
   }
   const { _id, ...fields } = fact;
   // A value this run already changed keeps what it replaced: the value before this run
   // (what an undo of this file restores), not this run's own earlier row.
   if (stored.run === run) delete (fields as Partial<FactDocument>).replaced;
-  return { updateOne: { filter, update: { $set: fields }, upsert: true } };
+  return { update: { q, u: { $set: fields }, upsert: true } };
 }
 
 /** Entries to take each identity out of: its stale entries, grouped per entry and day. */
@@ -511,8 +505,9 @@ interface PlacedFacts {
 }
 
 /**
- * The ledger of a real run, in MongoDB. Per batch: one `find` of the batch's facts, one
- * unordered `bulkWrite` that sets each fact by compare-and-set on its revision (an
+ * The ledger of a real run, in MongoDB. Per batch: one `find` of the batch's facts, an
+ * unordered `insert` of the new facts and `update` of the stored ones (write-commands.ts)
+ * that sets each fact by compare-and-set on its revision (an
  * insert, or an upsert filtered on `_id` and the stored `rev`: when another writer
  * changed the fact in between, the upsert collides on `_id` with E11000 and the row is
  * placed again from the fact as it is now). After the entries are written, one `find`
@@ -623,7 +618,7 @@ export class MongoFactLedger implements FactLedger {
       placedBy,
     );
     const takeBack: { key: string; reportDate: string; rev: number; from: EntryRef[] }[] = [];
-    const clear: AnyBulkWriteOperation<FactDocument>[] = [];
+    const clear: UpdateStatement[] = [];
     for (const decision of mine) {
       const { id, entry, key } = decision.candidate;
       const now = changed.get(id);
@@ -638,14 +633,12 @@ export class MongoFactLedger implements FactLedger {
           });
         }
       } else if (decision.stale.length > 0) {
-        clear.push({
-          updateOne: { filter: { _id: id, rev: decision.rev }, update: { $set: { stale: [] } } },
-        });
+        clear.push({ q: { _id: id, rev: decision.rev }, u: { $set: { stale: [] } } });
       }
     }
     if (clear.length > 0) {
       try {
-        await this.facts.bulkWrite(clear, { ordered: false });
+        await updateUnordered(this.facts, clear);
       } catch (error) {
         throw asMongoUnavailable(error, `writing ${FACTS_COLLECTION}`);
       }
@@ -675,22 +668,37 @@ export class MongoFactLedger implements FactLedger {
     }
   }
 
-  /** The indexes of the operations that lost a compare-and-set. */
-  private async write(operations: AnyBulkWriteOperation<FactDocument>[]): Promise<Set<number>> {
-    const conflicts = new Set<number>();
-    try {
-      await this.facts.bulkWrite(operations, { ordered: false });
-    } catch (error) {
-      const writeErrors =
-        error instanceof MongoBulkWriteError
-          ? Array.isArray(error.writeErrors)
-            ? error.writeErrors
-            : [error.writeErrors]
-          : [];
-      if (writeErrors.length === 0 || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) {
-        throw asMongoUnavailable(error, `writing ${FACTS_COLLECTION}`);
+  /** The indexes of the writes that lost a compare-and-set. */
+  private async write(writes: readonly FactWrite[]): Promise<Set<number>> {
+    const inserts: FactDocument[] = [];
+    const insertAt: number[] = [];
+    const updates: UpdateStatement[] = [];
+    const updateAt: number[] = [];
+    writes.forEach((write, index) => {
+      if ("insert" in write) {
+        inserts.push(write.insert);
+        insertAt.push(index);
+      } else {
+        updates.push(write.update);
+        updateAt.push(index);
       }
-      for (const writeError of writeErrors) conflicts.add(writeError.index);
+    });
+    const conflicts = new Set<number>();
+    const lost = (at: readonly number[], errors: readonly { index: number; code: number }[]) => {
+      for (const error of errors) {
+        if (error.code !== DUPLICATE_KEY) {
+          throw new MongoUnavailableError(`writing ${FACTS_COLLECTION}: ${JSON.stringify(error)}`);
+        }
+        conflicts.add(at[error.index] as number);
+      }
+    };
+    try {
+      if (inserts.length > 0)
+        lost(insertAt, (await insertUnordered(this.facts, inserts)).writeErrors);
+      if (updates.length > 0)
+        lost(updateAt, (await updateUnordered(this.facts, updates)).writeErrors);
+    } catch (error) {
+      throw asMongoUnavailable(error, `writing ${FACTS_COLLECTION}`);
     }
     return conflicts;
   }

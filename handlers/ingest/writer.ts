@@ -1,11 +1,4 @@
-import {
-  type AnyBulkWriteOperation,
-  type BulkWriteResult,
-  type Collection,
-  type Document,
-  MongoBulkWriteError,
-  type WriteError,
-} from "mongodb";
+import type { Collection, Document } from "mongodb";
 import { CompactMap, digest64 } from "./compact-map";
 import {
   applyEntryUpdate,
@@ -21,6 +14,12 @@ import {
 import { MongoUnavailableError } from "./errors";
 import type { RemovalTarget } from "./ledger";
 import { asMongoUnavailable } from "./mongo";
+import {
+  deleteOneEach,
+  type UpdateOutcome,
+  type UpdateStatement,
+  updateUnordered,
+} from "./write-commands";
 
 /** What one batch's updates did (or, in a dry run, would do). Counts are per entry per batch. */
 export interface BatchWriteResult {
@@ -70,7 +69,7 @@ export interface MongoEntryWriterOptions {
 }
 
 /**
- * Real runs: one unordered `bulkWrite` per batch of `updateOne` upserts, each filtered on
+ * Real runs: one unordered `update` command per batch of upserts (write-commands.ts), each filtered on
  * exactly the entry's key (the unique index). Every upsert is idempotent, so a retry
  * after any failure ends in the state a clean run gives.
  *
@@ -147,7 +146,7 @@ export class MongoEntryWriter implements EntryWriter {
     return result;
   }
 
-  /** The bulkWrite rounds of one batch: insert-first entries, then the pipeline for the rest. */
+  /** The update rounds of one batch: insert-first entries, then the pipeline for the rest. */
   private async send(
     updates: readonly EntryUpdate[],
     firstPending: number[],
@@ -159,37 +158,31 @@ export class MongoEntryWriter implements EntryWriter {
     let inserting = firstInserting;
     const now = this.now();
     for (let attempt = 1; pending.length > 0; attempt++) {
-      const operations: AnyBulkWriteOperation[] = pending.map((index) => {
+      const statements: UpdateStatement[] = pending.map((index) => {
         const update = updates[index] as EntryUpdate;
         const change = inserting.has(index)
           ? { $setOnInsert: insertedFields(update, now) }
           : buildUpdatePipeline(update);
-        return { updateOne: { filter: update.key, update: change, upsert: true } };
+        return { q: update.key, u: change, upsert: true };
       });
-      let outcome: BulkWriteResult;
-      let writeErrors: WriteError[] = [];
+      let outcome: UpdateOutcome;
       try {
-        outcome = await this.entries.bulkWrite(operations, { ordered: false });
+        // Per-statement errors come back in the outcome; anything else (an outage, a
+        // failed command) fails the object as a unit and Lambda retries it.
+        outcome = await updateUnordered(this.entries, statements);
       } catch (error) {
-        // Only per-operation errors are handled here; anything else (an outage, a failed
-        // command) fails the object as a unit and Lambda retries it.
-        if (error instanceof MongoBulkWriteError) {
-          writeErrors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
-        }
-        if (!(error instanceof MongoBulkWriteError) || writeErrors.length === 0) {
-          throw asMongoUnavailable(error, "writing performance_entries");
-        }
-        outcome = error.result;
+        throw asMongoUnavailable(error, "writing performance_entries");
       }
-      const settled = outcome.upsertedCount + outcome.matchedCount + writeErrors.length;
-      if (settled !== operations.length) {
-        // The driver stops after a split batch with errors: never count unsent writes as done.
+      const { writeErrors } = outcome;
+      const settled = outcome.upserted.length + outcome.matched + writeErrors.length;
+      if (settled !== statements.length) {
+        // Never count unsent or unanswered writes as done.
         throw new MongoUnavailableError(
-          `bulkWrite settled ${settled} of ${operations.length} entry upserts`,
+          `update settled ${settled} of ${statements.length} entry upserts`,
         );
       }
       const failedAt = new Map(writeErrors.map((writeError) => [writeError.index, writeError]));
-      const insertedAt = outcome.upsertedIds;
+      const insertedAt = new Set(outcome.upserted);
       const retry: number[] = [];
       // An insert-only upsert that matched changed nothing: the entry exists, so it is
       // merged by the pipeline next round (not counted yet, and not an attempt used up).
@@ -197,7 +190,7 @@ export class MongoEntryWriter implements EntryWriter {
       for (const [position, index] of pending.entries()) {
         const writeError = failedAt.get(position);
         if (writeError === undefined) {
-          if (inserting.has(index) && insertedAt[position] === undefined) {
+          if (inserting.has(index) && !insertedAt.has(position)) {
             insertOnlyMatched++;
             retry.push(index);
           }
@@ -212,37 +205,41 @@ export class MongoEntryWriter implements EntryWriter {
           });
       }
       if (attempt === 1) onFirstRound(insertOnlyMatched);
-      result.inserted += outcome.upsertedCount;
-      result.updated += outcome.modifiedCount;
-      result.unchanged += outcome.matchedCount - outcome.modifiedCount - insertOnlyMatched;
+      result.inserted += outcome.upserted.length;
+      result.updated += outcome.modified;
+      result.unchanged += outcome.matched - outcome.modified - insertOnlyMatched;
       pending = retry;
       inserting = new Set();
     }
   }
 
   /**
-   * Two unordered `bulkWrite`s: the removal pipelines of the old entries (never an
-   * upsert), then a `deleteOne` of each of them that was left with no contribution (one
-   * command each: an ordered bulk that alternates updates and deletes costs a command per
-   * operation). The filters carry `source: "automated"`, so no other entry is touched.
+   * Two unordered commands: an `update` with the removal pipelines of the old entries
+   * (never an upsert), then a `delete` of each of them that was left with no contribution
+   * (one command each: an ordered bulk that alternates updates and deletes costs a
+   * command per operation). The filters carry `source: "automated"`, so no other entry is touched.
    */
   async remove(targets: readonly RemovalTarget[]): Promise<RemovalResult> {
     if (targets.length === 0) return { updated: 0, deleted: 0 };
     let modified: number;
     let deleted: number;
     try {
-      const updates = await this.entries.bulkWrite(
-        targets.map((target) => ({
-          updateOne: { filter: target.key, update: buildRemovalPipeline(target.removals) },
-        })),
-        { ordered: false },
+      const updates = await updateUnordered(
+        this.entries,
+        targets.map((target) => ({ q: target.key, u: buildRemovalPipeline(target.removals) })),
       );
-      modified = updates.modifiedCount;
-      const deletes = await this.entries.bulkWrite(
-        targets.map((target) => ({ deleteOne: { filter: { ...target.key, ...EMPTY_ENTRY } } })),
-        { ordered: false },
+      const deletes = await deleteOneEach(
+        this.entries,
+        targets.map((target) => ({ ...target.key, ...EMPTY_ENTRY })),
       );
-      deleted = deletes.deletedCount;
+      const failed = updates.writeErrors[0] ?? deletes.writeErrors[0];
+      if (failed) {
+        throw new MongoUnavailableError(
+          `taking moved contributions out of performance_entries: ${failed.errmsg ?? failed.code}`,
+        );
+      }
+      modified = updates.modified;
+      deleted = deletes.deleted;
     } catch (error) {
       throw asMongoUnavailable(error, "taking moved contributions out of performance_entries");
     }

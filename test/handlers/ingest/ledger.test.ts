@@ -1,5 +1,4 @@
 import {
-  type AnyBulkWriteOperation,
   type Collection,
   type CommandStartedEvent,
   type Db,
@@ -308,27 +307,37 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 }
 
 /**
- * The facts collection with its next `bulkWrite` held until `gate` opens, or with
- * `before` run ahead of every `bulkWrite` (another writer's change landing in between).
+ * The facts collection with its next write command (`insert` or `update`, sent through
+ * `collection.db.command`) held until `gate` opens, or with `before` run ahead of every
+ * write command (another writer's change landing in between).
  */
 function interceptedFacts(
   facts: Collection<FactDocument>,
   options: { gate?: Promise<void>; reached?: () => void; before?: () => Promise<void> },
 ): Collection<FactDocument> {
   let held = false;
-  return new Proxy(facts, {
+  const db = new Proxy(facts.db, {
     get(target, property) {
-      if (property === "bulkWrite") {
-        return async (operations: AnyBulkWriteOperation<FactDocument>[], bulkOptions: object) => {
-          if (options.gate && !held) {
-            held = true;
-            options.reached?.();
-            await options.gate;
+      if (property === "command") {
+        return async (command: Document, commandOptions?: object) => {
+          if ("insert" in command || "update" in command) {
+            if (options.gate && !held) {
+              held = true;
+              options.reached?.();
+              await options.gate;
+            }
+            await options.before?.();
           }
-          await options.before?.();
-          return target.bulkWrite(operations, bulkOptions);
+          return target.command(command, commandOptions);
         };
       }
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return new Proxy(facts, {
+    get(target, property) {
+      if (property === "db") return db;
       const value = Reflect.get(target, property, target);
       return typeof value === "function" ? value.bind(target) : value;
     },

@@ -88,7 +88,7 @@ describe("MongoEntryWriter against MongoDB", () => {
     writer = new MongoEntryWriter(entries);
   });
 
-  it("sends a batch as one bulkWrite of upserts filtered on exactly the entry key", async () => {
+  it("sends a batch as one update command of upserts filtered on exactly the entry key", async () => {
     await writer.write([entryUpdate("web-1", "cr_1", "One")]);
     const batch = [entryUpdate("web-1", "cr_2", "Two"), entryUpdate("web-2", "cr_3", "Three")];
 

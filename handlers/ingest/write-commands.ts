@@ -1,0 +1,178 @@
+import type { Collection, Document } from "mongodb";
+import { MongoServerError } from "mongodb";
+import { MongoUnavailableError } from "./errors";
+
+/**
+ * Unordered `insert`, `update` and `delete` commands, sent as MongoDB's own write commands
+ * (`db.command`) rather than through `collection.bulkWrite`.
+ *
+ * The two put the same statements on the wire. What differs is the client's work per
+ * statement: bulkWrite wraps every operation, serializes it into a buffer of its own (for
+ * the size check and the batch split), copies those buffers into the message and builds a
+ * result that names every inserted or upserted id. A command is one document, serialized
+ * in one pass. The ingest writes one fact and about one entry statement per row, and on
+ * the benchmark that per-statement work cost more than the ledger's own logic
+ * (BENCHMARKS.md, "Write commands").
+ *
+ * What bulkWrite did that these do here:
+ * - **Splitting.** A command holds at most `MAX_STATEMENTS` statements. A command too
+ *   large for one BSON document is refused as a whole before anything is applied. The
+ *   client refuses past its 17 MB buffer; the server refuses past 16 MB + 16 KB with
+ *   `BSONObjectTooLarge`. It is then sent again in two halves.
+ * - **Write concern.** The collection's write concern is sent with each command.
+ * - **Errors.** Statement errors come back indexed into the caller's list. A write
+ *   concern error throws `MongoUnavailableError`: the statements may have been applied,
+ *   and every caller's writes are idempotent, so the file's retry is safe. Not done: the
+ *   one automatic retry of a retryable write. A broken connection fails the batch, and
+ *   the file is retried the same way.
+ */
+
+/** What a command needs of a collection (any schema): its database, name and write concern. */
+export type CommandTarget = Pick<Collection, "db" | "collectionName" | "writeConcern">;
+
+/** Statements per command at most (the server takes up to 100,000). */
+export const MAX_STATEMENTS = 10_000;
+
+/** A statement the server refused, by its index in the caller's list. */
+export interface StatementError {
+  index: number;
+  code: number;
+  errmsg?: string;
+}
+
+/** One statement of an `update` command (never `multi`). */
+export interface UpdateStatement {
+  q: Document;
+  u: Document | Document[];
+  upsert?: boolean;
+}
+
+export interface InsertOutcome {
+  inserted: number;
+  writeErrors: StatementError[];
+}
+
+export interface UpdateOutcome {
+  /** Statements whose filter matched a document (upserts that inserted are not counted). */
+  matched: number;
+  modified: number;
+  /** Indexes of the statements that inserted a document (upserts). */
+  upserted: number[];
+  writeErrors: StatementError[];
+}
+
+/** `insert` of `documents`, unordered: a failing document does not stop the others. */
+export async function insertUnordered(
+  collection: CommandTarget,
+  documents: readonly Document[],
+): Promise<InsertOutcome> {
+  const outcome: InsertOutcome = { inserted: 0, writeErrors: [] };
+  await sendAll(collection, "insert", "documents", documents, 0, (reply, offset) => {
+    outcome.inserted += reply.n ?? 0;
+    addErrors(outcome.writeErrors, reply, offset);
+  });
+  return outcome;
+}
+
+/** `update` of `statements`, unordered: a failing statement does not stop the others. */
+export async function updateUnordered(
+  collection: CommandTarget,
+  statements: readonly UpdateStatement[],
+): Promise<UpdateOutcome> {
+  const outcome: UpdateOutcome = { matched: 0, modified: 0, upserted: [], writeErrors: [] };
+  await sendAll(collection, "update", "updates", statements, 0, (reply, offset) => {
+    const upserted = (reply.upserted ?? []) as { index: number }[];
+    outcome.matched += (reply.n ?? 0) - upserted.length;
+    outcome.modified += reply.nModified ?? 0;
+    for (const { index } of upserted) outcome.upserted.push(offset + index);
+    addErrors(outcome.writeErrors, reply, offset);
+  });
+  return outcome;
+}
+
+/** `delete` of one document per filter, unordered; returns how many were deleted. */
+export async function deleteOneEach(
+  collection: CommandTarget,
+  filters: readonly Document[],
+): Promise<{ deleted: number; writeErrors: StatementError[] }> {
+  const outcome = { deleted: 0, writeErrors: [] as StatementError[] };
+  const statements = filters.map((q) => ({ q, limit: 1 }));
+  await sendAll(collection, "delete", "deletes", statements, 0, (reply, offset) => {
+    outcome.deleted += reply.n ?? 0;
+    addErrors(outcome.writeErrors, reply, offset);
+  });
+  return outcome;
+}
+
+function addErrors(into: StatementError[], reply: Document, offset: number): void {
+  for (const error of (reply.writeErrors ?? []) as StatementError[]) {
+    into.push({ index: offset + error.index, code: error.code, errmsg: error.errmsg });
+  }
+}
+
+async function sendAll(
+  collection: CommandTarget,
+  command: "insert" | "update" | "delete",
+  field: "documents" | "updates" | "deletes",
+  items: readonly Document[],
+  offset: number,
+  onReply: (reply: Document, offset: number) => void,
+): Promise<void> {
+  for (let start = 0; start < items.length; start += MAX_STATEMENTS) {
+    await send(
+      collection,
+      command,
+      field,
+      items.slice(start, start + MAX_STATEMENTS),
+      offset + start,
+      onReply,
+    );
+  }
+}
+
+async function send(
+  collection: CommandTarget,
+  command: "insert" | "update" | "delete",
+  field: "documents" | "updates" | "deletes",
+  items: readonly Document[],
+  offset: number,
+  onReply: (reply: Document, offset: number) => void,
+): Promise<void> {
+  const body: Document = { [command]: collection.collectionName, [field]: items, ordered: false };
+  const writeConcern = collection.writeConcern;
+  if (writeConcern) {
+    const concern: Document = {};
+    if (writeConcern.w !== undefined) concern.w = writeConcern.w;
+    if (writeConcern.journal !== undefined) concern.j = writeConcern.journal;
+    if (writeConcern.wtimeoutMS !== undefined) concern.wtimeout = writeConcern.wtimeoutMS;
+    if (Object.keys(concern).length > 0) body.writeConcern = concern;
+  }
+  let reply: Document;
+  try {
+    reply = await collection.db.command(body);
+  } catch (error) {
+    if (items.length > 1 && tooLarge(error)) {
+      const half = Math.ceil(items.length / 2);
+      await send(collection, command, field, items.slice(0, half), offset, onReply);
+      await send(collection, command, field, items.slice(half), offset + half, onReply);
+      return;
+    }
+    throw error;
+  }
+  if (reply.writeConcernError) {
+    throw new MongoUnavailableError(
+      `${command} on ${collection.collectionName}: write concern not satisfied (${String(
+        reply.writeConcernError.errmsg ?? reply.writeConcernError.code,
+      )})`,
+    );
+  }
+  onReply(reply, offset);
+}
+
+/** A command refused whole for its size: the client's buffer, or the server's limit. */
+function tooLarge(error: unknown): boolean {
+  if (error instanceof RangeError) return true;
+  return error instanceof MongoServerError && error.code === BSON_OBJECT_TOO_LARGE;
+}
+
+const BSON_OBJECT_TOO_LARGE = 10334;
