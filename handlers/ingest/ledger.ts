@@ -364,26 +364,45 @@ export function decide(
   };
 }
 
-/** The fact as a decision leaves it. */
+/** Midnight of each report date, one Date per date (a file holds a handful of dates). */
+const midnights = new Map<string, Date>();
+
+/** The fact's `day`: never mutated, so the facts of one date share one Date. */
+function dayOf(reportDate: string): Date {
+  let day = midnights.get(reportDate);
+  if (day === undefined) {
+    if (midnights.size >= 1_000) midnights.clear();
+    day = startOfDay(reportDate);
+    midnights.set(reportDate, day);
+  }
+  return day;
+}
+
+/** The fact as a decision leaves it (`placedBy`: the placing batch's token, when written). */
 export function nextFact(
   decision: Decision,
   stored: FactDocument | undefined,
   run: string,
   now: Date,
+  placedBy?: string,
 ): FactDocument {
   const { candidate } = decision;
   const { row, target } = candidate.resolved;
   const { seen } = decision;
   if (stored && (decision.same || decision.supersededByLater)) {
-    return { ...stored, seen, stale: decision.stale };
+    const kept: FactDocument = { ...stored, seen, stale: decision.stale };
+    if (placedBy !== undefined) kept.placedBy = placedBy;
+    return kept;
   }
+  // One literal with every field (placedBy too): a field added later would give each
+  // fact a second property store.
   return {
     _id: candidate.id,
     creativeId: row.creativeId,
     publicationCode: row.publicationCode.toLowerCase(),
     channel: row.channel,
     adSize: row.adSize,
-    day: startOfDay(row.reportDate),
+    day: dayOf(row.reportDate),
     rev: decision.rev,
     entry: { orderId: candidate.entry.orderId, itemPath: candidate.entry.itemPath },
     itemName: target.itemName,
@@ -398,6 +417,8 @@ export function nextFact(
           : null,
     stale: decision.stale,
     seen,
+    // Undefined only for the in-memory ledger of the tests, which never serializes a fact.
+    placedBy,
     updatedAt: now,
   };
 }
@@ -419,8 +440,7 @@ function factOperation(
   now: Date,
   placedBy: string,
 ): FactWrite {
-  const fact = nextFact(decision, stored, run, now);
-  fact.placedBy = placedBy;
+  const fact = nextFact(decision, stored, run, now, placedBy);
   if (!stored) return { insert: fact };
   const q = { _id: fact._id, rev: stored.rev };
   if (decision.same || decision.supersededByLater) {
