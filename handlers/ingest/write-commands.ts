@@ -1,5 +1,4 @@
-import type { Collection, Document } from "mongodb";
-import { MongoServerError } from "mongodb";
+import { type Collection, type Document, MongoServerError, WriteConcern } from "mongodb";
 import { MongoUnavailableError } from "./errors";
 
 /**
@@ -139,14 +138,8 @@ async function send(
   onReply: (reply: Document, offset: number) => void,
 ): Promise<void> {
   const body: Document = { [command]: collection.collectionName, [field]: items, ordered: false };
-  const writeConcern = collection.writeConcern;
-  if (writeConcern) {
-    const concern: Document = {};
-    if (writeConcern.w !== undefined) concern.w = writeConcern.w;
-    if (writeConcern.journal !== undefined) concern.j = writeConcern.journal;
-    if (writeConcern.wtimeoutMS !== undefined) concern.wtimeout = writeConcern.wtimeoutMS;
-    if (Object.keys(concern).length > 0) body.writeConcern = concern;
-  }
+  // As bulkWrite would: the collection's write concern (the client's or the URI's).
+  if (collection.writeConcern) WriteConcern.apply(body, collection.writeConcern);
   let reply: Document;
   try {
     reply = await collection.db.command(body);
