@@ -1,11 +1,20 @@
-import { type Collection, type Document, MongoServerError, WriteConcern } from "mongodb";
+import {
+  type Collection,
+  type Document,
+  MongoError,
+  MongoNetworkError,
+  MongoServerError,
+  MongoWriteConcernError,
+  WriteConcern,
+} from "mongodb";
 import { MongoUnavailableError } from "./errors";
 
 /**
  * Unordered `insert`, `update` and `delete` commands, sent as MongoDB's own write commands
  * (`db.command`) rather than through `collection.bulkWrite`.
  *
- * The two put the same statements on the wire. What differs is the client's work per
+ * The server gets the same statements (bulkWrite sends them as a document sequence, with
+ * a transaction number; a command in its body). What differs is the client's work per
  * statement: bulkWrite wraps every operation, serializes it into a buffer of its own (for
  * the size check and the batch split), copies those buffers into the message and builds a
  * result that names every inserted or upserted id. A command is one document, serialized
@@ -15,19 +24,30 @@ import { MongoUnavailableError } from "./errors";
  *
  * What bulkWrite did that these do here:
  * - **Splitting.** A command holds at most `MAX_STATEMENTS` statements. A command too
- *   large for one BSON document is refused as a whole before anything is applied. The
- *   client refuses past its 17 MB buffer; the server refuses past 16 MB + 16 KB with
- *   `BSONObjectTooLarge`. It is then sent again in two halves.
- * - **Write concern.** The collection's write concern is sent with each command.
+ *   large for one BSON document is refused as a whole before anything is applied: the
+ *   client refuses past its 17 MB buffer while serializing, before a byte is written; the
+ *   server refuses past 16 MB + 16 KB with `BSONObjectTooLarge`. It is then sent again in
+ *   two halves. (bulkWrite sends document sequences of up to 48 MB; a batch of the ingest
+ *   is a few MB.)
+ * - **Write concern and BSON options** of the collection go with each command.
+ * - **One retry** after a network error or a primary stepping down, as a retryable write.
+ *   bulkWrite's retry carries a transaction number, so the server knows a statement it
+ *   already applied; these commands carry none, which is safe because every caller's
+ *   statements are idempotent: an entry upsert or removal applied twice leaves what it
+ *   left once, and a fact insert that landed before the connection broke answers E11000,
+ *   a lost compare-and-set, and is placed again from the fact as it is. Only the counts
+ *   of that batch can then differ (an entry inserted by the lost attempt counts as
+ *   updated or unchanged).
  * - **Errors.** Statement errors come back indexed into the caller's list. A write
- *   concern error throws `MongoUnavailableError`: the statements may have been applied,
- *   and every caller's writes are idempotent, so the file's retry is safe. Not done: the
- *   one automatic retry of a retryable write. A broken connection fails the batch, and
- *   the file is retried the same way.
+ *   concern error throws `MongoUnavailableError` (the statements may be applied; the
+ *   file's retry is safe for the same reason).
  */
 
-/** What a command needs of a collection (any schema): its database, name and write concern. */
-export type CommandTarget = Pick<Collection, "db" | "collectionName" | "writeConcern">;
+/** What a command needs of a collection (any schema): its database, name, write concern and BSON options. */
+export type CommandTarget = Pick<
+  Collection,
+  "db" | "collectionName" | "writeConcern" | "bsonOptions"
+>;
 
 /** Statements per command at most (the server takes up to 100,000). */
 export const MAX_STATEMENTS = 10_000;
@@ -142,7 +162,7 @@ async function send(
   if (collection.writeConcern) WriteConcern.apply(body, collection.writeConcern);
   let reply: Document;
   try {
-    reply = await collection.db.command(body);
+    reply = await runOnce(collection, body, command);
   } catch (error) {
     if (items.length > 1 && tooLarge(error)) {
       const half = Math.ceil(items.length / 2);
@@ -152,14 +172,65 @@ async function send(
     }
     throw error;
   }
-  if (reply.writeConcernError) {
-    throw new MongoUnavailableError(
-      `${command} on ${collection.collectionName}: write concern not satisfied (${String(
-        reply.writeConcernError.errmsg ?? reply.writeConcernError.code,
-      )})`,
-    );
-  }
   onReply(reply, offset);
+}
+
+/**
+ * The command, sent again once after a failure a retryable write survives (a network
+ * error or a primary stepping down), as bulkWrite's retryable writes would: every caller's
+ * statements are idempotent. A write concern error fails: the statements may be applied.
+ */
+async function runOnce(collection: CommandTarget, body: Document, command: string) {
+  const options = bsonOptionsOf(collection);
+  try {
+    return writeConcernChecked(await collection.db.command(body, options), collection, command);
+  } catch (error) {
+    if (!retryable(error)) throw writeConcernFailure(error, collection, command);
+  }
+  return writeConcernChecked(await collection.db.command(body, options), collection, command);
+}
+
+/** The driver throws MongoWriteConcernError itself; a reply that carries one fails too. */
+function writeConcernChecked(reply: Document, collection: CommandTarget, command: string) {
+  if (reply.writeConcernError) {
+    throw concernNotSatisfied(collection, command, reply.writeConcernError as Document);
+  }
+  return reply;
+}
+
+function writeConcernFailure(error: unknown, collection: CommandTarget, command: string): unknown {
+  if (!(error instanceof MongoWriteConcernError)) return error;
+  return concernNotSatisfied(collection, command, error.result?.writeConcernError ?? error);
+}
+
+function concernNotSatisfied(collection: CommandTarget, command: string, error: Document) {
+  return new MongoUnavailableError(
+    `${command} on ${collection.collectionName}: write concern not satisfied (${String(
+      error.errmsg ?? error.code,
+    )})`,
+    { code: error.code },
+  );
+}
+
+/** What bulkWrite would serialize with: the collection's BSON options (ignoreUndefined, …). */
+function bsonOptionsOf(collection: CommandTarget): Document {
+  const { ignoreUndefined, serializeFunctions, checkKeys } = collection.bsonOptions ?? {};
+  const options: Document = {};
+  if (ignoreUndefined !== undefined) options.ignoreUndefined = ignoreUndefined;
+  if (serializeFunctions !== undefined) options.serializeFunctions = serializeFunctions;
+  if (checkKeys !== undefined) options.checkKeys = checkKeys;
+  return options;
+}
+
+/** Server errors a retryable write is retried on (the retryable-writes specification). */
+const RETRYABLE_CODES = new Set([6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436]);
+
+function retryable(error: unknown): boolean {
+  if (error instanceof MongoWriteConcernError) return false;
+  if (error instanceof MongoNetworkError) return true;
+  if (!(error instanceof MongoError)) return false;
+  if (error.hasErrorLabel("RetryableWriteError")) return true;
+  return typeof error.code === "number" && RETRYABLE_CODES.has(error.code);
 }
 
 /** A command refused whole for its size: the client's buffer, or the server's limit. */

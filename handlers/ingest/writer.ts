@@ -16,6 +16,7 @@ import type { RemovalTarget } from "./ledger";
 import { asMongoUnavailable } from "./mongo";
 import {
   deleteOneEach,
+  type StatementError,
   type UpdateOutcome,
   type UpdateStatement,
   updateUnordered,
@@ -228,16 +229,12 @@ export class MongoEntryWriter implements EntryWriter {
         this.entries,
         targets.map((target) => ({ q: target.key, u: buildRemovalPipeline(target.removals) })),
       );
+      failOnStatementError(updates.writeErrors);
       const deletes = await deleteOneEach(
         this.entries,
         targets.map((target) => ({ ...target.key, ...EMPTY_ENTRY })),
       );
-      const failed = updates.writeErrors[0] ?? deletes.writeErrors[0];
-      if (failed) {
-        throw new MongoUnavailableError(
-          `taking moved contributions out of performance_entries: ${failed.errmsg ?? failed.code}`,
-        );
-      }
+      failOnStatementError(deletes.writeErrors);
       modified = updates.modified;
       deleted = deletes.deleted;
     } catch (error) {
@@ -257,6 +254,19 @@ export class MongoEntryWriter implements EntryWriter {
       if (this.recent.size <= RECENT_KEYS) break;
       this.recent.delete(key);
     }
+  }
+}
+
+/** A removal or delete the server refused: the batch fails as a unit (its retry is idempotent). */
+function failOnStatementError(errors: readonly StatementError[]): void {
+  const failed = errors[0];
+  if (failed) {
+    throw new MongoUnavailableError(
+      `MongoDB refused a statement while taking moved contributions out of performance_entries: ${
+        failed.errmsg ?? `code ${failed.code}`
+      }`,
+      { code: failed.code },
+    );
   }
 }
 

@@ -309,7 +309,9 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 /**
  * The facts collection with its next write command (`insert` or `update`, sent through
  * `collection.db.command`) held until `gate` opens, or with `before` run ahead of every
- * write command (another writer's change landing in between).
+ * write command (another writer's change landing in between). A round that writes both
+ * new and stored facts sends two commands: `before` then runs ahead of each, and the
+ * gate holds only the first.
  */
 function interceptedFacts(
   facts: Collection<FactDocument>,

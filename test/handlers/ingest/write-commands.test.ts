@@ -1,4 +1,10 @@
-import { type CommandStartedEvent, type Db, type Document, MongoClient } from "mongodb";
+import {
+  type CommandStartedEvent,
+  type Db,
+  type Document,
+  MongoClient,
+  MongoWriteConcernError,
+} from "mongodb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { MongoUnavailableError } from "../../../handlers/ingest/errors";
 import {
@@ -133,23 +139,91 @@ describe("insertUnordered", () => {
     expect(sent[0]?.command.writeConcern).toEqual({ w: 1, j: false });
   });
 
-  it("throws MongoUnavailableError when the write concern is not satisfied (the writes may be applied)", async () => {
-    const target: CommandTarget = {
-      collectionName: "things",
-      writeConcern: undefined,
-      db: {
-        command: async () => ({
-          ok: 1,
-          n: 1,
-          writeConcernError: { code: 64, errmsg: "waiting for replication timed out" },
-        }),
-      } as unknown as Db,
-    };
+  it("sends the write concern the client was given (a URI's w=…), as bulkWrite would", async () => {
+    const majority = await new MongoClient(mongo.uri, {
+      monitorCommands: true,
+      writeConcern: { w: "majority", wtimeoutMS: 5_000 },
+    }).connect();
+    const commands: Document[] = [];
+    majority.on("commandStarted", (event: CommandStartedEvent) => {
+      if (event.commandName === "insert") commands.push(event.command);
+    });
+    try {
+      await insertUnordered(majority.db(db.databaseName).collection("things"), [{ _id: 1 }]);
+    } finally {
+      await majority.close();
+    }
 
-    await expect(insertUnordered(target, [{ _id: 1 }])).rejects.toThrow(MongoUnavailableError);
-    await expect(insertUnordered(target, [{ _id: 1 }])).rejects.toThrow(
-      "waiting for replication timed out",
-    );
+    expect(commands[0]?.writeConcern).toEqual({ w: "majority", wtimeout: 5_000 });
+  });
+
+  it("throws MongoUnavailableError when the write concern is not satisfied (the writes may be applied), never retrying", async () => {
+    const writeConcernError = { code: 64, errmsg: "waiting for replication timed out" };
+    let calls = 0;
+    // What the driver does with such a reply: it throws MongoWriteConcernError.
+    const throwing = commandTarget(async () => {
+      calls++;
+      throw new MongoWriteConcernError({ ok: 1, n: 1, writeConcernError });
+    });
+    // And a reply that carries one without the driver throwing fails the same way.
+    const replying = commandTarget(async () => ({ ok: 1, n: 1, writeConcernError }));
+
+    for (const target of [throwing, replying]) {
+      const failure = insertUnordered(target, [{ _id: 1 }]);
+      await expect(failure).rejects.toThrow(MongoUnavailableError);
+      await expect(failure).rejects.toThrow("waiting for replication timed out");
+    }
+    expect(calls).toBe(1);
+  });
+
+  it.skipIf(process.env.MONGODB_TEST_URI !== undefined)(
+    "sends a command again once after a primary stepped down, and fails when it happens twice",
+    async () => {
+      const things = db.collection<{ _id: number }>("things");
+      mongo.server?.faults.failNext({ command: "insert", code: 189, errmsg: "stepped down" });
+
+      const outcome = await insertUnordered(things, [{ _id: 1 }, { _id: 2 }]);
+
+      expect(outcome).toEqual({ inserted: 2, writeErrors: [] });
+      expect(sent.map((command) => command.name)).toEqual(["insert", "insert"]);
+
+      mongo.server?.faults.failNext({ command: "insert", code: 189, count: 2 });
+      await expect(insertUnordered(things, [{ _id: 3 }])).rejects.toMatchObject({ code: 189 });
+      expect(await things.countDocuments()).toBe(2);
+    },
+  );
+});
+
+/** A collection whose database answers every command with `command`. */
+function commandTarget(command: () => Promise<Document>): CommandTarget {
+  return {
+    collectionName: "things",
+    writeConcern: undefined,
+    bsonOptions: {},
+    db: { command } as unknown as Db,
+  };
+}
+
+describe("insertUnordered and updateUnordered after a split", () => {
+  it("give each upsert and error the index it has in the caller's list", async () => {
+    const things = db.collection<{ _id: number; text?: string; tag?: string }>("things");
+    await things.createIndex({ tag: 1 }, { unique: true, sparse: true });
+    await things.insertOne({ _id: 99, tag: "taken" });
+    sent = [];
+    const text = "x".repeat(7 * 1024 * 1024);
+
+    const outcome = await updateUnordered(things, [
+      { q: { _id: 0 }, u: { $set: { text } }, upsert: true },
+      { q: { _id: 1 }, u: { $set: { text } }, upsert: true },
+      { q: { _id: 2 }, u: { $set: { text, tag: "taken" } }, upsert: true },
+      { q: { _id: 3 }, u: { $set: { text } }, upsert: true },
+    ]);
+
+    // 28 MB is refused by the client; each half (14 MB) fits.
+    expect(sent.map((command) => command.statements)).toEqual([4, 2, 2]);
+    expect(outcome.upserted).toEqual([0, 1, 3]);
+    expect(outcome.writeErrors.map((error) => [error.index, error.code])).toEqual([[2, 11000]]);
+    expect(await things.countDocuments({ text })).toBe(3);
   });
 });
 
