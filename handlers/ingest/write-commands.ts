@@ -86,10 +86,11 @@ export async function insertUnordered(
   documents: readonly Document[],
 ): Promise<InsertOutcome> {
   const outcome: InsertOutcome = { inserted: 0, writeErrors: [] };
-  await sendAll(collection, "insert", "documents", documents, 0, (reply, offset) => {
+  const onReply = (reply: Document, offset: number) => {
     outcome.inserted += reply.n ?? 0;
     addErrors(outcome.writeErrors, reply, offset);
-  });
+  };
+  await sendAll({ collection, command: "insert", field: "documents", onReply }, documents);
   return outcome;
 }
 
@@ -99,13 +100,14 @@ export async function updateUnordered(
   statements: readonly UpdateStatement[],
 ): Promise<UpdateOutcome> {
   const outcome: UpdateOutcome = { matched: 0, modified: 0, upserted: [], writeErrors: [] };
-  await sendAll(collection, "update", "updates", statements, 0, (reply, offset) => {
+  const onReply = (reply: Document, offset: number) => {
     const upserted = (reply.upserted ?? []) as { index: number }[];
     outcome.matched += (reply.n ?? 0) - upserted.length;
     outcome.modified += reply.nModified ?? 0;
     for (const { index } of upserted) outcome.upserted.push(offset + index);
     addErrors(outcome.writeErrors, reply, offset);
-  });
+  };
+  await sendAll({ collection, command: "update", field: "updates", onReply }, statements);
   return outcome;
 }
 
@@ -116,10 +118,11 @@ export async function deleteOneEach(
 ): Promise<{ deleted: number; writeErrors: StatementError[] }> {
   const outcome = { deleted: 0, writeErrors: [] as StatementError[] };
   const statements = filters.map((q) => ({ q, limit: 1 }));
-  await sendAll(collection, "delete", "deletes", statements, 0, (reply, offset) => {
+  const onReply = (reply: Document, offset: number) => {
     outcome.deleted += reply.n ?? 0;
     addErrors(outcome.writeErrors, reply, offset);
-  });
+  };
+  await sendAll({ collection, command: "delete", field: "deletes", onReply }, statements);
   return outcome;
 }
 
@@ -129,34 +132,23 @@ function addErrors(into: StatementError[], reply: Document, offset: number): voi
   }
 }
 
-async function sendAll(
-  collection: CommandTarget,
-  command: "insert" | "update" | "delete",
-  field: "documents" | "updates" | "deletes",
-  items: readonly Document[],
-  offset: number,
-  onReply: (reply: Document, offset: number) => void,
-): Promise<void> {
+/** One kind of write command to one collection, and what to do with each reply. */
+interface WriteCommand {
+  collection: CommandTarget;
+  command: "insert" | "update" | "delete";
+  field: "documents" | "updates" | "deletes";
+  /** `offset`: the index in the caller's list of the reply's first statement. */
+  onReply: (reply: Document, offset: number) => void;
+}
+
+async function sendAll(write: WriteCommand, items: readonly Document[]): Promise<void> {
   for (let start = 0; start < items.length; start += MAX_STATEMENTS) {
-    await send(
-      collection,
-      command,
-      field,
-      items.slice(start, start + MAX_STATEMENTS),
-      offset + start,
-      onReply,
-    );
+    await send(write, items.slice(start, start + MAX_STATEMENTS), start);
   }
 }
 
-async function send(
-  collection: CommandTarget,
-  command: "insert" | "update" | "delete",
-  field: "documents" | "updates" | "deletes",
-  items: readonly Document[],
-  offset: number,
-  onReply: (reply: Document, offset: number) => void,
-): Promise<void> {
+async function send(write: WriteCommand, items: readonly Document[], offset: number) {
+  const { collection, command, field } = write;
   const body: Document = { [command]: collection.collectionName, [field]: items, ordered: false };
   // As bulkWrite would: the collection's write concern (the client's or the URI's).
   if (collection.writeConcern) WriteConcern.apply(body, collection.writeConcern);
@@ -166,13 +158,13 @@ async function send(
   } catch (error) {
     if (items.length > 1 && tooLarge(error)) {
       const half = Math.ceil(items.length / 2);
-      await send(collection, command, field, items.slice(0, half), offset, onReply);
-      await send(collection, command, field, items.slice(half), offset + half, onReply);
+      await send(write, items.slice(0, half), offset);
+      await send(write, items.slice(half), offset + half);
       return;
     }
     throw error;
   }
-  onReply(reply, offset);
+  write.onReply(reply, offset);
 }
 
 /**
