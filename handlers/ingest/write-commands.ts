@@ -85,13 +85,17 @@ export async function insertUnordered(
   collection: CommandTarget,
   documents: readonly Document[],
 ): Promise<InsertOutcome> {
-  const outcome: InsertOutcome = { inserted: 0, writeErrors: [] };
-  const onReply = (reply: Document, offset: number) => {
-    outcome.inserted += reply.n ?? 0;
-    addErrors(outcome.writeErrors, reply, offset);
-  };
-  await sendAll({ collection, command: "insert", field: "documents", onReply }, documents);
-  return outcome;
+  let inserted = 0;
+  const writeErrors = await sendAll(
+    {
+      collection,
+      command: "insert",
+      field: "documents",
+      onReply: (reply) => (inserted += reply.n ?? 0),
+    },
+    documents,
+  );
+  return { inserted, writeErrors };
 }
 
 /** `update` of `statements`, unordered: a failing statement does not stop the others. */
@@ -99,16 +103,18 @@ export async function updateUnordered(
   collection: CommandTarget,
   statements: readonly UpdateStatement[],
 ): Promise<UpdateOutcome> {
-  const outcome: UpdateOutcome = { matched: 0, modified: 0, upserted: [], writeErrors: [] };
+  const outcome: Omit<UpdateOutcome, "writeErrors"> = { matched: 0, modified: 0, upserted: [] };
   const onReply = (reply: Document, offset: number) => {
     const upserted = (reply.upserted ?? []) as { index: number }[];
     outcome.matched += (reply.n ?? 0) - upserted.length;
     outcome.modified += reply.nModified ?? 0;
     for (const { index } of upserted) outcome.upserted.push(offset + index);
-    addErrors(outcome.writeErrors, reply, offset);
   };
-  await sendAll({ collection, command: "update", field: "updates", onReply }, statements);
-  return outcome;
+  const writeErrors = await sendAll(
+    { collection, command: "update", field: "updates", onReply },
+    statements,
+  );
+  return { ...outcome, writeErrors };
 }
 
 /** `delete` of one document per filter, unordered; returns how many were deleted. */
@@ -116,14 +122,17 @@ export async function deleteOneEach(
   collection: CommandTarget,
   filters: readonly Document[],
 ): Promise<{ deleted: number; writeErrors: StatementError[] }> {
-  const outcome = { deleted: 0, writeErrors: [] as StatementError[] };
-  const statements = filters.map((q) => ({ q, limit: 1 }));
-  const onReply = (reply: Document, offset: number) => {
-    outcome.deleted += reply.n ?? 0;
-    addErrors(outcome.writeErrors, reply, offset);
-  };
-  await sendAll({ collection, command: "delete", field: "deletes", onReply }, statements);
-  return outcome;
+  let deleted = 0;
+  const writeErrors = await sendAll(
+    {
+      collection,
+      command: "delete",
+      field: "deletes",
+      onReply: (reply) => (deleted += reply.n ?? 0),
+    },
+    filters.map((q) => ({ q, limit: 1 })),
+  );
+  return { deleted, writeErrors };
 }
 
 function addErrors(into: StatementError[], reply: Document, offset: number): void {
@@ -141,10 +150,20 @@ interface WriteCommand {
   onReply: (reply: Document, offset: number) => void;
 }
 
-async function sendAll(write: WriteCommand, items: readonly Document[]): Promise<void> {
+/** Sends `items` in as many commands as it takes; returns the refused statements. */
+async function sendAll(write: WriteCommand, items: readonly Document[]): Promise<StatementError[]> {
+  const writeErrors: StatementError[] = [];
+  const collecting: WriteCommand = {
+    ...write,
+    onReply: (reply, offset) => {
+      write.onReply(reply, offset);
+      addErrors(writeErrors, reply, offset);
+    },
+  };
   for (let start = 0; start < items.length; start += MAX_STATEMENTS) {
-    await send(write, items.slice(start, start + MAX_STATEMENTS), start);
+    await send(collecting, items.slice(start, start + MAX_STATEMENTS), start);
   }
+  return writeErrors;
 }
 
 async function send(write: WriteCommand, items: readonly Document[], offset: number) {
