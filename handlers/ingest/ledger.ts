@@ -658,7 +658,13 @@ export class MongoFactLedger implements FactLedger {
     }
     if (clear.length > 0) {
       try {
-        await updateUnordered(this.facts, clear);
+        // A refused statement fails the batch, as bulkWrite's error did (the retry is idempotent).
+        const refused = (await updateUnordered(this.facts, clear)).writeErrors[0];
+        if (refused) {
+          throw new MongoUnavailableError(
+            `clearing settled moves in ${FACTS_COLLECTION}: ${refused.errmsg ?? `code ${refused.code}`}`,
+          );
+        }
       } catch (error) {
         throw asMongoUnavailable(error, `writing ${FACTS_COLLECTION}`);
       }
