@@ -135,10 +135,6 @@ function preLedgerFact(
   const { contribution } = item;
   return {
     _id: item.id,
-    creativeId: contribution.creativeId,
-    publicationCode: contribution.publicationCode,
-    channel: contribution.channel,
-    adSize: contribution.adSize,
     day: item.day,
     rev: 1,
     entry: item.entry,

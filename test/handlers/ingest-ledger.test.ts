@@ -2,7 +2,7 @@ import { CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwat
 import { mockClient } from "aws-sdk-client-mock";
 import type { Document } from "mongodb";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { provenancePipeline } from "../../handlers/ingest/ledger";
+import { factIdentity, provenancePipeline } from "../../handlers/ingest/ledger";
 import { upgradeLedger } from "../../handlers/ingest/ledger-upgrade";
 import { createRandom } from "../../local/random";
 import { buildCsv, type CsvRowValues, csvRow } from "../helpers/ingest-csv";
@@ -88,10 +88,15 @@ async function dayTotal(day = DAY): Promise<number> {
   );
 }
 
+/** The creative's one fact of the day (its identity is in `_id`). */
 async function fact(creativeId: string, day = DAY): Promise<Document | null> {
-  return harness.db
-    .collection("tracking_sync_facts")
-    .findOne({ creativeId, day: new Date(`${day}T00:00:00.000Z`) });
+  const facts = await harness.db
+    .collection<{ _id: string }>("tracking_sync_facts")
+    .find({ day: new Date(`${day}T00:00:00.000Z`) })
+    .toArray();
+  const matching = facts.filter(({ _id }) => factIdentity(_id).creativeId === creativeId);
+  if (matching.length > 1) throw new Error(`${matching.length} facts of ${creativeId} on ${day}`);
+  return matching[0] ?? null;
 }
 
 describe("ingestResults: the facts ledger", () => {

@@ -17,6 +17,7 @@ import {
   type FactDocument,
   type FactLedger,
   factId,
+  factIdentity,
   type LedgerBatch,
   MongoFactLedger,
   type RemovalTarget,
@@ -212,7 +213,13 @@ async function problemsOf(db: Db): Promise<string[]> {
     }
   }
   for (const fact of facts) {
-    const key = contributionKey(fact.creativeId, fact.publicationCode, fact.channel, fact.adSize);
+    const identity = factIdentity(fact._id);
+    const key = contributionKey(
+      identity.creativeId,
+      identity.publicationCode,
+      identity.channel,
+      identity.adSize,
+    );
     if (fact._id !== factId(key, toIsoDate(fact.day))) problems.push(`fact ${fact._id}: bad id`);
     if (fact.stale.length > 0) {
       problems.push(`fact ${fact._id}: stale ${fact.stale.map(entryName).join(",")}`);
@@ -392,6 +399,24 @@ function heldWriterW() {
   );
   return { w, v: new Writer(db, "run-v"), gate, reached };
 }
+
+describe("factIdentity", () => {
+  it("reads a fact id back into the identity and day it was made from", () => {
+    const key = contributionKey('cr|1 "x"', "ChiReader", null, "300x250");
+    expect(factIdentity(factId(key, "2025-12-10"))).toEqual({
+      creativeId: 'cr|1 "x"',
+      publicationCode: "chireader",
+      channel: null,
+      adSize: "300x250",
+      reportDate: "2025-12-10",
+    });
+  });
+
+  it("refuses what is not a fact id", () => {
+    expect(() => factIdentity("2025-12-10")).toThrow(/not a fact id/);
+    expect(() => factIdentity('["cr-1","pub"]|2025-12-10')).toThrow(/not a fact id/);
+  });
+});
 
 describe("MongoFactLedger: two writers, one identity", () => {
   it("(a) both place before either writes entries; V's entries land first, then W's", async () => {
@@ -1036,10 +1061,6 @@ describe("MongoFactLedger: contributions written before the ledger", () => {
     const { row: values, target } = row;
     await db.collection<FactDocument>(FACTS_COLLECTION).insertOne({
       _id: idOf(values.creativeId),
-      creativeId: values.creativeId,
-      publicationCode: values.publicationCode.toLowerCase(),
-      channel: values.channel,
-      adSize: values.adSize,
       day: new Date(`${DAY}T00:00:00.000Z`),
       rev: 1,
       entry: ref(target.itemPath),
