@@ -147,8 +147,6 @@ function preLedgerFact(
     },
     run: PRE_LEDGER_RUN,
     line: 0,
-    replaced: null,
-    stale: [],
     seen: { run: PRE_LEDGER_RUN, line: 0 },
     updatedAt: now,
   };

@@ -44,10 +44,17 @@ export interface FactDocument {
   /** Provenance of the value: the run and line that wrote it. */
   run: string;
   line: number;
-  /** The value this one replaced (null for the first): what an undo restores. */
-  replaced: { entry: EntryRef; numbers: FactNumbers; run: string; line: number } | null;
-  /** Entries the contribution moved away from and may still sit in until the move settles. */
-  stale: readonly EntryRef[];
+  /**
+   * The value this one replaced: what an undo restores. Absent for the first value (null
+   * on facts written before it was left out).
+   */
+  replaced?: { entry: EntryRef; numbers: FactNumbers; run: string; line: number } | null;
+  /**
+   * Entries the contribution moved away from and may still sit in until the move
+   * settles. Absent (or empty) when no move is pending: a fact is written for every row,
+   * and an empty array costs as much to send as a field with a value.
+   */
+  stale?: readonly EntryRef[];
   /**
    * The last run that read this identity, on which line, and the first line that run
    * read it on: duplicate rows across batches and invocations, also when a retry starts
@@ -414,13 +421,15 @@ export function nextFact(
   const { row, target } = candidate.resolved;
   const { seen } = decision;
   if (stored && (decision.same || decision.supersededByLater)) {
-    const kept: FactDocument = { ...stored, seen, stale: decision.stale };
+    const { stale: _stored, ...unchanged } = stored;
+    const kept: FactDocument = { ...unchanged, seen };
+    if (decision.stale.length > 0) kept.stale = decision.stale;
     if (placedBy !== undefined) kept.placedBy = placedBy;
     return kept;
   }
-  // One literal with every field (placedBy too): a field added later would give each
-  // fact a second property store.
-  return {
+  // One literal with every field that is always there (placedBy too): a field added
+  // later would give each fact a second property store.
+  const fact: FactDocument = {
     _id: candidate.id,
     day: dayOf(row.reportDate),
     rev: decision.rev,
@@ -429,18 +438,20 @@ export function nextFact(
     numbers: numbersOf(candidate),
     run,
     line: row.line,
-    replaced:
-      stored?.run === run
-        ? (stored.replaced ?? null)
-        : stored
-          ? { entry: stored.entry, numbers: stored.numbers, run: stored.run, line: stored.line }
-          : null,
-    stale: decision.stale,
     seen,
     // Undefined only for the in-memory ledger of the tests, which never serializes a fact.
     placedBy,
     updatedAt: now,
   };
+  const replaced =
+    stored?.run === run
+      ? stored.replaced
+      : stored
+        ? { entry: stored.entry, numbers: stored.numbers, run: stored.run, line: stored.line }
+        : undefined;
+  if (replaced) fact.replaced = replaced;
+  if (decision.stale.length > 0) fact.stale = decision.stale;
+  return fact;
 }
 
 /** One fact write: an insert of a new fact, or an update statement of a stored one. */
@@ -460,20 +471,23 @@ function factOperation(
   now: Date,
   placedBy: string,
 ): FactWrite {
-  const fact = nextFact(decision, stored, run, now, placedBy);
-  if (!stored) return { insert: fact };
-  const q = { _id: fact._id, rev: stored.rev };
+  if (!stored) return { insert: nextFact(decision, stored, run, now, placedBy) };
+  const q = { _id: decision.candidate.id, rev: stored.rev };
+  // No move pending any more: the stored stale entries go (an empty list is no list).
+  const unsetStale = decision.stale.length === 0 && (stored.stale?.length ?? 0) > 0;
   if (decision.same || decision.supersededByLater) {
     // Only who saw it last (and what is still stale) changes: a small update.
-    return {
-      update: { q, u: { $set: { seen: fact.seen, stale: fact.stale, placedBy } }, upsert: true },
-    };
+    const set: Document = { seen: decision.seen, placedBy };
+    if (decision.stale.length > 0) set.stale = decision.stale;
+    const u: Document = unsetStale ? { $set: set, $unset: { stale: "" } } : { $set: set };
+    return { update: { q, u, upsert: true } };
   }
-  const { _id, ...fields } = fact;
+  const { _id, ...fields } = nextFact(decision, stored, run, now, placedBy);
   // A value this run already changed keeps what it replaced: the value before this run
   // (what an undo of this file restores), not this run's own earlier row.
   if (stored.run === run) delete (fields as Partial<FactDocument>).replaced;
-  return { update: { q, u: { $set: fields }, upsert: true } };
+  const u: Document = unsetStale ? { $set: fields, $unset: { stale: "" } } : { $set: fields };
+  return { update: { q, u, upsert: true } };
 }
 
 /** Entries to take each identity out of: its stale entries, grouped per entry and day. */
@@ -673,7 +687,7 @@ export class MongoFactLedger implements FactLedger {
           });
         }
       } else if (decision.stale.length > 0) {
-        clear.push({ q: { _id: id, rev: decision.rev }, u: { $set: { stale: [] } } });
+        clear.push({ q: { _id: id, rev: decision.rev }, u: { $unset: { stale: "" } } });
       }
     }
     if (clear.length > 0) {

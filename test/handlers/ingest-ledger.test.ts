@@ -5,6 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { factIdentity, provenancePipeline } from "../../handlers/ingest/ledger";
 import { upgradeLedger } from "../../handlers/ingest/ledger-upgrade";
 import { createRandom } from "../../local/random";
+import { asLedgerReadsIt } from "../helpers/facts";
 import { buildCsv, type CsvRowValues, csvRow } from "../helpers/ingest-csv";
 import { order, seedLookups, trackingScript } from "../helpers/ingest-fixtures";
 import { type IngestHarness, lambdaContext, startIngestHarness } from "../helpers/ingest-harness";
@@ -96,7 +97,7 @@ async function fact(creativeId: string, day = DAY): Promise<Document | null> {
     .toArray();
   const matching = facts.filter(({ _id }) => factIdentity(_id).creativeId === creativeId);
   if (matching.length > 1) throw new Error(`${matching.length} facts of ${creativeId} on ${day}`);
-  return matching[0] ?? null;
+  return asLedgerReadsIt(matching[0] ?? null);
 }
 
 describe("ingestResults: the facts ledger", () => {
@@ -117,6 +118,23 @@ describe("ingestResults: the facts ledger", () => {
       replaced: { entry: { orderId: spring }, numbers: { impressions: 1000 } },
       stale: [],
     });
+  });
+
+  it("stores no empty stale list and no null replaced value: a first value has neither, a settled move drops its list", async () => {
+    await seedTwoCampaigns();
+    const raw = () =>
+      harness.db.collection("tracking_sync_facts").findOne({}, { projection: { _id: 0 } });
+    await ingest("reprocess/day.csv", [rowX()]);
+    const first = await raw();
+    expect(first).toMatchObject({ rev: 1, numbers: { impressions: 1000 } });
+    expect(first).not.toHaveProperty("stale");
+    expect(first).not.toHaveProperty("replaced");
+
+    await remap(X, "summer-fest");
+    expect(await ingest("reprocess/day.csv", [rowX()])).toMatchObject({ moved: 1 });
+    const moved = await raw();
+    expect(moved).toMatchObject({ rev: 2, replaced: { numbers: { impressions: 1000 } } });
+    expect(moved).not.toHaveProperty("stale");
   });
 
   it("moves a creative between two files of one day, and back, deleting the entry it leaves empty", async () => {

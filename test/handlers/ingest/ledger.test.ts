@@ -26,6 +26,7 @@ import { ENTRIES_COLLECTION } from "../../../handlers/ingest/mongo";
 import { MongoEntryWriter } from "../../../handlers/ingest/writer";
 import { toIsoDate } from "../../../handlers/shared/dates";
 import { createRandom } from "../../../local/random";
+import { asLedgerReadsIt } from "../../helpers/facts";
 import { startTestMongo, type TestMongo } from "../../helpers/mongo";
 
 /**
@@ -221,7 +222,7 @@ async function problemsOf(db: Db): Promise<string[]> {
       identity.adSize,
     );
     if (fact._id !== factId(key, toIsoDate(fact.day))) problems.push(`fact ${fact._id}: bad id`);
-    if (fact.stale.length > 0) {
+    if (fact.stale !== undefined && fact.stale.length > 0) {
       problems.push(`fact ${fact._id}: stale ${fact.stale.map(entryName).join(",")}`);
     }
     const held = holders.get(fact._id) ?? [];
@@ -290,7 +291,9 @@ async function holdings(db: Db): Promise<Record<string, [string[], number]>> {
 }
 
 async function factOf(db: Db, creativeId: string): Promise<FactDocument | null> {
-  return db.collection<FactDocument>(FACTS_COLLECTION).findOne({ _id: idOf(creativeId) });
+  return asLedgerReadsIt(
+    await db.collection<FactDocument>(FACTS_COLLECTION).findOne({ _id: idOf(creativeId) }),
+  );
 }
 
 const ref = (itemPath: string) => ({ orderId: ORDER, itemPath });
