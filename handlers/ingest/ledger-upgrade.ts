@@ -91,7 +91,7 @@ async function upgradeChunk(
   const stored = new Map(
     (await facts.find({ _id: { $in: found.map((item) => item.id) } }).toArray()).map((fact) => [
       fact._id,
-      fact.entry,
+      { orderId: fact.orderId, itemPath: fact.itemPath },
     ]),
   );
   const operations: AnyBulkWriteOperation<FactDocument>[] = [];
@@ -137,14 +137,13 @@ function preLedgerFact(
     _id: item.id,
     day: item.day,
     rev: 1,
-    entry: item.entry,
+    orderId: item.entry.orderId,
+    itemPath: item.entry.itemPath,
     itemName: contribution.itemName,
-    numbers: {
-      impressions: contribution.impressions,
-      clicks: contribution.clicks,
-      viewableImpressions: contribution.viewableImpressions,
-      uniqueIps: contribution.uniqueIps,
-    },
+    impressions: contribution.impressions,
+    clicks: contribution.clicks,
+    viewableImpressions: contribution.viewableImpressions,
+    uniqueIps: contribution.uniqueIps,
     run: PRE_LEDGER_RUN,
     line: 0,
     seen: { run: PRE_LEDGER_RUN, line: 0 },

@@ -32,15 +32,16 @@ export interface FactNumbers {
  * is written for every row, and four more fields per row cost serialization CPU, bytes
  * sent and storage (BENCHMARKS.md) for what `_id` already says.
  */
-export interface FactDocument {
+export interface FactDocument extends EntryRef, FactNumbers {
   _id: string;
   day: Date;
   /** Bumped by every change of the value or of where it lives: the compare-and-set token. */
   rev: number;
-  /** Where the identity's contribution lives now. */
-  entry: EntryRef;
+  // `orderId`, `itemPath` (EntryRef): where the identity's contribution lives now;
+  // `impressions`, `clicks`, `viewableImpressions`, `uniqueIps` (FactNumbers): its value.
+  // Top-level fields, as in a contribution: each nested document costs the driver's
+  // serializer a frame, a key list and a path-set entry per row (BENCHMARKS.md).
   itemName: string;
-  numbers: FactNumbers;
   /** Provenance of the value: the run and line that wrote it. */
   run: string;
   line: number;
@@ -48,7 +49,7 @@ export interface FactDocument {
    * The value this one replaced: what an undo restores. Absent for the first value (null
    * on facts written before it was left out).
    */
-  replaced?: { entry: EntryRef; numbers: FactNumbers; run: string; line: number } | null;
+  replaced?: FactValue | null;
   /**
    * Entries the contribution moved away from and may still sit in until the move
    * settles. Absent (or empty) when no move is pending: a fact is written for every row,
@@ -67,6 +68,12 @@ export interface FactDocument {
    */
   placedBy?: string;
   updatedAt: Date;
+}
+
+/** A value a fact held: where it lived, its numbers, and the run and line that wrote it. */
+export interface FactValue extends EntryRef, FactNumbers {
+  run: string;
+  line: number;
 }
 
 /** The fact id of a row: its identity's contribution key and its day. */
@@ -190,18 +197,23 @@ export function keepMovesPending(batch: LedgerBatch, rows: readonly ResolvedRow[
 /** What placing a row reads of its fact (the identity's own fields are in `_id`). */
 const READ_FIELDS = {
   rev: 1,
-  entry: 1,
+  orderId: 1,
+  itemPath: 1,
   itemName: 1,
-  numbers: 1,
+  impressions: 1,
+  clicks: 1,
+  viewableImpressions: 1,
+  uniqueIps: 1,
   run: 1,
   line: 1,
   stale: 1,
   seen: 1,
   "replaced.run": 1,
-  "replaced.entry": 1,
+  "replaced.orderId": 1,
+  "replaced.itemPath": 1,
 } as const;
 /** What settling reads back: whose the fact is now. */
-const SETTLE_FIELDS = { rev: 1, entry: 1 } as const;
+const SETTLE_FIELDS = { rev: 1, orderId: 1, itemPath: 1 } as const;
 
 const NO_FACTS: ReadonlyMap<string, FactDocument> = new Map();
 /** A batch reads its facts first when more than 1 in this many of the last batch's existed. */
@@ -260,6 +272,11 @@ function sameEntry(a: EntryRef | undefined, b: EntryRef | undefined): boolean {
   return a !== undefined && b !== undefined && a.orderId === b.orderId && a.itemPath === b.itemPath;
 }
 
+/** Just the entry a fact (or a value it held) names: for a list of stale entries. */
+function refOf(where: EntryRef): EntryRef {
+  return { orderId: where.orderId, itemPath: where.itemPath };
+}
+
 function sameNumbers(a: FactNumbers, b: FactNumbers): boolean {
   return (
     a.impressions === b.impressions &&
@@ -267,17 +284,6 @@ function sameNumbers(a: FactNumbers, b: FactNumbers): boolean {
     a.viewableImpressions === b.viewableImpressions &&
     a.uniqueIps === b.uniqueIps
   );
-}
-
-/** A candidate's numbers, as the fact stores them. */
-function numbersOf(candidate: Candidate): FactNumbers {
-  const { row } = candidate.resolved;
-  return {
-    impressions: row.impressions,
-    clicks: row.clicks,
-    viewableImpressions: row.viewableImpressions,
-    uniqueIps: row.uniqueIps,
-  };
 }
 
 /** What one candidate does to its fact, given the stored one. */
@@ -335,16 +341,14 @@ export function decide(
       : { run, line: row.line };
   const same =
     stored !== undefined &&
-    sameEntry(stored.entry, candidate.entry) &&
-    sameNumbers(stored.numbers, candidate.resolved.row) &&
+    sameEntry(stored, candidate.entry) &&
+    sameNumbers(stored, candidate.resolved.row) &&
     stored.itemName === target.itemName;
   // A new revision when another run's value is replaced or the identity moves: a value
   // this run already wrote keeps its revision, so the revisions (and the entries) come
   // out the same however the file was cut into batches and invocations.
   const bump =
-    !same &&
-    !supersededByLater &&
-    (stored?.run !== run || !sameEntry(stored?.entry, candidate.entry));
+    !same && !supersededByLater && (stored?.run !== run || !sameEntry(stored, candidate.entry));
   const rev = bump ? (stored?.rev ?? 0) + 1 : (stored?.rev ?? 0);
   // A later row of this run placed the fact already: where it lives stays as that row left it.
   let stale: readonly EntryRef[] = NO_REFS;
@@ -354,9 +358,9 @@ export function decide(
       : stored.stale.filter((ref) => !sameEntry(ref, candidate.entry));
   }
   const entryChanged =
-    !supersededByLater && stored !== undefined && !sameEntry(stored.entry, candidate.entry);
-  if (entryChanged && stored && !stale.some((ref) => sameEntry(ref, stored.entry)))
-    stale = [...stale, stored.entry];
+    !supersededByLater && stored !== undefined && !sameEntry(stored, candidate.entry);
+  if (entryChanged && stored && !stale.some((ref) => sameEntry(ref, stored)))
+    stale = [...stale, refOf(stored)];
   // Counted as a move once per run: against the value before this run. A retry meets the
   // very row its dead attempt placed (same run, same line): the move is the attempt's
   // from the value it replaced, and the retry counts it again as a clean run would.
@@ -365,21 +369,20 @@ export function decide(
     ? !supersededByLater &&
       stored.replaced !== null &&
       stored.replaced !== undefined &&
-      !sameEntry(stored.replaced.entry, candidate.entry)
+      !sameEntry(stored.replaced, candidate.entry)
     : entryChanged;
   // Another run replaced this run's value: an earlier attempt of this run that died
   // before settling may have written its contribution into the entry it named after the
   // other run had taken it out from there. That entry is stale too (the removal takes out
   // only contributions older than the fact's revision: a copy that is not there is a no-op).
-  const late =
-    stored?.run !== run && stored?.replaced?.run === run ? stored.replaced.entry : undefined;
+  const late = stored?.run !== run && stored?.replaced?.run === run ? stored.replaced : undefined;
   if (
     late &&
     !supersededByLater &&
     !sameEntry(late, candidate.entry) &&
     !stale.some((ref) => sameEntry(ref, late))
   ) {
-    stale = [...stale, late];
+    stale = [...stale, refOf(late)];
   }
   return {
     candidate,
@@ -433,9 +436,13 @@ export function nextFact(
     _id: candidate.id,
     day: dayOf(row.reportDate),
     rev: decision.rev,
-    entry: { orderId: candidate.entry.orderId, itemPath: candidate.entry.itemPath },
+    orderId: candidate.entry.orderId,
+    itemPath: candidate.entry.itemPath,
     itemName: target.itemName,
-    numbers: numbersOf(candidate),
+    impressions: row.impressions,
+    clicks: row.clicks,
+    viewableImpressions: row.viewableImpressions,
+    uniqueIps: row.uniqueIps,
     run,
     line: row.line,
     seen,
@@ -443,11 +450,20 @@ export function nextFact(
     placedBy,
     updatedAt: now,
   };
-  const replaced =
+  const replaced: FactValue | null | undefined =
     stored?.run === run
       ? stored.replaced
       : stored
-        ? { entry: stored.entry, numbers: stored.numbers, run: stored.run, line: stored.line }
+        ? {
+            orderId: stored.orderId,
+            itemPath: stored.itemPath,
+            impressions: stored.impressions,
+            clicks: stored.clicks,
+            viewableImpressions: stored.viewableImpressions,
+            uniqueIps: stored.uniqueIps,
+            run: stored.run,
+            line: stored.line,
+          }
         : undefined;
   if (replaced) fact.replaced = replaced;
   if (decision.stale.length > 0) fact.stale = decision.stale;
@@ -678,7 +694,7 @@ export class MongoFactLedger implements FactLedger {
       const now = changed.get(id);
       if (now && now.rev !== decision.rev) {
         // A newer writer owns the fact: what this batch wrote where it no longer lives goes.
-        if (!sameEntry(now.entry, entry)) {
+        if (!sameEntry(now, entry)) {
           takeBack.push({
             key,
             reportDate: decision.candidate.resolved.row.reportDate,

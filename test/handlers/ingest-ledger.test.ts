@@ -113,9 +113,10 @@ describe("ingestResults: the facts ledger", () => {
     expect(await dayTotal()).toBe(3000);
     expect(report).toMatchObject({ moved: 1, inserted: 1, updated: 1, deleted: 0 });
     expect(await fact(X)).toMatchObject({
-      entry: { orderId: summer, itemPath: "tracking-display" },
+      orderId: summer,
+      itemPath: "tracking-display",
       rev: 2,
-      replaced: { entry: { orderId: spring }, numbers: { impressions: 1000 } },
+      replaced: { orderId: spring, impressions: 1000 },
       stale: [],
     });
   });
@@ -126,14 +127,14 @@ describe("ingestResults: the facts ledger", () => {
       harness.db.collection("tracking_sync_facts").findOne({}, { projection: { _id: 0 } });
     await ingest("reprocess/day.csv", [rowX()]);
     const first = await raw();
-    expect(first).toMatchObject({ rev: 1, numbers: { impressions: 1000 } });
+    expect(first).toMatchObject({ rev: 1, impressions: 1000 });
     expect(first).not.toHaveProperty("stale");
     expect(first).not.toHaveProperty("replaced");
 
     await remap(X, "summer-fest");
     expect(await ingest("reprocess/day.csv", [rowX()])).toMatchObject({ moved: 1 });
     const moved = await raw();
-    expect(moved).toMatchObject({ rev: 2, replaced: { numbers: { impressions: 1000 } } });
+    expect(moved).toMatchObject({ rev: 2, replaced: { impressions: 1000 } });
     expect(moved).not.toHaveProperty("stale");
   });
 
@@ -149,7 +150,7 @@ describe("ingestResults: the facts ledger", () => {
     const back = await ingest("reprocess/only-x-again.csv", [rowX({ impressions: 1200 })]);
     expect(await dayEntries()).toEqual({ [spring]: [[X, Y], 3200] });
     expect(back).toMatchObject({ moved: 1, deleted: 1 });
-    expect(await fact(X)).toMatchObject({ entry: { orderId: spring }, rev: 3, stale: [] });
+    expect(await fact(X)).toMatchObject({ orderId: spring, rev: 3, stale: [] });
   });
 
   it("holds each row identity once when deliveries of re-mapped rows run concurrently", async () => {
@@ -175,7 +176,7 @@ describe("ingestResults: the facts ledger", () => {
 
     for (const day of days) {
       expect(await dayEntries(day)).toEqual({ [spring]: [[Y], 2000], [summer]: [[X], 1000] });
-      expect(await fact(X, day)).toMatchObject({ entry: { orderId: summer }, stale: [] });
+      expect(await fact(X, day)).toMatchObject({ orderId: summer, stale: [] });
     }
   });
 
@@ -238,7 +239,7 @@ describe("ingestResults: the facts ledger", () => {
     // Replaced within one run: what it replaced is still the value before the run (none).
     expect(await fact(X)).toMatchObject({
       line: 4,
-      numbers: { impressions: 1500 },
+      impressions: 1500,
       replaced: null,
     });
 
@@ -256,8 +257,8 @@ describe("ingestResults: the facts ledger", () => {
       rowX({ impressions: 1300 }),
     ]);
     expect(await fact(X)).toMatchObject({
-      numbers: { impressions: 1300 },
-      replaced: { numbers: { impressions: 1500 }, line: 4 },
+      impressions: 1300,
+      replaced: { impressions: 1500, line: 4 },
     });
   });
 
@@ -422,7 +423,7 @@ describe("ledger:upgrade: entries written before the ledger", () => {
 
     expect(result).toEqual({ entries: 2, factsCreated: 2, alreadyRecorded: 0, duplicates: 1 });
     expect(await fact(Y)).toMatchObject({
-      entry: { orderId: spring },
+      orderId: spring,
       rev: 1,
       run: "pre-ledger",
       stale: [{ orderId: summer }],
