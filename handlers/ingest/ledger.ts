@@ -59,15 +59,33 @@ export interface FactDocument extends EntryRef, FactNumbers {
   /**
    * The last run that read this identity, on which line, and the first line that run
    * read it on: duplicate rows across batches and invocations, also when a retry starts
-   * between two of them (`first` is absent on facts written before it was kept).
+   * between two of them (`first` is absent on facts written before it was kept). Absent
+   * when it would only repeat the value's `run` and `line` (`seenOf`), as on a first
+   * ingest's every fact.
    */
-  seen: { run: string; line: number; first?: number };
+  seen?: FactSeen;
   /**
    * The batch that last placed the fact (a token of one ledger and batch): settling
    * reads back only the facts someone else placed since. Absent on upgraded facts.
    */
   placedBy?: string;
   updatedAt: Date;
+}
+
+export interface FactSeen {
+  run: string;
+  line: number;
+  first?: number;
+}
+
+/** A stored fact's `seen`: when absent, the run and line that wrote its value, and only them. */
+export function seenOf(fact: FactDocument): FactSeen {
+  return fact.seen ?? { run: fact.run, line: fact.line, first: fact.line };
+}
+
+/** Whether `seen` says no more than a fact's value's run and line (it is then not stored). */
+function impliedSeen(seen: FactSeen, run: string, line: number): boolean {
+  return seen.run === run && seen.line === line && seen.first === line;
 }
 
 /** A value a fact held: where it lived, its numbers, and the run and line that wrote it. */
@@ -297,7 +315,7 @@ export interface Decision {
    */
   earlierInRun: boolean;
   /** What the fact's `seen` becomes. */
-  seen: FactDocument["seen"];
+  seen: FactSeen;
   /** The value and entry are what the fact holds: its provenance and revision stay. */
   same: boolean;
   rev: number;
@@ -314,28 +332,28 @@ export function decide(
   run: string,
 ): Decision {
   const { row, target } = candidate.resolved;
-  const seenHere = stored?.seen?.run === run;
-  const supersededByLater = seenHere && (stored?.seen.line ?? 0) > row.line;
+  const storedSeen = stored === undefined ? undefined : seenOf(stored);
+  const seenHere = storedSeen?.run === run;
+  const supersededByLater = seenHere && (storedSeen?.line ?? 0) > row.line;
   // The batch's rows of this identity are the candidate and its earlier rows (file order).
   const batchFirst = candidate.earlierRows[0]?.row.line ?? row.line;
   const storedFirst =
-    seenHere && typeof stored?.seen.first === "number" ? stored.seen.first : undefined;
+    seenHere && typeof storedSeen?.first === "number" ? storedSeen.first : undefined;
   // Whether the run met this identity before the batch: by the first line it met it on
   // (so a retry that starts between two rows of a dead attempt counts as a clean run);
   // on a fact from before `first` was kept, by its last line, as before.
   const earlierInRun =
     seenHere &&
-    (storedFirst !== undefined ? storedFirst < batchFirst : stored?.seen.line !== row.line);
+    (storedFirst !== undefined ? storedFirst < batchFirst : storedSeen?.line !== row.line);
   const first =
     !seenHere || storedFirst !== undefined
       ? Math.min(storedFirst ?? batchFirst, batchFirst)
       : undefined;
   // One object per row, and no `first: undefined` (the driver would store it as null).
-  const storedSeen = stored?.seen as FactDocument["seen"];
-  const seen: FactDocument["seen"] = supersededByLater
+  const seen: FactSeen = supersededByLater
     ? first !== undefined && first !== storedFirst
-      ? { ...storedSeen, first }
-      : storedSeen
+      ? { ...(storedSeen as FactSeen), first }
+      : (storedSeen as FactSeen)
     : first !== undefined
       ? { run, line: row.line, first }
       : { run, line: row.line };
@@ -364,7 +382,7 @@ export function decide(
   // Counted as a move once per run: against the value before this run. A retry meets the
   // very row its dead attempt placed (same run, same line): the move is the attempt's
   // from the value it replaced, and the retry counts it again as a clean run would.
-  const retriedRow = seenHere && stored?.run === run && stored.seen.line === row.line;
+  const retriedRow = seenHere && stored?.run === run && storedSeen?.line === row.line;
   const moved = retriedRow
     ? !supersededByLater &&
       stored.replaced !== null &&
@@ -425,7 +443,9 @@ export function nextFact(
   const { seen } = decision;
   if (stored && (decision.same || decision.supersededByLater)) {
     const { stale: _stored, ...unchanged } = stored;
-    const kept: FactDocument = { ...unchanged, seen };
+    const { seen: _seen, ...rest } = unchanged;
+    const kept: FactDocument = rest;
+    if (!impliedSeen(seen, stored.run, stored.line)) kept.seen = seen;
     if (decision.stale.length > 0) kept.stale = decision.stale;
     if (placedBy !== undefined) kept.placedBy = placedBy;
     return kept;
@@ -445,11 +465,11 @@ export function nextFact(
     uniqueIps: row.uniqueIps,
     run,
     line: row.line,
-    seen,
     // Undefined only for the in-memory ledger of the tests, which never serializes a fact.
     placedBy,
     updatedAt: now,
   };
+  if (!impliedSeen(seen, run, row.line)) fact.seen = seen;
   const replaced: FactValue | null | undefined =
     stored?.run === run
       ? stored.replaced
@@ -470,40 +490,53 @@ export function nextFact(
   return fact;
 }
 
-/** One fact write: an insert of a new fact, or an update statement of a stored one. */
-export type FactWrite = { insert: FactDocument } | { update: UpdateStatement };
-
 /**
- * The fact write of one decision, a compare-and-set: a new fact is an insert, which
+ * One batch's fact writes, each a compare-and-set: a new fact is an insert, which
  * collides on `_id` (E11000) when another run inserted it first; a stored one is an
- * upsert filtered on `_id` and the stored `rev`, which collides the same way when another
- * writer changed the revision in between. (A batch of new and stored facts is two
- * commands, one of each kind; a first ingest is inserts only, a re-ingest updates only.)
+ * upsert filtered on `_id` and the stored `rev` (`factUpdate`), which collides the same
+ * way when another writer changed the revision in between. A batch of new and stored
+ * facts is two commands, one of each kind; a first ingest is inserts only, a re-ingest
+ * updates only. `insertAt` and `updateAt` give each write's index in the decisions.
  */
-function factOperation(
+interface FactWrites {
+  inserts: FactDocument[];
+  insertAt: number[];
+  updates: UpdateStatement[];
+  updateAt: number[];
+}
+
+/** The update statement of a decision on a stored fact (see FactWrites). */
+function factUpdate(
   decision: Decision,
-  stored: FactDocument | undefined,
+  stored: FactDocument,
   run: string,
   now: Date,
   placedBy: string,
-): FactWrite {
-  if (!stored) return { insert: nextFact(decision, stored, run, now, placedBy) };
+): UpdateStatement {
   const q = { _id: decision.candidate.id, rev: stored.rev };
-  // No move pending any more: the stored stale entries go (an empty list is no list).
-  const unsetStale = decision.stale.length === 0 && (stored.stale?.length ?? 0) > 0;
+  // What the fact no longer needs goes, so it ends as a clean run leaves it: the stale
+  // entries once no move is pending (an empty list is no list), `seen` once it says no
+  // more than the value's run and line.
+  const unset: Document = {};
+  if (decision.stale.length === 0 && (stored.stale?.length ?? 0) > 0) unset.stale = "";
   if (decision.same || decision.supersededByLater) {
     // Only who saw it last (and what is still stale) changes: a small update.
-    const set: Document = { seen: decision.seen, placedBy };
+    const set: Document = { placedBy };
+    if (!impliedSeen(decision.seen, stored.run, stored.line)) set.seen = decision.seen;
+    else if (stored.seen !== undefined) unset.seen = "";
     if (decision.stale.length > 0) set.stale = decision.stale;
-    const u: Document = unsetStale ? { $set: set, $unset: { stale: "" } } : { $set: set };
-    return { update: { q, u, upsert: true } };
+    return { q, u: withUnset({ $set: set }, unset), upsert: true };
   }
   const { _id, ...fields } = nextFact(decision, stored, run, now, placedBy);
+  if (fields.seen === undefined && stored.seen !== undefined) unset.seen = "";
   // A value this run already changed keeps what it replaced: the value before this run
   // (what an undo of this file restores), not this run's own earlier row.
   if (stored.run === run) delete (fields as Partial<FactDocument>).replaced;
-  const u: Document = unsetStale ? { $set: fields, $unset: { stale: "" } } : { $set: fields };
-  return { update: { q, u, upsert: true } };
+  return { q, u: withUnset({ $set: fields }, unset), upsert: true };
+}
+
+function withUnset(update: Document, unset: Document): Document {
+  return Object.keys(unset).length > 0 ? { ...update, $unset: unset } : update;
 }
 
 /** Entries to take each identity out of: its stale entries, grouped per entry and day. */
@@ -628,13 +661,21 @@ export class MongoFactLedger implements FactLedger {
         ? await this.read(pending.map((candidate) => candidate.id))
         : NO_FACTS;
       const now = this.now();
-      const decisions = pending.map((candidate) =>
-        decide(candidate, stored.get(candidate.id), this.run),
-      );
-      const operations = decisions.map((decision) =>
-        factOperation(decision, stored.get(decision.candidate.id), this.run, now, placedBy),
-      );
-      const conflicts = await this.write(operations);
+      const decisions: Decision[] = new Array(pending.length);
+      const writes: FactWrites = { inserts: [], insertAt: [], updates: [], updateAt: [] };
+      pending.forEach((candidate, index) => {
+        const was = stored.get(candidate.id);
+        const decision = decide(candidate, was, this.run);
+        decisions[index] = decision;
+        if (was === undefined) {
+          writes.inserts.push(nextFact(decision, was, this.run, now, placedBy));
+          writes.insertAt.push(index);
+        } else {
+          writes.updates.push(factUpdate(decision, was, this.run, now, placedBy));
+          writes.updateAt.push(index);
+        }
+      });
+      const conflicts = await this.write(writes);
       if (pending === candidates) {
         // How many of this batch's facts existed already: the next batch reads first if many did.
         const existing = readFirst ? stored.size : conflicts.size;
@@ -744,21 +785,8 @@ export class MongoFactLedger implements FactLedger {
     }
   }
 
-  /** The indexes of the writes that lost a compare-and-set. */
-  private async write(writes: readonly FactWrite[]): Promise<Set<number>> {
-    const inserts: FactDocument[] = [];
-    const insertAt: number[] = [];
-    const updates: UpdateStatement[] = [];
-    const updateAt: number[] = [];
-    writes.forEach((write, index) => {
-      if ("insert" in write) {
-        inserts.push(write.insert);
-        insertAt.push(index);
-      } else {
-        updates.push(write.update);
-        updateAt.push(index);
-      }
-    });
+  /** The indexes (in the decisions) of the writes that lost a compare-and-set. */
+  private async write({ inserts, insertAt, updates, updateAt }: FactWrites): Promise<Set<number>> {
     const conflicts = new Set<number>();
     const lost = (at: readonly number[], errors: readonly { index: number; code: number }[]) => {
       for (const error of errors) {

@@ -121,15 +121,23 @@ describe("ingestResults: the facts ledger", () => {
     });
   });
 
-  it("stores no empty stale list and no null replaced value: a first value has neither, a settled move drops its list", async () => {
+  it("stores only what a fact needs: a first value has no stale, replaced or seen; a settled move drops its list", async () => {
     await seedTwoCampaigns();
     const raw = () =>
       harness.db.collection("tracking_sync_facts").findOne({}, { projection: { _id: 0 } });
     await ingest("reprocess/day.csv", [rowX()]);
     const first = await raw();
-    expect(first).toMatchObject({ rev: 1, impressions: 1000 });
+    expect(first).toMatchObject({ rev: 1, impressions: 1000, line: 2 });
     expect(first).not.toHaveProperty("stale");
     expect(first).not.toHaveProperty("replaced");
+    expect(first).not.toHaveProperty("seen");
+
+    // The same value read again by another run, twice: who saw it last is no longer implied.
+    await ingest("reprocess/day.csv", [rowX(), rowX()]);
+    const again = await raw();
+    expect(again).toMatchObject({ rev: 1, run: first?.run, line: 2 });
+    expect(again?.seen).toMatchObject({ line: 3, first: 2 });
+    expect(again?.seen?.run).not.toBe(first?.run);
 
     await remap(X, "summer-fest");
     expect(await ingest("reprocess/day.csv", [rowX()])).toMatchObject({ moved: 1 });

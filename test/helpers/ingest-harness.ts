@@ -147,7 +147,8 @@ export async function comparableFacts(db: Db): Promise<Document[]> {
   const stored = await db.collection("tracking_sync_facts").find().sort({ _id: 1 }).toArray();
   return stored.map(({ updatedAt, run, seen, replaced, placedBy, ...fact }) => ({
     ...fact,
-    seenLine: seen?.line,
+    // A fact without `seen` was seen last on the line that wrote it (seenOf).
+    seenLine: (seen ?? fact).line,
     replaced: replaced ? { ...replaced, run: undefined } : null,
   }));
 }
