@@ -8,7 +8,7 @@ import {
 import { toIsoDate } from "../shared/dates";
 import type { Contribution } from "./entry-update";
 import { SOURCE } from "./entry-update";
-import { type EntryRef, FACTS_COLLECTION, type FactDocument, factId } from "./ledger";
+import { type EntryRef, FACTS_COLLECTION, type FactDocument, factId, readFact } from "./ledger";
 import { ENTRIES_COLLECTION } from "./mongo";
 
 /** The run a fact recovered from an entry written before the ledger names. */
@@ -91,7 +91,7 @@ async function upgradeChunk(
   const stored = new Map(
     (await facts.find({ _id: { $in: found.map((item) => item.id) } }).toArray()).map((fact) => [
       fact._id,
-      { orderId: fact.orderId, itemPath: fact.itemPath },
+      { orderId: readFact(fact).orderId, itemPath: readFact(fact).itemPath },
     ]),
   );
   const operations: AnyBulkWriteOperation<FactDocument>[] = [];

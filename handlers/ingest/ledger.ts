@@ -83,6 +83,46 @@ export function seenOf(fact: FactDocument): FactSeen {
   return fact.seen ?? { run: fact.run, line: fact.line, first: fact.line };
 }
 
+/**
+ * The fields of a fact as the ledger first wrote it (before `d8694eb`..`c24e47d`): the
+ * identity in fields of its own, the entry and the numbers (also in `replaced`) nested.
+ * `readFact` lifts them to today's shape; a write of such a fact unsets them.
+ */
+const LEGACY_FIELDS = {
+  creativeId: "",
+  publicationCode: "",
+  channel: "",
+  adSize: "",
+  entry: "",
+  numbers: "",
+} as const;
+
+interface LegacyValue {
+  entry?: EntryRef;
+  numbers?: FactNumbers;
+}
+
+/** A stored fact in today's shape, whichever shape it was written in (see LEGACY_FIELDS). */
+export function readFact(document: FactDocument): FactDocument {
+  const legacy = document as FactDocument & LegacyValue;
+  if (legacy.entry === undefined || document.orderId !== undefined) return document;
+  const replaced = legacy.replaced as (FactValue & LegacyValue) | null | undefined;
+  return {
+    ...document,
+    ...legacy.entry,
+    ...legacy.numbers,
+    replaced:
+      replaced?.entry !== undefined
+        ? { ...replaced, ...replaced.entry, ...replaced.numbers }
+        : replaced,
+  };
+}
+
+/** Whether a stored fact still holds fields of the first shape (they are unset when it is written). */
+function isLegacy(stored: FactDocument): boolean {
+  return (stored as FactDocument & LegacyValue).entry !== undefined;
+}
+
 /** Whether `seen` says no more than a fact's value's run and line (it is then not stored). */
 function impliedSeen(seen: FactSeen, run: string, line: number): boolean {
   return seen.run === run && seen.line === line && seen.first === line;
@@ -111,8 +151,20 @@ export interface FactIdentity {
 /** Reads a fact id back into its identity and day (the inverse of `factId`). */
 export function factIdentity(id: string): FactIdentity {
   const bar = id.lastIndexOf("|");
-  const identity: unknown = bar > 0 ? JSON.parse(id.slice(0, bar)) : undefined;
-  if (!Array.isArray(identity) || identity.length !== 4) {
+  let identity: unknown;
+  try {
+    identity = bar > 0 ? JSON.parse(id.slice(0, bar)) : undefined;
+  } catch {
+    identity = undefined;
+  }
+  const text = (value: unknown) => typeof value === "string";
+  if (
+    !Array.isArray(identity) ||
+    identity.length !== 4 ||
+    !text(identity[0]) ||
+    !text(identity[1]) ||
+    !identity.slice(2).every((value) => value === null || text(value))
+  ) {
     throw new Error(`not a fact id: ${JSON.stringify(id)}`);
   }
   const [creativeId, publicationCode, channel, adSize] = identity as [
@@ -229,9 +281,13 @@ const READ_FIELDS = {
   "replaced.run": 1,
   "replaced.orderId": 1,
   "replaced.itemPath": 1,
+  // A fact of the first shape (readFact).
+  entry: 1,
+  numbers: 1,
+  "replaced.entry": 1,
 } as const;
 /** What settling reads back: whose the fact is now. */
-const SETTLE_FIELDS = { rev: 1, orderId: 1, itemPath: 1 } as const;
+const SETTLE_FIELDS = { rev: 1, orderId: 1, itemPath: 1, entry: 1 } as const;
 
 const NO_FACTS: ReadonlyMap<string, FactDocument> = new Map();
 /** A batch reads its facts first when more than 1 in this many of the last batch's existed. */
@@ -517,11 +573,20 @@ function factUpdate(
   // What the fact no longer needs goes, so it ends as a clean run leaves it: the stale
   // entries once no move is pending (an empty list is no list), `seen` once it says no
   // more than the value's run and line.
-  const unset: Document = {};
+  const unset: Document = isLegacy(stored) ? { ...LEGACY_FIELDS } : {};
   if (decision.stale.length === 0 && (stored.stale?.length ?? 0) > 0) unset.stale = "";
   if (decision.same || decision.supersededByLater) {
     // Only who saw it last (and what is still stale) changes: a small update.
     const set: Document = { placedBy };
+    if (isLegacy(stored)) {
+      // The first shape's nested value goes (LEGACY_FIELDS): it is kept at the top level.
+      set.orderId = stored.orderId;
+      set.itemPath = stored.itemPath;
+      set.impressions = stored.impressions;
+      set.clicks = stored.clicks;
+      set.viewableImpressions = stored.viewableImpressions;
+      set.uniqueIps = stored.uniqueIps;
+    }
     if (!impliedSeen(decision.seen, stored.run, stored.line)) set.seen = decision.seen;
     else if (stored.seen !== undefined) unset.seen = "";
     if (decision.stale.length > 0) set.stale = decision.stale;
@@ -779,7 +844,7 @@ export class MongoFactLedger implements FactLedger {
       const documents = await this.facts
         .find(filter, { batchSize: ids.length + 1, projection })
         .toArray();
-      return new Map(documents.map((document) => [document._id, document]));
+      return new Map(documents.map((document) => [document._id, readFact(document)]));
     } catch (error) {
       throw asMongoUnavailable(error, `reading ${FACTS_COLLECTION}`);
     }
@@ -838,7 +903,7 @@ export class DryRunFactLedger implements FactLedger {
       const documents = await this.facts
         .find({ _id: { $in: candidates.map((candidate) => candidate.id) } })
         .toArray();
-      stored = new Map(documents.map((document) => [document._id, document]));
+      stored = new Map(documents.map((document) => [document._id, readFact(document)]));
     } catch (error) {
       throw asMongoUnavailable(error, `reading ${FACTS_COLLECTION}`);
     }

@@ -144,6 +144,8 @@ describe("ingestResults: the facts ledger", () => {
     const moved = await raw();
     expect(moved).toMatchObject({ rev: 2, replaced: { impressions: 1000 } });
     expect(moved).not.toHaveProperty("stale");
+    // The move's new value is this run's own: the seen the re-drop stored is implied again.
+    expect(moved).not.toHaveProperty("seen");
   });
 
   it("moves a creative between two files of one day, and back, deleting the entry it leaves empty", async () => {

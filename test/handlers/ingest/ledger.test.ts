@@ -424,6 +424,8 @@ describe("factIdentity", () => {
   it("refuses what is not a fact id", () => {
     expect(() => factIdentity("2025-12-10")).toThrow(/not a fact id/);
     expect(() => factIdentity('["cr-1","pub"]|2025-12-10')).toThrow(/not a fact id/);
+    expect(() => factIdentity("cr|2025-12-10")).toThrow(/not a fact id/);
+    expect(() => factIdentity('["cr-1","pub",3,null]|2025-12-10')).toThrow(/not a fact id/);
   });
 });
 
@@ -1113,6 +1115,72 @@ describe("MongoFactLedger: contributions written before the ledger", () => {
 
     expect(await problemsOf(db)).toEqual([]);
     expect(await holdings(db)).toEqual({ "order-1/web-a": [[X], 110] });
+  });
+});
+
+describe("MongoFactLedger: facts of the ledger's first shape", () => {
+  /** X's fact rewritten as the ledger wrote it before d8694eb: identity fields, entry and numbers nested. */
+  async function toFirstShape(): Promise<void> {
+    const facts = db.collection(FACTS_COLLECTION);
+    const fact = (await facts.findOne({ _id: idOf(X) as never })) as Document;
+    const { orderId, itemPath, impressions, clicks, viewableImpressions, uniqueIps, ...rest } =
+      fact;
+    await facts.deleteMany({});
+    await facts.insertOne({
+      ...rest,
+      creativeId: X,
+      publicationCode: "chireader",
+      channel: "website",
+      adSize: "300x250",
+      entry: { orderId, itemPath },
+      numbers: { impressions, clicks, viewableImpressions, uniqueIps },
+      replaced: null,
+      stale: [],
+      seen: { run: fact.run, line: fact.line, first: fact.line },
+    });
+  }
+
+  async function rawFact(): Promise<Document | null> {
+    return db.collection(FACTS_COLLECTION).findOne({ _id: idOf(X) as never });
+  }
+
+  it("moves a contribution out of the entry a first-shape fact names, and rewrites the fact in today's shape", async () => {
+    await new Writer(db, "run-u").all([resolved(2, X, "web-c", 100)]);
+    await toFirstShape();
+    expect(await rawFact()).toMatchObject({ entry: ref("web-c"), numbers: { impressions: 100 } });
+
+    const batch = await new Writer(db, "run-v").all([resolved(2, X, "web-a", 100)]);
+
+    expect(batch.moved).toBe(1);
+    expect(await holdings(db)).toEqual({ "order-1/web-a": [[X], 100] });
+    expect(await problemsOf(db)).toEqual([]);
+    const fact = await rawFact();
+    expect(fact).toMatchObject({
+      ...ref("web-a"),
+      impressions: 100,
+      rev: 2,
+      replaced: { ...ref("web-c"), impressions: 100, run: "run-u", line: 2 },
+    });
+    for (const field of ["entry", "numbers", "creativeId", "publicationCode", "channel", "adSize"])
+      expect(fact).not.toHaveProperty(field);
+  });
+
+  it("keeps a first-shape fact's value and provenance when the same value is read again", async () => {
+    await new Writer(db, "run-u").all([resolved(2, X, "web-c", 100)]);
+    await toFirstShape();
+    expect(await rawFact()).toMatchObject({ entry: ref("web-c"), numbers: { impressions: 100 } });
+
+    const batch = await new Writer(db, "run-v").all([resolved(2, X, "web-c", 100)]);
+
+    expect(batch.moved).toBe(0);
+    expect(batch.placed.map((row) => row.provenance)).toEqual([{ rev: 1, run: "run-u", line: 2 }]);
+    expect(await holdings(db)).toEqual({ "order-1/web-c": [[X], 100] });
+    expect(await problemsOf(db)).toEqual([]);
+    const fact = await rawFact();
+    expect(fact).toMatchObject({ ...ref("web-c"), impressions: 100, rev: 1, run: "run-u" });
+    expect(fact?.seen).toMatchObject({ run: "run-v", line: 2 });
+    expect(fact).not.toHaveProperty("entry");
+    expect(fact).not.toHaveProperty("numbers");
   });
 });
 
