@@ -445,11 +445,16 @@ export function decide(
       stored.replaced !== undefined &&
       !sameEntry(stored.replaced, candidate.entry)
     : entryChanged;
-  // Another run replaced this run's value: an earlier attempt of this run that died
-  // before settling may have written its contribution into the entry it named after the
-  // other run had taken it out from there. That entry is stale too (the removal takes out
-  // only contributions older than the fact's revision: a copy that is not there is a no-op).
-  const late = stored?.run !== run && stored?.replaced?.run === run ? stored.replaced : undefined;
+  // The value before the stored one lived elsewhere: the run that wrote it may have died
+  // before settling, with its entry write landing after the move had taken the
+  // contribution out of there. That entry is stale too, when this run is that run's retry
+  // (another run replaced its value) or replaces the value itself: only the entry the
+  // fact names may hold the identity, and the removal takes out only contributions
+  // older than the fact's revision (a copy that is not there is a no-op).
+  const late =
+    stored?.run !== run && (stored?.replaced?.run === run || (!same && !supersededByLater))
+      ? (stored?.replaced ?? undefined)
+      : undefined;
   if (
     late &&
     !supersededByLater &&

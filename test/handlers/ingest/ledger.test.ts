@@ -938,6 +938,31 @@ describe("MongoFactLedger: a crashed run retried", () => {
     },
   );
 
+  it("(d) W's late copy is taken out by a third run that changes the value before W's retry", async () => {
+    const w = new Writer(db, "run-w");
+    await w.place([resolved(2, X, "web-a", 100)]);
+    await new Writer(db, "run-v").all([resolved(2, X, "web-b", 120)]);
+    // W's entry write lands late, and W dies before its read-back.
+    await w.write();
+    expect(await holdings(db)).toEqual({
+      "order-1/web-a": [[X], 100],
+      "order-1/web-b": [[X], 120],
+    });
+
+    // U replaces V's value where it lives: the fact's history no longer names W's run, but
+    // the entry V moved it from is still where a copy may be.
+    const u = await new Writer(db, "run-u").all([resolved(2, X, "web-b", 125)]);
+
+    expect(u.moved).toBe(0);
+    expect(await problemsOf(db)).toEqual([]);
+    expect(await holdings(db)).toEqual({ "order-1/web-b": [[X], 125] });
+
+    // W's retry then finds nothing of its own left to take out.
+    await new Writer(db, "run-w").all([resolved(2, X, "web-b", 100)]);
+    expect(await problemsOf(db)).toEqual([]);
+    expect(await holdings(db)).toEqual({ "order-1/web-b": [[X], 100] });
+  });
+
   it("(d) a run of two batches crashes after placing the second; the retry from the start equals a clean run", async () => {
     const first = [resolved(2, X, "web-a", 110)];
     const second = [resolved(3, X, "web-a", 130), resolved(4, Y, "web-a", 40)];
