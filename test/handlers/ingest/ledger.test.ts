@@ -911,6 +911,21 @@ describe("MongoFactLedger: a crashed run retried", () => {
     expect(await factOf(db, X)).toMatchObject({ rev: 4, run: "run-v", ...ref("web-a") });
   });
 
+  /**
+   * W places X in A; V moves X from A to B and completes (its removal from A finds
+   * nothing yet); W's entry write then lands late, and W dies before its read-back.
+   */
+  async function leaveLateCopy(): Promise<void> {
+    const w = new Writer(db, "run-w");
+    await w.place([resolved(2, X, "web-a", 100)]);
+    await new Writer(db, "run-v").all([resolved(2, X, "web-b", 120)]);
+    await w.write();
+    expect(await holdings(db)).toEqual({
+      "order-1/web-a": [[X], 100],
+      "order-1/web-b": [[X], 120],
+    });
+  }
+
   it.each([
     ["another entry", "web-c", 130],
     ["the newer run's entry, other numbers", "web-b", 130],
@@ -919,16 +934,7 @@ describe("MongoFactLedger: a crashed run retried", () => {
   ] as const)(
     "(d) W writes its entry after V moved the identity away, dies before settling; W's retry resolving to %s takes the late copy out",
     async (_, retryEntry, retryImpressions) => {
-      const w = new Writer(db, "run-w");
-      await w.place([resolved(2, X, "web-a", 100)]);
-      // V moves X from A to B and completes: its removal from A finds nothing yet.
-      await new Writer(db, "run-v").all([resolved(2, X, "web-b", 120)]);
-      // W's entry write lands late, and W dies before its read-back.
-      await w.write();
-      expect(await holdings(db)).toEqual({
-        "order-1/web-a": [[X], 100],
-        "order-1/web-b": [[X], 120],
-      });
+      await leaveLateCopy();
 
       const retry = new Writer(db, "run-w");
       await retry.all([resolved(2, X, retryEntry, retryImpressions)]);
@@ -939,15 +945,7 @@ describe("MongoFactLedger: a crashed run retried", () => {
   );
 
   it("(d) W's late copy is taken out by a third run that changes the value before W's retry", async () => {
-    const w = new Writer(db, "run-w");
-    await w.place([resolved(2, X, "web-a", 100)]);
-    await new Writer(db, "run-v").all([resolved(2, X, "web-b", 120)]);
-    // W's entry write lands late, and W dies before its read-back.
-    await w.write();
-    expect(await holdings(db)).toEqual({
-      "order-1/web-a": [[X], 100],
-      "order-1/web-b": [[X], 120],
-    });
+    await leaveLateCopy();
 
     // U replaces V's value where it lives: the fact's history no longer names W's run, but
     // the entry V moved it from is still where a copy may be.
