@@ -89,10 +89,9 @@ async function upgradeChunk(
     }
   }
   const stored = new Map(
-    (await facts.find({ _id: { $in: found.map((item) => item.id) } }).toArray()).map((fact) => [
-      fact._id,
-      { orderId: readFact(fact).orderId, itemPath: readFact(fact).itemPath },
-    ]),
+    (await facts.find({ _id: { $in: found.map((item) => item.id) } }).toArray())
+      .map(readFact)
+      .map((fact) => [fact._id, { orderId: fact.orderId, itemPath: fact.itemPath }]),
   );
   const operations: AnyBulkWriteOperation<FactDocument>[] = [];
   for (const item of found) {

@@ -84,8 +84,8 @@ export function seenOf(fact: FactDocument): FactSeen {
 }
 
 /**
- * The fields of a fact as the ledger first wrote it (before `d8694eb`..`c24e47d`): the
- * identity in fields of its own, the entry and the numbers (also in `replaced`) nested.
+ * The fields of a fact as the ledger first wrote it: the identity in fields of its own
+ * (until `d8694eb`), the entry and the numbers (also in `replaced`) nested (until `c24e47d`).
  * `readFact` lifts them to today's shape; a write of such a fact unsets them.
  */
 const LEGACY_FIELDS = {
@@ -121,6 +121,18 @@ export function readFact(document: FactDocument): FactDocument {
 /** Whether a stored fact still holds fields of the first shape (they are unset when it is written). */
 function isLegacy(stored: FactDocument): boolean {
   return (stored as FactDocument & LegacyValue).entry !== undefined;
+}
+
+/** Where a fact's value lives and its numbers, as top-level fields. */
+function placeAndNumbers(fact: FactDocument): EntryRef & FactNumbers {
+  return {
+    orderId: fact.orderId,
+    itemPath: fact.itemPath,
+    impressions: fact.impressions,
+    clicks: fact.clicks,
+    viewableImpressions: fact.viewableImpressions,
+    uniqueIps: fact.uniqueIps,
+  };
 }
 
 /** Whether `seen` says no more than a fact's value's run and line (it is then not stored). */
@@ -503,9 +515,8 @@ export function nextFact(
   const { row, target } = candidate.resolved;
   const { seen } = decision;
   if (stored && (decision.same || decision.supersededByLater)) {
-    const { stale: _stored, ...unchanged } = stored;
-    const { seen: _seen, ...rest } = unchanged;
-    const kept: FactDocument = rest;
+    const { stale: _stale, seen: _seen, ...unchanged } = stored;
+    const kept: FactDocument = unchanged;
     if (!impliedSeen(seen, stored.run, stored.line)) kept.seen = seen;
     if (decision.stale.length > 0) kept.stale = decision.stale;
     if (placedBy !== undefined) kept.placedBy = placedBy;
@@ -535,16 +546,7 @@ export function nextFact(
     stored?.run === run
       ? stored.replaced
       : stored
-        ? {
-            orderId: stored.orderId,
-            itemPath: stored.itemPath,
-            impressions: stored.impressions,
-            clicks: stored.clicks,
-            viewableImpressions: stored.viewableImpressions,
-            uniqueIps: stored.uniqueIps,
-            run: stored.run,
-            line: stored.line,
-          }
+        ? { ...placeAndNumbers(stored), run: stored.run, line: stored.line }
         : undefined;
   if (replaced) fact.replaced = replaced;
   if (decision.stale.length > 0) fact.stale = decision.stale;
@@ -582,16 +584,10 @@ function factUpdate(
   if (decision.stale.length === 0 && (stored.stale?.length ?? 0) > 0) unset.stale = "";
   if (decision.same || decision.supersededByLater) {
     // Only who saw it last (and what is still stale) changes: a small update.
-    const set: Document = { placedBy };
-    if (isLegacy(stored)) {
-      // The first shape's nested value goes (LEGACY_FIELDS): it is kept at the top level.
-      set.orderId = stored.orderId;
-      set.itemPath = stored.itemPath;
-      set.impressions = stored.impressions;
-      set.clicks = stored.clicks;
-      set.viewableImpressions = stored.viewableImpressions;
-      set.uniqueIps = stored.uniqueIps;
-    }
+    // A first-shape fact's nested value goes (LEGACY_FIELDS): it is kept at the top level.
+    const set: Document = isLegacy(stored)
+      ? { ...placeAndNumbers(stored), placedBy }
+      : { placedBy };
     if (!impliedSeen(decision.seen, stored.run, stored.line)) set.seen = decision.seen;
     else if (stored.seen !== undefined) unset.seen = "";
     if (decision.stale.length > 0) set.stale = decision.stale;
